@@ -1,0 +1,29 @@
+//! Wire types shared by `portd` and `portctl`.
+//!
+//! Everything both sides must agree on lives here and nowhere else: the JSON
+//! shapes of the HTTP API, the error codes, how ports, ranges and durations
+//! are written, and where the socket and the database live by default. The
+//! crate is plain `std` + serde so that the client links no runtime, no
+//! database and no HTTP framework.
+
+pub mod error;
+pub mod parse;
+pub mod paths;
+pub mod procstat;
+pub mod types;
+
+pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use parse::{PortRange, parse_duration, parse_port};
+pub use types::*;
+
+/// The version both binaries report; the client warns when the daemon's differs.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Response header that carries the daemon's version on every answer.
+pub const VERSION_HEADER: &str = "portd-version";
+
+/// Environment variable that tags a leased process with its lease id.
+pub const LEASE_ENV: &str = "PORTD_LEASE";
+
+/// Largest request body the daemon accepts.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -1,0 +1,284 @@
+//! Request and response bodies of the HTTP API (see docs/API.md).
+
+use serde::{Deserialize, Serialize};
+
+use crate::parse::PortRange;
+
+/// A port bound to one owner process.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Lease {
+    /// Globally unique (UUIDv7), also the value of `PORTD_LEASE`.
+    pub id: String,
+    pub port: u16,
+    pub name: Option<String>,
+    pub project: Option<String>,
+    pub owner: Owner,
+    pub state: LeaseState,
+    pub end_reason: Option<EndReason>,
+    /// RFC 3339 UTC.
+    pub granted_at: String,
+    pub expires_at: Option<String>,
+    pub ended_at: Option<String>,
+    /// Set on a grant for a name whose remembered port was not grantable: the
+    /// port the name had before. Absent everywhere else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_from: Option<u16>,
+}
+
+/// The process a lease lives and dies with.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Owner {
+    pub pid: u32,
+    /// Unix seconds, fractional: with `pid` it names one process even after
+    /// the pid is reused.
+    pub start_time: f64,
+    pub uid: u32,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaseState {
+    Active,
+    Ended,
+}
+
+/// Why a lease ended.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    Released,
+    Expired,
+    OwnerDied,
+    Reaped,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Released => "released",
+            EndReason::Expired => "expired",
+            EndReason::OwnerDied => "owner_died",
+            EndReason::Reaped => "reaped",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<EndReason> {
+        [
+            EndReason::Released,
+            EndReason::Expired,
+            EndReason::OwnerDied,
+            EndReason::Reaped,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == text)
+    }
+}
+
+/// `POST /v1/leases`. Every field is optional; see DESIGN "Which port a
+/// request gets" for how they combine.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub next: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<PortRange>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// Names the owner instead of letting the daemon resolve it from the caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<OwnerRef>,
+    /// Seconds until the lease expires even if its owner lives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u64>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// A process named by the caller: the start time guards against pid reuse.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OwnerRef {
+    pub pid: u32,
+    pub start_time: f64,
+}
+
+/// `GET /v1/leases`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LeaseList {
+    pub leases: Vec<Lease>,
+}
+
+/// A process listening on a port.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Holder {
+    /// `None` when the socket's process could not be found (its /proc/PID/fd
+    /// is unreadable); `uid` is then the socket's.
+    pub pid: Option<u32>,
+    pub ppid: Option<u32>,
+    pub uid: u32,
+    pub user: Option<String>,
+    pub cmdline: Vec<String>,
+    pub start_time: Option<f64>,
+    pub lease_id: Option<String>,
+    pub kind: HolderKind,
+    pub suspect: bool,
+}
+
+impl Holder {
+    /// `pid 1234 (python3 -m http.server 8000)`, for messages.
+    pub fn describe(&self) -> String {
+        let cmd = if self.cmdline.is_empty() {
+            "?".to_string()
+        } else {
+            self.cmdline.join(" ")
+        };
+        match self.pid {
+            Some(pid) => format!("pid {pid} ({cmd})"),
+            None => format!("a process of uid {} that portd cannot see", self.uid),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum HolderKind {
+    Process,
+    DockerProxy,
+    Systemd,
+}
+
+/// `GET /v1/ports/{port}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PortReport {
+    pub port: u16,
+    pub lease: Option<Lease>,
+    pub holders: Vec<Holder>,
+    /// True when no live lease holds the port and a probe bind succeeds.
+    pub free: bool,
+}
+
+/// `GET /v1/health`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Health {
+    pub ok: bool,
+    pub version: String,
+    pub pid: u32,
+}
+
+/// `GET /v1/status`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    pub version: String,
+    pub pid: u32,
+    pub uptime_secs: f64,
+    pub started_at: String,
+    pub db: String,
+    pub socket: String,
+    pub range: PortRange,
+    pub grace_secs: f64,
+    /// False while the start-up reconcile is still running.
+    pub reconciled: bool,
+    pub counts: Counts,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Counts {
+    pub active_leases: u64,
+    pub owners_watched: u64,
+    pub names: u64,
+    pub events: u64,
+}
+
+/// One line of history.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Event {
+    pub seq: i64,
+    /// RFC 3339 UTC.
+    pub at: String,
+    /// `granted`, `released`, `expired`, `owner_died`, `reaped`, ...
+    pub kind: String,
+    pub lease_id: Option<String>,
+    pub port: Option<u16>,
+    pub pid: Option<u32>,
+    pub detail: Option<String>,
+}
+
+/// `GET /v1/events`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EventList {
+    pub events: Vec<Event>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_request_rejects_unknown_fields() {
+        let err = serde_json::from_str::<LeaseRequest>(r#"{"port":8000,"colour":"red"}"#);
+        assert!(err.unwrap_err().to_string().contains("colour"));
+    }
+
+    #[test]
+    fn lease_request_takes_a_range_as_text() {
+        let req: LeaseRequest =
+            serde_json::from_str(r#"{"range":"8000-8010","next":true}"#).unwrap();
+        assert_eq!(
+            req.range,
+            Some(PortRange {
+                start: 8000,
+                end: 8010
+            })
+        );
+        assert!(req.next);
+        assert!(serde_json::from_str::<LeaseRequest>(r#"{"range":"9-8"}"#).is_err());
+        assert!(serde_json::from_str::<LeaseRequest>(r#"{"port":70000}"#).is_err());
+    }
+
+    #[test]
+    fn lease_serializes_with_the_design_fields() {
+        let lease = Lease {
+            id: "x".into(),
+            port: 8000,
+            name: None,
+            project: None,
+            owner: Owner {
+                pid: 1,
+                start_time: 1.5,
+                uid: 0,
+            },
+            state: LeaseState::Active,
+            end_reason: None,
+            granted_at: "2026-01-01T00:00:00Z".into(),
+            expires_at: None,
+            ended_at: None,
+            moved_from: None,
+        };
+        let v = serde_json::to_value(&lease).unwrap();
+        let mut keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "end_reason",
+                "ended_at",
+                "expires_at",
+                "granted_at",
+                "id",
+                "name",
+                "owner",
+                "port",
+                "project",
+                "state"
+            ]
+        );
+        assert_eq!(v["state"], "active");
+    }
+}

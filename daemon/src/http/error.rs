@@ -1,0 +1,90 @@
+//! `AppError`: every failure a handler can answer with, mapped to a status
+//! and a stable code. Internal errors are logged in full and answered
+//! without internals.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use portd_api::{ErrorBody, ErrorCode, ErrorDetail};
+use serde_json::{Map, Value, json};
+
+use crate::leases::LeaseError;
+
+#[derive(Debug)]
+pub struct AppError {
+    code: ErrorCode,
+    message: String,
+    context: Map<String, Value>,
+}
+
+impl AppError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> AppError {
+        AppError {
+            code,
+            message: message.into(),
+            context: Map::new(),
+        }
+    }
+
+    pub fn with(mut self, key: &str, value: Value) -> AppError {
+        self.context.insert(key.to_string(), value);
+        self
+    }
+}
+
+impl From<LeaseError> for AppError {
+    fn from(err: LeaseError) -> AppError {
+        let message = err.to_string();
+        match err {
+            LeaseError::Invalid(_) => AppError::new(ErrorCode::InvalidValue, message),
+            LeaseError::Forbidden(_) => AppError::new(ErrorCode::Forbidden, message),
+            LeaseError::NotFound(_) => AppError::new(ErrorCode::NotFound, message),
+            LeaseError::NotPermitted(port) => {
+                AppError::new(ErrorCode::PortNotPermitted, message).with("port", json!(port))
+            }
+            LeaseError::Leased { port, lease } => AppError::new(ErrorCode::PortTaken, message)
+                .with("port", json!(port))
+                .with("lease", json!(lease)),
+            LeaseError::Held { port, holders } => AppError::new(ErrorCode::PortTaken, message)
+                .with("port", json!(port))
+                .with("holders", json!(holders)),
+            LeaseError::NoFreePort(range) => {
+                AppError::new(ErrorCode::NoFreePort, message).with("range", json!(range))
+            }
+            LeaseError::NameTaken { name, lease } => AppError::new(ErrorCode::NameTaken, message)
+                .with("name", json!(name))
+                .with("lease", json!(lease)),
+            LeaseError::Store(e) => {
+                tracing::error!(error = %e, "store failure");
+                AppError::new(ErrorCode::Internal, "internal error; see the daemon's log")
+            }
+        }
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(err: sqlx::Error) -> AppError {
+        LeaseError::from(err).into()
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+                context: self.context,
+            },
+        };
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert("retry-after", HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

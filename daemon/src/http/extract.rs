@@ -1,0 +1,110 @@
+//! Body and query extractors that reject bad input with our JSON error body
+//! instead of axum's plain-text one.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use portd_api::ErrorCode;
+use serde::de::DeserializeOwned;
+
+use super::error::AppError;
+
+/// A JSON body: 400 if malformed or with unknown fields, 413 past 64 KiB.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                AppError::new(ErrorCode::BodyTooLarge, "request body exceeds 64 KiB")
+            } else {
+                AppError::new(ErrorCode::BadRequest, rejection.body_text())
+            }
+        })?;
+        let text = if bytes.iter().all(u8::is_ascii_whitespace) {
+            &b"{}"[..]
+        } else {
+            &bytes[..]
+        };
+        serde_json::from_slice(text)
+            .map(ApiJson)
+            .map_err(|e| AppError::new(ErrorCode::BadRequest, format!("invalid JSON body: {e}")))
+    }
+}
+
+/// A query string: 400 on unknown keys or bad values.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        serde_urlencoded_like(query)
+            .and_then(|value| serde_json::from_value(value).map_err(|e| e.to_string()))
+            .map(ApiQuery)
+            .map_err(|e| AppError::new(ErrorCode::BadRequest, format!("invalid query: {e}")))
+    }
+}
+
+/// Parses `a=1&b=x` into a JSON object of strings, booleans and numbers as
+/// written, so serde can type-check it with `deny_unknown_fields`.
+fn serde_urlencoded_like(query: &str) -> Result<serde_json::Value, String> {
+    let mut map = serde_json::Map::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = percent_decode(key)?;
+        let value = percent_decode(value)?;
+        let json = match value.as_str() {
+            "true" => serde_json::Value::Bool(true),
+            "false" => serde_json::Value::Bool(false),
+            _ => serde_json::Value::String(value),
+        };
+        if map.insert(key.clone(), json).is_some() {
+            return Err(format!("'{key}' given twice"));
+        }
+    }
+    Ok(serde_json::Value::Object(map))
+}
+
+fn percent_decode(text: &str) -> Result<String, String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = text.get(i + 1..i + 3).ok_or("truncated %-escape")?;
+                out.push(u8::from_str_radix(hex, 16).map_err(|_| format!("bad %-escape %{hex}"))?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| "query is not UTF-8".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_keep_their_text_and_booleans() {
+        let v = serde_urlencoded_like("all=true&since=2026-01-01T00%3A00%3A00Z&id=a+b").unwrap();
+        assert_eq!(v["all"], true);
+        assert_eq!(v["since"], "2026-01-01T00:00:00Z");
+        assert_eq!(v["id"], "a b");
+        assert!(serde_urlencoded_like("a=1&a=2").is_err());
+        assert!(serde_urlencoded_like("a=%zz").is_err());
+    }
+}

@@ -1,0 +1,97 @@
+//! The HTTP API: routes, shared state, and the middleware every request
+//! passes (peer credentials, version header, timeout, body limit).
+//! One file per resource: `leases`, `ports`, `status`, `events`.
+
+mod error;
+mod events;
+mod extract;
+mod leases;
+mod ports;
+pub mod server;
+mod status;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use portd_api::{ErrorCode, MAX_BODY_BYTES, VERSION, VERSION_HEADER};
+use tokio_util::sync::CancellationToken;
+
+pub use error::AppError;
+
+use crate::config::Config;
+use crate::leases::Leases;
+
+/// How long one request may take. Longer than any reap grace a later grant
+/// may wait for, short enough that a wedged handler cannot pin a connection.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What handlers share.
+pub struct AppState {
+    pub leases: Arc<Leases>,
+    pub config: Config,
+    pub started: Instant,
+    pub started_at_ms: i64,
+    pub reconciled: AtomicBool,
+    pub shutdown: CancellationToken,
+}
+
+pub type State = axum::extract::State<Arc<AppState>>;
+
+/// The API's routes.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/health", get(status::health))
+        .route("/v1/status", get(status::status))
+        .route("/v1/leases", post(leases::create).get(leases::list))
+        .route(
+            "/v1/leases/{port}",
+            get(leases::get).delete(leases::release),
+        )
+        .route("/v1/ports/{port}", get(ports::report))
+        .route("/v1/events", get(events::list))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), guard))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn not_found() -> AppError {
+    AppError::new(ErrorCode::NotFound, "no such endpoint; see docs/API.md")
+}
+
+async fn method_not_allowed() -> AppError {
+    AppError::new(
+        ErrorCode::MethodNotAllowed,
+        "method not allowed on this endpoint",
+    )
+}
+
+/// Answers 503 while shutting down, bounds each request in time, and stamps
+/// every answer with the daemon's version.
+async fn guard(state: State, request: axum::extract::Request, next: Next) -> Response {
+    let mut response = if state.shutdown.is_cancelled() && request.uri().path() != "/v1/health" {
+        AppError::new(ErrorCode::ShuttingDown, "portd is shutting down").into_response()
+    } else {
+        match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+            Ok(response) => response,
+            Err(_) => AppError::new(ErrorCode::Internal, "request timed out").into_response(),
+        }
+    };
+    response
+        .headers_mut()
+        .insert(VERSION_HEADER, HeaderValue::from_static(VERSION));
+    response
+}
+
+/// Parses a `{port}` path segment with our error body.
+pub fn path_port(text: &str) -> Result<u16, AppError> {
+    portd_api::parse_port(text).map_err(|e| AppError::new(ErrorCode::InvalidValue, e))
+}

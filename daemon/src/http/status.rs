@@ -1,0 +1,48 @@
+//! `/v1/health` and `/v1/status`.
+
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use portd_api::{Counts, Health, Status, VERSION};
+
+use super::{AppError, State};
+use crate::store::{events, leases, rfc3339};
+
+/// `GET /v1/health`: answers as soon as the socket accepts, before the
+/// start-up reconcile ends.
+pub async fn health() -> Json<Health> {
+    Json(Health {
+        ok: true,
+        version: VERSION.to_string(),
+        pid: std::process::id(),
+    })
+}
+
+/// `GET /v1/status`.
+pub async fn status(state: State) -> Result<Json<Status>, AppError> {
+    let store = state.leases.store();
+    let mut conn = store.reader().acquire().await?;
+    let active = leases::count_active(&mut conn).await?;
+    let names: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM names")
+        .fetch_one(&mut *conn)
+        .await?;
+    let events = events::count(&mut conn).await?;
+    let config = &state.config;
+    Ok(Json(Status {
+        version: VERSION.to_string(),
+        pid: std::process::id(),
+        uptime_secs: state.started.elapsed().as_secs_f64(),
+        started_at: rfc3339(state.started_at_ms),
+        db: config.db.display().to_string(),
+        socket: config.socket.display().to_string(),
+        range: config.range,
+        grace_secs: config.grace.as_secs_f64(),
+        reconciled: state.reconciled.load(Ordering::Relaxed),
+        counts: Counts {
+            active_leases: active as u64,
+            owners_watched: state.leases.watcher().count() as u64,
+            names: names as u64,
+            events: events as u64,
+        },
+    }))
+}

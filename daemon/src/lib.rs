@@ -1,0 +1,118 @@
+//! portd: a per-user daemon that leases local TCP ports to dev processes.
+//!
+//! A request arrives on the Unix socket (`http::server`), is routed
+//! (`http`), and is decided by `leases`, which combines the pure port choice
+//! (`grant`), owner resolution (`owner`), probe binds (`probe`) and what
+//! `/proc` says (`procs`) in one SQLite transaction (`store`). Owner deaths
+//! arrive through pidfds (`watch`); periodic chores live in `maintain`.
+//! `main` only parses flags, claims the socket (`socket`) and calls [`serve`].
+
+pub mod config;
+pub mod grant;
+pub mod http;
+pub mod leases;
+pub mod maintain;
+pub mod owner;
+pub mod probe;
+pub mod procs;
+pub mod socket;
+pub mod store;
+pub mod watch;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+
+use crate::http::AppState;
+use crate::leases::Leases;
+use crate::store::{Store, StoreError};
+use crate::watch::Watcher;
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot read {0}: {1}")]
+    Proc(&'static str, std::io::Error),
+    #[error("cannot listen: {0}")]
+    Listen(std::io::Error),
+}
+
+/// Runs the daemon on `listener` until `shutdown` is cancelled: opens the
+/// store, answers at once, reconciles in the background.
+pub async fn serve(
+    config: Config,
+    listener: std::os::unix::net::UnixListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    watch::raise_fd_limit();
+    let boot_id =
+        procs::boot_id().map_err(|e| ServeError::Proc("/proc/sys/kernel/random/boot_id", e))?;
+    let boot_time = procs::boot_time().map_err(|e| ServeError::Proc("/proc/stat", e))?;
+    let store = Store::open(&config.db).await?;
+    warn_if_ephemeral_overlap(&config);
+
+    listener.set_nonblocking(true).map_err(ServeError::Listen)?;
+    let listener = tokio::net::UnixListener::from_std(listener).map_err(ServeError::Listen)?;
+
+    let (watcher, deaths) = Watcher::new();
+    let leases = Arc::new(Leases::new(
+        store.clone(),
+        Arc::clone(&watcher),
+        config.range,
+        boot_id,
+        boot_time,
+    ));
+    let state = Arc::new(AppState {
+        leases,
+        config,
+        started: Instant::now(),
+        started_at_ms: store::now_ms(),
+        reconciled: AtomicBool::new(false),
+        shutdown: shutdown.clone(),
+    });
+    tracing::info!(
+        socket = %state.config.socket.display(),
+        db = %state.config.db.display(),
+        range = %state.config.range,
+        "portd {} serving", portd_api::VERSION
+    );
+
+    let deaths_task = tokio::spawn(maintain::on_owner_death(Arc::clone(&state), deaths));
+    let chores = tokio::spawn(maintain::run(Arc::clone(&state), shutdown.clone()));
+    http::server::serve_connections(listener, http::router(Arc::clone(&state)), shutdown).await;
+
+    let _ = chores.await;
+    let _ = deaths_task.await;
+    watcher.stop_all();
+    store.close().await;
+    tracing::info!("portd stopped");
+    Ok(())
+}
+
+/// Ports in the kernel's ephemeral range may be taken by any outgoing
+/// connection at any moment; leasing them invites surprises.
+fn warn_if_ephemeral_overlap(config: &Config) {
+    let Ok(text) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range") else {
+        return;
+    };
+    let mut bounds = text
+        .split_ascii_whitespace()
+        .filter_map(|v| v.parse::<u16>().ok());
+    if let (Some(lo), Some(hi)) = (bounds.next(), bounds.next()) {
+        if let Some(ephemeral) = portd_api::PortRange::new(lo, hi) {
+            if ephemeral.overlaps(&config.range) {
+                tracing::warn!(
+                    range = %config.range,
+                    ephemeral = %ephemeral,
+                    "the lease range overlaps the kernel's ephemeral port range"
+                );
+            }
+        }
+    }
+}

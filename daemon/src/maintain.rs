@@ -1,0 +1,62 @@
+//! Background work: reconcile at start-up, then every tick expire TTLs and
+//! check owners that have no pidfd; prune history hourly; and end the leases
+//! of owners whose pidfd reports death.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::http::AppState;
+use crate::owner::OwnerId;
+
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Ends leases as owners die, until shutdown.
+pub async fn on_owner_death(state: Arc<AppState>, mut deaths: mpsc::UnboundedReceiver<OwnerId>) {
+    loop {
+        let owner = tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            owner = deaths.recv() => match owner { Some(owner) => owner, None => return },
+        };
+        if let Err(e) = state.leases.end_owner(owner).await {
+            tracing::error!(pid = owner.pid, error = %e, "cannot end the leases of a dead owner");
+        }
+    }
+}
+
+/// Reconciles, then runs the periodic chores until `shutdown`.
+pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
+    match state.leases.reconcile().await {
+        Ok((kept, ended)) => tracing::info!(kept, ended, "start-up reconcile done"),
+        Err(e) => tracing::error!(error = %e, "start-up reconcile failed"),
+    }
+    state.reconciled.store(true, Ordering::Relaxed);
+    let mut last_prune: Option<Instant> = None;
+    let mut tick = tokio::time::interval(state.config.poll_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match state.leases.expire_due().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(leases = n, "expired"),
+            Err(e) => tracing::error!(error = %e, "expiring leases failed"),
+        }
+        if let Err(e) = state.leases.reconcile().await {
+            tracing::error!(error = %e, "owner poll failed");
+        }
+        if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+            last_prune = Some(Instant::now());
+            match state.leases.prune().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(rows = n, "pruned history"),
+                Err(e) => tracing::error!(error = %e, "pruning history failed"),
+            }
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The append-only history: one row per thing that happened to a lease.
+
+use portd_api::Event;
+use sqlx::{FromRow, SqliteConnection};
+
+use super::rfc3339;
+
+/// Ended leases and events older than this are pruned.
+pub const RETENTION_MS: i64 = 30 * 24 * 3600 * 1000;
+/// At most this many rows of history are kept in each table.
+pub const MAX_HISTORY_ROWS: i64 = 100_000;
+
+/// An event about to be written.
+#[derive(Debug, Clone, Default)]
+pub struct NewEvent<'a> {
+    pub kind: &'a str,
+    pub lease_id: Option<&'a str>,
+    pub port: Option<u16>,
+    pub pid: Option<u32>,
+    pub detail: Option<String>,
+}
+
+pub async fn append(
+    conn: &mut SqliteConnection,
+    at_ms: i64,
+    event: NewEvent<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO events (at, kind, lease_id, port, pid, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+        .bind(at_ms)
+        .bind(event.kind)
+        .bind(event.lease_id)
+        .bind(event.port.map(i64::from))
+        .bind(event.pid.map(i64::from))
+        .bind(event.detail)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, FromRow)]
+struct EventRow {
+    seq: i64,
+    at: i64,
+    kind: String,
+    lease_id: Option<String>,
+    port: Option<i64>,
+    pid: Option<i64>,
+    detail: Option<String>,
+}
+
+impl From<EventRow> for Event {
+    fn from(row: EventRow) -> Event {
+        Event {
+            seq: row.seq,
+            at: rfc3339(row.at),
+            kind: row.kind,
+            lease_id: row.lease_id,
+            port: row.port.map(|p| p as u16),
+            pid: row.pid.map(|p| p as u32),
+            detail: row.detail,
+        }
+    }
+}
+
+/// Events at or after `since_ms`, oldest first, at most `limit`.
+pub async fn since(
+    conn: &mut SqliteConnection,
+    since_ms: i64,
+    limit: i64,
+) -> Result<Vec<Event>, sqlx::Error> {
+    let rows: Vec<EventRow> = sqlx::query_as(
+        "SELECT seq, at, kind, lease_id, port, pid, detail FROM events
+         WHERE at >= ?1 ORDER BY seq LIMIT ?2",
+    )
+    .bind(since_ms)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(Event::from).collect())
+}
+
+pub async fn count(conn: &mut SqliteConnection) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM events")
+        .fetch_one(conn)
+        .await
+}
+
+/// Drops history past the retention age or row cap; returns rows removed.
+pub async fn prune(conn: &mut SqliteConnection, now_ms: i64) -> Result<u64, sqlx::Error> {
+    let cutoff = now_ms - RETENTION_MS;
+    let mut removed = 0;
+    removed += sqlx::query(
+        "DELETE FROM events WHERE at < ?1
+            OR seq <= (SELECT seq FROM events ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
+    )
+    .bind(cutoff)
+    .bind(MAX_HISTORY_ROWS)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    removed += sqlx::query(
+        "DELETE FROM leases WHERE state = 'ended' AND (ended_at < ?1 OR id IN (
+            SELECT id FROM leases WHERE state = 'ended' ORDER BY ended_at DESC LIMIT -1 OFFSET ?2))",
+    )
+    .bind(cutoff)
+    .bind(MAX_HISTORY_ROWS)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok(removed)
+}

@@ -1,0 +1,143 @@
+//! The SQLite store: opening and migrating the database, and the queries on
+//! leases, names and events.
+//!
+//! One writer connection serialises every change, so a read-check-write in a
+//! transaction can never fail with SQLITE_BUSY or interleave with another
+//! grant; reads use a small pool of their own. WAL with `synchronous=NORMAL`
+//! survives `kill -9` of the daemon (not a power loss).
+
+pub mod events;
+pub mod leases;
+pub mod names;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+pub use leases::LeaseRow;
+
+/// A failure to open, migrate or query the database.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create {0}: {1}")]
+    CreateDir(PathBuf, std::io::Error),
+    #[error("cannot open database {0}: {1}")]
+    Open(PathBuf, sqlx::Error),
+    #[error("cannot migrate database {0}: {1}")]
+    Migrate(PathBuf, sqlx::migrate::MigrateError),
+    #[error("database query failed: {0}")]
+    Query(#[from] sqlx::Error),
+}
+
+/// A write transaction: holds the single writer connection until commit.
+pub type WriteTx = Transaction<'static, Sqlite>;
+
+#[derive(Clone)]
+pub struct Store {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if missing) and migrates the database at `path`. A file
+    /// that is not a database is reported, never rewritten.
+    pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            create_private_dir(dir).map_err(|e| StoreError::CreateDir(dir.to_path_buf(), e))?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| StoreError::Open(path.to_path_buf(), e))?;
+        sqlx::migrate!("../migrations")
+            .run(&writer)
+            .await
+            .map_err(|e| StoreError::Migrate(path.to_path_buf(), e))?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .min_connections(0)
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(|e| StoreError::Open(path.to_path_buf(), e))?;
+        Ok(Store {
+            writer,
+            reader,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Starts a write transaction (`BEGIN IMMEDIATE` on the one writer).
+    pub async fn begin(&self) -> Result<WriteTx, StoreError> {
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// The pool for reads that need no transaction.
+    pub fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+
+    /// Closes both pools, letting SQLite checkpoint the WAL.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Now, in Unix milliseconds: the unit every timestamp is stored in.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Renders stored Unix milliseconds as RFC 3339 UTC.
+pub fn rfc3339(ms: i64) -> String {
+    let time = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+/// Parses RFC 3339 (as `?since=` takes it) into Unix milliseconds.
+pub fn parse_rfc3339(text: &str) -> Option<i64> {
+    let time = humantime::parse_rfc3339_weak(text).ok()?;
+    Some(time.duration_since(UNIX_EPOCH).ok()?.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_through_rfc3339() {
+        let ms = 1_790_000_000_123;
+        let text = rfc3339(ms);
+        assert!(text.ends_with('Z'), "{text}");
+        assert_eq!(parse_rfc3339(&text), Some(ms));
+    }
+}

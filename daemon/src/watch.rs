@@ -1,0 +1,184 @@
+//! Owner death, as it happens: one pidfd per owner process.
+//!
+//! A pidfd becomes readable when its process exits, so the daemon learns of
+//! an owner's death from epoll, not from a poll loop. Each owner gets one
+//! pidfd however many leases it holds. Where pidfds are unavailable (old
+//! kernels, fd exhaustion) the maintenance poll in `leases` still notices.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::{Arc, Mutex};
+
+use tokio::io::unix::AsyncFd;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+
+use crate::owner::{OwnerId, owner_is_alive_now};
+
+/// Opens a pidfd for `pid` (Linux 5.3+).
+pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_open,
+            pid as libc::pid_t,
+            libc::PIDFD_NONBLOCK,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just handed us this fd; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// How a request to watch an owner turned out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watch {
+    /// A pidfd now watches it (or already did).
+    Watching,
+    /// It is already gone (or its pid now names another process).
+    Dead,
+    /// No pidfd could be had; the slow poll will notice its death.
+    Polled,
+}
+
+/// Watches owners and reports each death once on a channel.
+pub struct Watcher {
+    watched: Mutex<HashMap<OwnerId, AbortHandle>>,
+    deaths: mpsc::UnboundedSender<OwnerId>,
+}
+
+impl Watcher {
+    pub fn new() -> (Arc<Watcher>, mpsc::UnboundedReceiver<OwnerId>) {
+        let (deaths, rx) = mpsc::unbounded_channel();
+        (
+            Arc::new(Watcher {
+                watched: Mutex::new(HashMap::new()),
+                deaths,
+            }),
+            rx,
+        )
+    }
+
+    /// Starts watching `owner` unless it is watched already. Must run inside
+    /// the tokio runtime.
+    pub fn watch(self: &Arc<Self>, owner: OwnerId) -> Watch {
+        let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+        if watched.contains_key(&owner) {
+            return Watch::Watching;
+        }
+        let fd = match pidfd_open(owner.pid) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Watch::Dead,
+            Err(e) => {
+                tracing::warn!(pid = owner.pid, error = %e, "no pidfd for owner; falling back to polling");
+                return Watch::Polled;
+            }
+        };
+        // The pid may have been reused between our reading of it and the
+        // open: the pidfd is only ours if the process behind it is the owner.
+        if !owner_is_alive_now(owner) {
+            return Watch::Dead;
+        }
+        // SAFETY: the AsyncFd takes the OwnedFd and keeps it open until dropped.
+        let registered =
+            unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) };
+        let fd = match registered {
+            Ok(fd) => fd,
+            Err(e) => {
+                tracing::warn!(pid = owner.pid, error = %e, "cannot poll pidfd; falling back to polling");
+                return Watch::Polled;
+            }
+        };
+        let this = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            let exited = fd.readable().await.is_ok();
+            tracing::debug!(pid = owner.pid, fd = fd.as_raw_fd(), exited, "owner exited");
+            this.forget(owner);
+            let _ = this.deaths.send(owner);
+        });
+        watched.insert(owner, task.abort_handle());
+        Watch::Watching
+    }
+
+    fn forget(&self, owner: OwnerId) {
+        self.watched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&owner);
+    }
+
+    /// How many owners have a pidfd open.
+    pub fn count(&self) -> usize {
+        self.watched.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Stops every watch (at shutdown).
+    pub fn stop_all(&self) {
+        for (_, task) in self
+            .watched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+        {
+            task.abort();
+        }
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit: one pidfd per
+/// owner adds up on a busy machine.
+pub fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(error = %e, "cannot raise RLIMIT_NOFILE");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+    use std::time::Duration;
+
+    use crate::procs::read_stat;
+
+    #[tokio::test]
+    async fn a_child_exit_is_reported_once() {
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id();
+        let owner = OwnerId {
+            pid,
+            start_ticks: read_stat(pid).unwrap().start_ticks,
+        };
+        let (watcher, mut deaths) = Watcher::new();
+        assert_eq!(watcher.watch(owner), Watch::Watching);
+        assert_eq!(watcher.watch(owner), Watch::Watching);
+        assert_eq!(watcher.count(), 1);
+        child.kill().unwrap();
+        let died = tokio::time::timeout(Duration::from_secs(10), deaths.recv())
+            .await
+            .unwrap();
+        assert_eq!(died, Some(owner));
+        child.wait().unwrap();
+        assert_eq!(watcher.count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_reused_pid_is_not_the_owner() {
+        let me = read_stat(std::process::id()).unwrap();
+        let (watcher, _deaths) = Watcher::new();
+        let impostor = OwnerId {
+            pid: me.pid,
+            start_ticks: me.start_ticks + 1,
+        };
+        assert_eq!(watcher.watch(impostor), Watch::Dead);
+        assert_eq!(watcher.count(), 0);
+    }
+}
