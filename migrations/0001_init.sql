@@ -9,11 +9,16 @@ CREATE TABLE leases (
     owner_start_ticks INTEGER NOT NULL,
     owner_start_time  REAL    NOT NULL,
     owner_uid         INTEGER NOT NULL,
+    -- The owner's session: untagged listeners in it are suspects once it dies.
+    owner_sid         INTEGER NOT NULL,
     boot_id           TEXT    NOT NULL,
     state             TEXT    NOT NULL CHECK (state IN ('active', 'ended')),
     end_reason        TEXT    CHECK (end_reason IN ('released', 'expired', 'owner_died', 'reaped')),
     -- Unix milliseconds; the API renders them as RFC 3339.
     granted_at        INTEGER NOT NULL,
+    -- The grant in clock ticks after boot, the clock of process start times:
+    -- only processes started at or after it can be the lease's orphans.
+    granted_ticks     INTEGER NOT NULL,
     expires_at        INTEGER,
     ended_at          INTEGER,
     CHECK ((state = 'active') = (end_reason IS NULL AND ended_at IS NULL))

@@ -95,6 +95,10 @@ pub struct LeaseRequest {
     /// Seconds until the lease expires even if its owner lives.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<u64>,
+    /// Free the asked-for port from processes without a live lease first
+    /// (explicit kill rules); never takes another owner's live lease.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub kill: bool,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -214,6 +218,77 @@ pub struct Event {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EventList {
     pub events: Vec<Event>,
+}
+
+/// `POST /v1/reap`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReapRequest {
+    /// Report what would be signalled; change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// What a reap did, or would do with `dry_run`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ReapReport {
+    pub dry_run: bool,
+    /// Orphans signalled (or, with `dry_run`, that would be).
+    pub reaped: Vec<Signalled>,
+    /// Processes seen but not signalled, each with the reason.
+    pub reported: Vec<Reported>,
+}
+
+/// `POST /v1/ports/{port}/kill`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KillRequest {
+    /// First signal: `TERM` (default), `INT`, `HUP`, `KILL`, `SIGTERM`, `15`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    /// Seconds between the first signal and SIGKILL (default: the daemon's grace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace: Option<f64>,
+    /// Also signal `docker-proxy` and systemd socket holders.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub force: bool,
+}
+
+/// What an explicit kill did.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct KillReport {
+    pub port: u16,
+    pub signalled: Vec<Signalled>,
+    pub skipped: Vec<Reported>,
+    /// True when nothing listens on the port afterwards.
+    pub free: bool,
+}
+
+/// A process portd signalled.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Signalled {
+    pub pid: u32,
+    pub uid: u32,
+    pub cmdline: Vec<String>,
+    pub port: u16,
+    pub lease_id: Option<String>,
+    /// The last signal sent (`SIGTERM`, `SIGKILL`); null in a dry run.
+    pub signal: Option<String>,
+    /// Whether the process is gone.
+    pub exited: bool,
+}
+
+/// A process portd saw and left alone, and why.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Reported {
+    pub pid: Option<u32>,
+    pub uid: u32,
+    pub cmdline: Vec<String>,
+    pub port: u16,
+    pub lease_id: Option<String>,
+    pub reason: String,
+    /// An untagged listener in a dead owner's session.
+    pub suspect: bool,
 }
 
 #[cfg(test)]

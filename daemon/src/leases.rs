@@ -6,7 +6,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use portd_api::procstat::same_start_time;
-use portd_api::{EndReason, Holder, Lease, LeaseRequest, OwnerRef, PortRange, PortReport};
+use portd_api::{
+    EndReason, Holder, KillRequest, Lease, LeaseRequest, OwnerRef, PortRange, PortReport,
+};
 
 use crate::grant::{self, Choice, NoPort, PortAsk, Verdict};
 use crate::owner::{
@@ -14,6 +16,7 @@ use crate::owner::{
 };
 use crate::probe::{Probe, probe};
 use crate::procs::{self, holders::holders};
+use crate::reaper::Reaper;
 use crate::store::events::{self, NewEvent};
 use crate::store::{LeaseRow, Store, StoreError, WriteTx, leases, names, now_ms};
 use crate::watch::{Watch, Watcher};
@@ -51,6 +54,12 @@ pub enum LeaseError {
     NoFreePort(PortRange),
     #[error("name '{name}' is leased on port {} by pid {}", lease.port, lease.owner.pid)]
     NameTaken { name: String, lease: Box<Lease> },
+    #[error("every holder of port {port} is protected: {message}")]
+    Protected {
+        port: u16,
+        skipped: Vec<portd_api::Reported>,
+        message: String,
+    },
     #[error("portd may not bind port {0} (permission denied)")]
     NotPermitted(u16),
     #[error(transparent)]
@@ -85,12 +94,14 @@ pub struct Granted {
 #[derive(Debug, Clone, Copy)]
 struct CheckedOwner {
     id: OwnerId,
+    session: u32,
     start_time: f64,
     uid: u32,
 }
 
 pub struct Leases {
     store: Store,
+    reaper: Arc<Reaper>,
     watcher: Arc<Watcher>,
     range: PortRange,
     boot_id: String,
@@ -100,6 +111,7 @@ pub struct Leases {
 impl Leases {
     pub fn new(
         store: Store,
+        reaper: Arc<Reaper>,
         watcher: Arc<Watcher>,
         range: PortRange,
         boot_id: String,
@@ -107,6 +119,7 @@ impl Leases {
     ) -> Leases {
         Leases {
             store,
+            reaper,
             watcher,
             range,
             boot_id,
@@ -118,6 +131,10 @@ impl Leases {
         &self.store
     }
 
+    pub fn reaper(&self) -> &Reaper {
+        &self.reaper
+    }
+
     pub fn watcher(&self) -> &Watcher {
         &self.watcher
     }
@@ -127,6 +144,39 @@ impl Leases {
     pub async fn grant(&self, peer: Peer, req: LeaseRequest) -> Result<Granted, LeaseError> {
         validate(&req)?;
         let owner = self.check_owner(peer, req.owner)?;
+        match self.grant_once(&req, owner).await {
+            Err(LeaseError::Held { port, holders }) if req.port == Some(port) && !req.next => {
+                // The asked-for port is held without a live lease: by orphans
+                // of an ended lease (reaped under the automatic rules), or,
+                // with `kill`, by whatever listens (explicit-kill rules).
+                let protected = Reaper::protected(peer.pid);
+                let freed = if req.kill {
+                    match self
+                        .reaper
+                        .kill_port(peer, port, KillRequest::default(), protected)
+                        .await
+                    {
+                        Ok(_) | Err(LeaseError::NotFound(_)) => true,
+                        Err(e) => return Err(e),
+                    }
+                } else {
+                    self.reaper.reap_port(port, protected).await? > 0
+                };
+                if freed {
+                    self.grant_once(&req, owner).await
+                } else {
+                    Err(LeaseError::Held { port, holders })
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn grant_once(
+        &self,
+        req: &LeaseRequest,
+        owner: CheckedOwner,
+    ) -> Result<Granted, LeaseError> {
         let now = now_ms();
         let mut tx = self.store.begin().await?;
         let mut ended: Vec<LeaseRow> = Vec::new();
@@ -229,10 +279,12 @@ impl Leases {
             owner_start_ticks: owner.id.start_ticks as i64,
             owner_start_time: owner.start_time,
             owner_uid: i64::from(owner.uid),
+            owner_sid: i64::from(owner.session),
             boot_id: self.boot_id.clone(),
             state: "active".into(),
             end_reason: None,
             granted_at: now,
+            granted_ticks: procs::ticks_since_boot() as i64,
             expires_at: req
                 .ttl
                 .map(|ttl| now.saturating_add(ttl.saturating_mul(1000) as i64)),
@@ -377,6 +429,7 @@ impl Leases {
                 pid,
                 start_ticks: stat.start_ticks,
             },
+            session: stat.session,
             start_time,
             uid,
         })
@@ -538,6 +591,22 @@ impl Leases {
                 .map_err(StoreError::from)?;
             leases::active_on_port(&mut conn, port).await?
         };
+        let dead = match &lease {
+            Some(_) => None,
+            None => {
+                let mut conn = self
+                    .store
+                    .reader()
+                    .acquire()
+                    .await
+                    .map_err(StoreError::from)?;
+                leases::last_ended_on_port(&mut conn, port, &self.boot_id).await?
+            }
+        };
+        // Untagged listeners in a dead owner's session are suspects.
+        let dead_session = dead
+            .filter(|d| d.end_reason.as_deref() == Some("owner_died"))
+            .map(|d| d.owner_sid as u32);
         let lease_id = lease.as_ref().map(|l| l.id.clone());
         let owner_pid = lease.as_ref().map(|l| l.owner().pid);
         let (holders, probe) = tokio::task::spawn_blocking(move || {
@@ -550,6 +619,9 @@ impl Leases {
                     holder.lease_id.clone_from(&lease_id);
                 } else if let Some(tag) = tag {
                     holder.lease_id = Some(tag);
+                } else if let Some(session) = dead_session {
+                    let stat = holder.pid.and_then(|p| procs::read_stat(p).ok());
+                    holder.suspect = stat.is_some_and(|s| s.session == session);
                 }
             }
             (found, probe(port))
@@ -637,6 +709,11 @@ fn validate(req: &LeaseRequest) -> Result<(), LeaseError> {
                 "invalid project {project:?}: an absolute path"
             )));
         }
+    }
+    if req.kill && (req.port.is_none() || req.next) {
+        return Err(LeaseError::Invalid(
+            "kill needs an exact port: `lease PORT --kill`".into(),
+        ));
     }
     if req.ttl == Some(0) {
         return Err(LeaseError::Invalid("ttl must be at least 1 second".into()));

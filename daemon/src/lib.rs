@@ -15,6 +15,7 @@ pub mod maintain;
 pub mod owner;
 pub mod probe;
 pub mod procs;
+pub mod reaper;
 pub mod socket;
 pub mod store;
 pub mod watch;
@@ -29,6 +30,7 @@ pub use config::Config;
 
 use crate::http::AppState;
 use crate::leases::Leases;
+use crate::reaper::Reaper;
 use crate::store::{Store, StoreError};
 use crate::watch::Watcher;
 
@@ -61,8 +63,10 @@ pub async fn serve(
     let listener = tokio::net::UnixListener::from_std(listener).map_err(ServeError::Listen)?;
 
     let (watcher, deaths) = Watcher::new();
+    let reaper = Arc::new(Reaper::new(store.clone(), config.grace, boot_id.clone()));
     let leases = Arc::new(Leases::new(
         store.clone(),
+        reaper,
         Arc::clone(&watcher),
         config.range,
         boot_id,

@@ -2,6 +2,7 @@
 //! check owners that have no pidfd; prune history hourly; and end the leases
 //! of owners whose pidfd reports death.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -11,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::http::AppState;
 use crate::owner::OwnerId;
+use crate::reaper::Reaper;
 
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
@@ -21,8 +23,26 @@ pub async fn on_owner_death(state: Arc<AppState>, mut deaths: mpsc::UnboundedRec
             _ = state.shutdown.cancelled() => return,
             owner = deaths.recv() => match owner { Some(owner) => owner, None => return },
         };
-        if let Err(e) = state.leases.end_owner(owner).await {
-            tracing::error!(pid = owner.pid, error = %e, "cannot end the leases of a dead owner");
+        match state.leases.end_owner(owner).await {
+            Ok(ended) if !ended.is_empty() => {
+                // Reaping waits out a grace; deaths keep flowing meanwhile.
+                let ids: HashSet<String> = ended.into_iter().map(|l| l.id).collect();
+                let state = Arc::clone(&state);
+                tokio::spawn(async move {
+                    if let Err(e) = state
+                        .leases
+                        .reaper()
+                        .reap(Some(ids), false, Reaper::protected(None))
+                        .await
+                    {
+                        tracing::error!(error = %e, "reaping after an owner's death failed");
+                    }
+                });
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(pid = owner.pid, error = %e, "cannot end the leases of a dead owner")
+            }
         }
     }
 }
@@ -32,6 +52,19 @@ pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
     match state.leases.reconcile().await {
         Ok((kept, ended)) => tracing::info!(kept, ended, "start-up reconcile done"),
         Err(e) => tracing::error!(error = %e, "start-up reconcile failed"),
+    }
+    match state
+        .leases
+        .reaper()
+        .reap(None, false, Reaper::protected(None))
+        .await
+    {
+        Ok(report) => tracing::info!(
+            reaped = report.reaped.len(),
+            reported = report.reported.len(),
+            "start-up sweep for orphans done"
+        ),
+        Err(e) => tracing::error!(error = %e, "start-up sweep for orphans failed"),
     }
     state.reconciled.store(true, Ordering::Relaxed);
     let mut last_prune: Option<Instant> = None;

@@ -51,6 +51,11 @@ impl From<LeaseError> for AppError {
             LeaseError::NoFreePort(range) => {
                 AppError::new(ErrorCode::NoFreePort, message).with("range", json!(range))
             }
+            LeaseError::Protected { port, skipped, .. } => {
+                AppError::new(ErrorCode::Forbidden, message)
+                    .with("port", json!(port))
+                    .with("skipped", json!(skipped))
+            }
             LeaseError::NameTaken { name, lease } => AppError::new(ErrorCode::NameTaken, message)
                 .with("name", json!(name))
                 .with("lease", json!(lease)),

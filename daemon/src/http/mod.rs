@@ -1,12 +1,15 @@
 //! The HTTP API: routes, shared state, and the middleware every request
 //! passes (peer credentials, version header, timeout, body limit).
-//! One file per resource: `leases`, `ports`, `status`, `events`.
+//! One file per resource or verb: `leases`, `ports`, `kill`, `reap`,
+//! `status`, `events`.
 
 mod error;
 mod events;
 mod extract;
+mod kill;
 mod leases;
 mod ports;
+mod reap;
 pub mod server;
 mod status;
 
@@ -55,6 +58,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(leases::get).delete(leases::release),
         )
         .route("/v1/ports/{port}", get(ports::report))
+        .route("/v1/ports/{port}/kill", post(kill::kill))
+        .route("/v1/reap", post(reap::reap))
         .route("/v1/events", get(events::list))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -118,6 +118,20 @@ fn socket_inode(target: &Path) -> Option<u64> {
         .ok()
 }
 
+/// Pids of the processes that hold a listening socket on `port`.
+pub fn listening_pids(port: u16) -> HashSet<u32> {
+    let sockets = listening_sockets(port);
+    if sockets.is_empty() {
+        return HashSet::new();
+    }
+    let inodes: HashSet<u64> = sockets.iter().map(|s| s.inode).collect();
+    let uids: HashSet<u32> = sockets.iter().map(|s| s.uid).collect();
+    pids_holding(&inodes, &uids)
+        .into_values()
+        .flatten()
+        .collect()
+}
+
 /// Everything listening on `port`, one entry per process (a socket shared by
 /// a forked server and its workers yields each of them). `lease_id` and
 /// `suspect` are left for the caller, who knows the leases.

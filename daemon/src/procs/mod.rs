@@ -2,6 +2,7 @@
 //! line, user ids, environment. Thin readers only; decisions live elsewhere.
 
 pub mod holders;
+pub mod scan;
 
 use std::fs;
 use std::io;
@@ -15,6 +16,16 @@ pub fn boot_id() -> io::Result<String> {
     Ok(fs::read_to_string("/proc/sys/kernel/random/boot_id")?
         .trim()
         .to_string())
+}
+
+/// Now, in the clock process start times use: ticks since boot
+/// (CLOCK_BOOTTIME, in units of `USER_HZ`).
+pub fn ticks_since_boot() -> u64 {
+    use nix::time::{ClockId, clock_gettime};
+    let now = clock_gettime(ClockId::CLOCK_BOOTTIME)
+        .unwrap_or_else(|_| nix::sys::time::TimeSpec::new(0, 0));
+    let ticks_per_sec = portd_api::procstat::CLOCK_TICKS_PER_SEC;
+    now.tv_sec() as u64 * ticks_per_sec + now.tv_nsec() as u64 / (1_000_000_000 / ticks_per_sec)
 }
 
 /// The executable a process runs, if we may read it.
@@ -75,6 +86,22 @@ pub fn user_name(uid: u32) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_child_starts_at_or_after_now_in_boot_ticks() {
+        let before = ticks_since_boot();
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let started = read_stat(child.id()).unwrap().start_ticks;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(started >= before, "{started} < {before}");
+        assert!(started <= ticks_since_boot());
+        let me = read_stat(std::process::id()).unwrap().start_ticks;
+        assert!(me <= before, "this test process started before now");
+    }
 
     #[test]
     fn uids_come_from_the_uid_line() {

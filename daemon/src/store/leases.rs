@@ -18,10 +18,12 @@ pub struct LeaseRow {
     pub owner_start_ticks: i64,
     pub owner_start_time: f64,
     pub owner_uid: i64,
+    pub owner_sid: i64,
     pub boot_id: String,
     pub state: String,
     pub end_reason: Option<String>,
     pub granted_at: i64,
+    pub granted_ticks: i64,
     pub expires_at: Option<i64>,
     pub ended_at: Option<i64>,
 }
@@ -78,7 +80,8 @@ macro_rules! select_leases {
     ($tail:literal) => {
         concat!(
             "SELECT id, port, name, project, owner_pid, owner_start_ticks, owner_start_time, ",
-            "owner_uid, boot_id, state, end_reason, granted_at, expires_at, ended_at FROM leases ",
+            "owner_uid, owner_sid, boot_id, state, end_reason, granted_at, granted_ticks, expires_at, ended_at ",
+            "FROM leases ",
             $tail
         )
     };
@@ -89,8 +92,8 @@ macro_rules! select_leases {
 pub async fn insert(conn: &mut SqliteConnection, row: &LeaseRow) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO leases (id, port, name, project, owner_pid, owner_start_ticks, owner_start_time,
-            owner_uid, boot_id, state, end_reason, granted_at, expires_at, ended_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'active', NULL, ?10, ?11, NULL)",
+            owner_uid, owner_sid, boot_id, state, end_reason, granted_at, granted_ticks, expires_at, ended_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'active', NULL, ?11, ?12, ?13, NULL)",
     )
     .bind(&row.id)
     .bind(row.port)
@@ -100,8 +103,10 @@ pub async fn insert(conn: &mut SqliteConnection, row: &LeaseRow) -> Result<(), s
     .bind(row.owner_start_ticks)
     .bind(row.owner_start_time)
     .bind(row.owner_uid)
+    .bind(row.owner_sid)
     .bind(&row.boot_id)
     .bind(row.granted_at)
+    .bind(row.granted_ticks)
     .bind(row.expires_at)
     .execute(conn)
     .await?;
@@ -227,4 +232,41 @@ pub async fn by_id(conn: &mut SqliteConnection, id: &str) -> Result<Option<Lease
         .bind(id)
         .fetch_optional(conn)
         .await
+}
+
+/// For each port without an active lease, its most recent lease of `boot_id`
+/// that ended with a dead owner: where suspects and untagged orphans are
+/// looked for. At most `limit`, newest first.
+pub async fn last_dead_per_port(
+    conn: &mut SqliteConnection,
+    boot_id: &str,
+    limit: i64,
+) -> Result<Vec<LeaseRow>, sqlx::Error> {
+    sqlx::query_as(select_leases!(
+        "WHERE id IN (SELECT id FROM (
+            SELECT id, MAX(ended_at) FROM leases
+            WHERE state = 'ended' AND end_reason = 'owner_died' AND boot_id = ?1
+              AND port NOT IN (SELECT port FROM leases WHERE state = 'active')
+            GROUP BY port))
+         ORDER BY ended_at DESC LIMIT ?2"
+    ))
+    .bind(boot_id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// The most recent lease of `boot_id` on `port` that has ended.
+pub async fn last_ended_on_port(
+    conn: &mut SqliteConnection,
+    port: u16,
+    boot_id: &str,
+) -> Result<Option<LeaseRow>, sqlx::Error> {
+    sqlx::query_as(select_leases!(
+        "WHERE state = 'ended' AND port = ?1 AND boot_id = ?2 ORDER BY ended_at DESC LIMIT 1"
+    ))
+    .bind(i64::from(port))
+    .bind(boot_id)
+    .fetch_optional(conn)
+    .await
 }

@@ -1,0 +1,416 @@
+//! The reaper: finds the orphans of ended leases and ends them safely, and
+//! carries out explicit kills of a port's listeners.
+//!
+//! The policy (who is an orphan, who is only reported) is a plain function in
+//! `policy`; signalling through pidfds is in `signal`. This module gathers
+//! the facts, asks the policy, signals, and records one event per process.
+
+pub mod policy;
+pub mod signal;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use portd_api::{HolderKind, KillReport, KillRequest, ReapReport, Reported, Signalled};
+
+use self::policy::{EndedLease, Judgement, judge};
+use self::signal::{Outcome, Target, terminate};
+use crate::leases::{LeaseError, Peer};
+use crate::probe::{Probe, probe};
+use crate::procs;
+use crate::procs::holders::{holders, listening_pids};
+use crate::procs::scan::{self, ProcFacts};
+use crate::store::events::{self, NewEvent};
+use crate::store::{LeaseRow, Store, StoreError, leases, now_ms};
+
+/// Most ended leases without tags examined for suspects in one sweep.
+const MAX_UNTAGGED_LEASES: i64 = 200;
+/// Longest grace an explicit kill may ask for.
+const MAX_GRACE: Duration = Duration::from_secs(3600);
+
+pub struct Reaper {
+    store: Store,
+    grace: Duration,
+    boot_id: String,
+}
+
+impl Reaper {
+    pub fn new(store: Store, grace: Duration, boot_id: String) -> Reaper {
+        Reaper {
+            store,
+            grace,
+            boot_id,
+        }
+    }
+
+    /// Pids no path may signal: pid 1 and the daemon itself; for a request,
+    /// also the caller and its ancestors.
+    pub fn protected(caller: Option<u32>) -> HashSet<u32> {
+        let mut protected = HashSet::from([1, std::process::id()]);
+        let mut next = caller;
+        while let Some(pid) = next {
+            if pid <= 1 || !protected.insert(pid) {
+                break;
+            }
+            next = procs::read_stat(pid).ok().map(|s| s.ppid);
+        }
+        protected
+    }
+
+    /// Reaps the orphans of ended leases: of the leases in `only` if given,
+    /// else of every ended lease that a running process is tagged with or
+    /// that recently ended with a dead owner.
+    pub async fn reap(
+        &self,
+        only: Option<HashSet<String>>,
+        dry_run: bool,
+        protected: HashSet<u32>,
+    ) -> Result<ReapReport, StoreError> {
+        let procs = tokio::task::spawn_blocking(scan::all)
+            .await
+            .unwrap_or_default();
+        let ended = self.ended_leases(&procs, only.as_ref()).await?;
+        let grace = self.grace;
+        let (targets, reported) = tokio::task::spawn_blocking(move || {
+            let mut targets = Vec::new();
+            let mut reported = Vec::new();
+            for lease in &ended {
+                let listens = listening_pids(lease.port);
+                for (pid, judgement) in judge(lease, &procs, &listens, &protected) {
+                    let Some(facts) = procs.iter().find(|p| p.pid == pid).cloned() else { continue };
+                    let cmdline = procs::cmdline(pid);
+                    match judgement {
+                        Judgement::Reap => {
+                            targets.push(Target { facts, cmdline, port: lease.port, lease_id: Some(lease.id.clone()) })
+                        }
+                        Judgement::Report(reason) => reported.push(note(&facts, cmdline, lease, reason, false)),
+                        Judgement::Suspect => reported.push(note(
+                            &facts,
+                            cmdline,
+                            lease,
+                            "untagged listener in the dead owner's session: check it and use `portctl kill`".into(),
+                            true,
+                        )),
+                    }
+                }
+            }
+            (targets, reported)
+        })
+        .await
+        .unwrap_or_default();
+
+        if dry_run {
+            let reaped = targets
+                .into_iter()
+                .map(|t| signalled(&t, None, false))
+                .collect();
+            return Ok(ReapReport {
+                dry_run,
+                reaped,
+                reported,
+            });
+        }
+        let outcomes = if targets.is_empty() {
+            Vec::new()
+        } else {
+            tokio::task::spawn_blocking(move || terminate(targets, Signal::SIGTERM, grace))
+                .await
+                .unwrap_or_default()
+        };
+        self.record(&outcomes, "reaped").await?;
+        let mut report = ReapReport {
+            dry_run,
+            reaped: Vec::new(),
+            reported,
+        };
+        for outcome in outcomes {
+            match outcome.skipped {
+                Some(reason) => report.reported.push(Reported {
+                    pid: Some(outcome.target.facts.pid),
+                    uid: outcome.target.facts.uids.real,
+                    cmdline: outcome.target.cmdline,
+                    port: outcome.target.port,
+                    lease_id: outcome.target.lease_id,
+                    reason,
+                    suspect: false,
+                }),
+                None => {
+                    report
+                        .reaped
+                        .push(signalled(&outcome.target, outcome.signal, outcome.exited))
+                }
+            }
+        }
+        if !report.reaped.is_empty() {
+            tracing::info!(processes = report.reaped.len(), "reaped orphans");
+        }
+        Ok(report)
+    }
+
+    /// Reaps the orphans listening on `port` (a grant found it held).
+    /// Returns how many processes were signalled.
+    pub async fn reap_port(&self, port: u16, protected: HashSet<u32>) -> Result<usize, StoreError> {
+        let tags: HashSet<String> = tokio::task::spawn_blocking(move || {
+            listening_pids(port)
+                .into_iter()
+                .filter_map(procs::lease_tag)
+                .collect()
+        })
+        .await
+        .unwrap_or_default();
+        if tags.is_empty() {
+            return Ok(0);
+        }
+        Ok(self.reap(Some(tags), false, protected).await?.reaped.len())
+    }
+
+    /// The ended leases a sweep looks at.
+    async fn ended_leases(
+        &self,
+        procs: &[ProcFacts],
+        only: Option<&HashSet<String>>,
+    ) -> Result<Vec<EndedLease>, StoreError> {
+        let mut conn = self.store.reader().acquire().await?;
+        let mut tags: Vec<&str> = procs.iter().filter_map(|p| p.tag.as_deref()).collect();
+        tags.sort_unstable();
+        tags.dedup();
+        let mut rows: Vec<LeaseRow> = Vec::new();
+        for tag in tags
+            .into_iter()
+            .filter(|t| only.is_none_or(|o| o.contains(*t)))
+        {
+            if let Some(row) = leases::by_id(&mut conn, tag).await? {
+                if !row.is_active() {
+                    rows.push(row);
+                }
+            }
+        }
+        if only.is_none() {
+            for row in
+                leases::last_dead_per_port(&mut conn, &self.boot_id, MAX_UNTAGGED_LEASES).await?
+            {
+                if !rows.iter().any(|r| r.id == row.id) {
+                    rows.push(row);
+                }
+            }
+        }
+        Ok(rows
+            .into_iter()
+            .map(|row| EndedLease {
+                port: row.port(),
+                owner_uid: row.owner_uid(),
+                owner_sid: row.owner_sid as u32,
+                granted_ticks: row.granted_ticks as u64,
+                same_boot: row.boot_id == self.boot_id,
+                id: row.id,
+            })
+            .collect())
+    }
+
+    /// Explicit kill of the listeners on `port` on behalf of `peer`.
+    pub async fn kill_port(
+        &self,
+        peer: Peer,
+        port: u16,
+        request: KillRequest,
+        protected: HashSet<u32>,
+    ) -> Result<KillReport, LeaseError> {
+        let first = match request.signal.as_deref() {
+            Some(text) => signal::parse_signal(text).map_err(LeaseError::Invalid)?,
+            None => Signal::SIGTERM,
+        };
+        let grace = match request.grace {
+            Some(secs) if !(0.0..=MAX_GRACE.as_secs_f64()).contains(&secs) => {
+                return Err(LeaseError::Invalid(format!(
+                    "grace must be from 0 to {} seconds",
+                    MAX_GRACE.as_secs()
+                )));
+            }
+            Some(secs) => Duration::from_secs_f64(secs),
+            None => self.grace,
+        };
+        let found = tokio::task::spawn_blocking(move || holders(port))
+            .await
+            .unwrap_or_default();
+        if found.is_empty() {
+            return Err(LeaseError::NotFound(format!(
+                "nothing listens on port {port}"
+            )));
+        }
+        let mut targets = Vec::new();
+        let mut skipped = Vec::new();
+        for holder in found {
+            let skip = |reason: String| Reported {
+                pid: holder.pid,
+                uid: holder.uid,
+                cmdline: holder.cmdline.clone(),
+                port,
+                lease_id: holder.lease_id.clone(),
+                reason,
+                suspect: false,
+            };
+            let Some(pid) = holder.pid else {
+                skipped.push(skip("its process cannot be seen from here".into()));
+                continue;
+            };
+            let Some(facts) = scan::facts(pid) else {
+                skipped.push(skip("it is already gone".into()));
+                continue;
+            };
+            if protected.contains(&pid) {
+                skipped.push(skip(
+                    "protected (pid 1, portd, or the caller and its ancestors)".into(),
+                ));
+            } else if holder.kind != HolderKind::Process && !request.force {
+                skipped.push(skip(format!(
+                    "{} holds it for someone else; use --force",
+                    kind_name(holder.kind)
+                )));
+            } else if peer.uid != 0
+                && [facts.uids.real, facts.uids.effective, facts.uids.saved] != [peer.uid; 3]
+            {
+                skipped.push(skip(format!(
+                    "it belongs to uid {}, not to uid {}",
+                    facts.uids.real, peer.uid
+                )));
+            } else {
+                targets.push(Target {
+                    facts,
+                    cmdline: holder.cmdline,
+                    port,
+                    lease_id: holder.lease_id,
+                });
+            }
+        }
+        if targets.is_empty() {
+            let why: Vec<String> = skipped
+                .iter()
+                .map(|s| {
+                    format!(
+                        "pid {}: {}",
+                        s.pid.map_or("?".into(), |p| p.to_string()),
+                        s.reason
+                    )
+                })
+                .collect();
+            return Err(LeaseError::Protected {
+                port,
+                skipped,
+                message: why.join("; "),
+            });
+        }
+        let outcomes = tokio::task::spawn_blocking(move || terminate(targets, first, grace))
+            .await
+            .unwrap_or_default();
+        self.record(&outcomes, "killed").await?;
+        let mut report = KillReport {
+            port,
+            signalled: Vec::new(),
+            skipped,
+            free: false,
+        };
+        for outcome in outcomes {
+            match outcome.skipped {
+                Some(reason) => report.skipped.push(Reported {
+                    pid: Some(outcome.target.facts.pid),
+                    uid: outcome.target.facts.uids.real,
+                    cmdline: outcome.target.cmdline,
+                    port,
+                    lease_id: outcome.target.lease_id,
+                    reason,
+                    suspect: false,
+                }),
+                None => report.signalled.push(signalled(
+                    &outcome.target,
+                    outcome.signal,
+                    outcome.exited,
+                )),
+            }
+        }
+        report.free = tokio::task::spawn_blocking(move || {
+            listening_pids(port).is_empty() && probe(port) != Probe::InUse
+        })
+        .await
+        .unwrap_or(false);
+        Ok(report)
+    }
+
+    /// One event per signalled process.
+    async fn record(&self, outcomes: &[Outcome], kind: &str) -> Result<(), StoreError> {
+        let signalled: Vec<&Outcome> = outcomes.iter().filter(|o| o.signal.is_some()).collect();
+        if signalled.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let mut tx = self.store.begin().await?;
+        for outcome in signalled {
+            let detail = format!(
+                "{} {}: {}",
+                outcome.signal.map_or("", |s| s.as_str()),
+                if outcome.exited {
+                    "ended it"
+                } else {
+                    "did not end it"
+                },
+                outcome.target.cmdline.join(" ")
+            );
+            events::append(
+                &mut tx,
+                now,
+                NewEvent {
+                    kind,
+                    lease_id: outcome.target.lease_id.as_deref(),
+                    port: Some(outcome.target.port),
+                    pid: Some(outcome.target.facts.pid),
+                    detail: Some(detail),
+                },
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+fn kind_name(kind: HolderKind) -> &'static str {
+    match kind {
+        HolderKind::Process => "a process",
+        HolderKind::DockerProxy => "docker-proxy",
+        HolderKind::Systemd => "a systemd manager",
+    }
+}
+
+fn note(
+    facts: &ProcFacts,
+    cmdline: Vec<String>,
+    lease: &EndedLease,
+    reason: String,
+    suspect: bool,
+) -> Reported {
+    Reported {
+        pid: Some(facts.pid),
+        uid: facts.uids.real,
+        cmdline,
+        port: lease.port,
+        lease_id: if suspect {
+            None
+        } else {
+            Some(lease.id.clone())
+        },
+        reason,
+        suspect,
+    }
+}
+
+fn signalled(target: &Target, signal: Option<Signal>, exited: bool) -> Signalled {
+    Signalled {
+        pid: target.facts.pid,
+        uid: target.facts.uids.real,
+        cmdline: target.cmdline.clone(),
+        port: target.port,
+        lease_id: target.lease_id.clone(),
+        signal: signal.map(|s| s.as_str().to_string()),
+        exited,
+    }
+}
