@@ -545,9 +545,9 @@ impl Leases {
     }
 
     /// Prunes history past retention.
-    pub async fn prune(&self) -> Result<u64, LeaseError> {
+    pub async fn prune(&self, retention: std::time::Duration) -> Result<u64, LeaseError> {
         let mut tx = self.store.begin().await?;
-        let removed = events::prune(&mut tx, now_ms()).await?;
+        let removed = events::prune(&mut tx, now_ms(), retention.as_millis() as i64).await?;
         tx.commit().await.map_err(StoreError::from)?;
         Ok(removed)
     }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use portd::config::{Setting, Settings, Source, apply_file, config_path};
 use portd::{Config, socket};
 use portd_api::{PortRange, parse_duration, paths};
 use tokio_util::sync::CancellationToken;
@@ -29,41 +30,63 @@ struct Args {
     #[arg(long, value_name = "PATH")]
     db: Option<PathBuf>,
 
-    /// Ports handed out when a request names none
-    #[arg(long, value_name = "A-B", default_value = "8000-8999", value_parser = clap::value_parser!(PortRangeArg))]
-    range: PortRangeArg,
+    /// Ports handed out when a request names none [default: 8000-8999]
+    #[arg(long, value_name = "A-B", value_parser = parse_range)]
+    range: Option<PortRange>,
 
     /// Time reaped processes get between SIGTERM and SIGKILL (60, 60s, 5m)
-    #[arg(long, value_name = "DUR", default_value = "5s", value_parser = parse_duration)]
-    grace: Duration,
+    /// [default: 5s]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    grace: Option<Duration>,
 
-    /// More logging (-v info, -vv debug); RUST_LOG overrides
+    /// Config file [default: $XDG_CONFIG_HOME/portd/config.toml, else
+    /// ~/.config/portd/config.toml]
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+
+    /// Print the effective configuration and where each value came from, then exit
+    #[arg(long)]
+    print_config: bool,
+
+    /// More logging (-v debug, -vv trace); RUST_LOG overrides both
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct PortRangeArg(PortRange);
-
-impl std::str::FromStr for PortRangeArg {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        s.parse().map(PortRangeArg)
-    }
+fn parse_range(text: &str) -> Result<PortRange, String> {
+    text.parse()
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging(args.verbose);
     let uid = nix::unistd::geteuid().as_raw();
-    let socket_path = paths::socket_path(args.socket.as_deref(), uid);
-    let db = match paths::db_path(args.db.as_deref()) {
-        Ok(db) => db,
-        Err(e) => return fail(&e),
+    let mut settings = Settings::default();
+    if let Some((path, required)) = config_path(args.config.as_deref()) {
+        if let Err(e) = apply_file(&mut settings, &path, required) {
+            return fail(&e.to_string());
+        }
+    }
+    settings.range.set(args.range, Source::Flag);
+    settings.grace.set(args.grace, Source::Flag);
+    let socket = resolved(args.socket.clone(), paths::SOCKET_ENV, || {
+        Ok(paths::socket_path(None, uid))
+    });
+    let db = resolved(args.db.clone(), paths::DB_ENV, || paths::db_path(None));
+    let (socket, db) = match (socket, db) {
+        (Ok(socket), Ok(db)) => (socket, db),
+        (Err(e), _) | (_, Err(e)) => return fail(&e),
     };
-    let mut config = Config::new(socket_path.clone(), db);
-    config.range = args.range.0;
-    config.grace = args.grace;
+    if args.print_config {
+        print!("{}", settings.render(&socket, &db));
+        return ExitCode::SUCCESS;
+    }
+    init_logging(args.verbose, &settings.log_level.value);
+
+    let socket_path = socket.value;
+    let mut config = Config::new(socket_path.clone(), db.value);
+    config.range = settings.range.value;
+    config.grace = settings.grace.value;
+    config.retention = settings.event_retention.value;
 
     // Socket activation first; otherwise claim the path ourselves.
     let (listener, claimed) = match socket::activated() {
@@ -104,13 +127,35 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "portd=info,warn",
-        1 => "portd=debug,info",
-        _ => "debug",
+/// A path from its flag, else its environment variable, else `fallback`.
+fn resolved(
+    flag: Option<PathBuf>,
+    env: &'static str,
+    fallback: impl FnOnce() -> Result<PathBuf, String>,
+) -> Result<Setting<PathBuf>, String> {
+    if let Some(path) = flag {
+        return Ok(Setting {
+            value: path,
+            source: Source::Flag,
+        });
+    }
+    if let Some(path) = std::env::var_os(env).filter(|v| !v.is_empty()) {
+        return Ok(Setting {
+            value: PathBuf::from(path),
+            source: Source::Env(env),
+        });
+    }
+    fallback().map(Setting::default)
+}
+
+/// RUST_LOG wins, then -v, then the config file's log_level.
+fn init_logging(verbose: u8, configured: &str) {
+    let level = match verbose {
+        0 => configured,
+        1 => "debug",
+        _ => "trace",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -85,7 +85,7 @@ pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
         }
         if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
             last_prune = Some(Instant::now());
-            match state.leases.prune().await {
+            match state.leases.prune(state.config.retention).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(rows = n, "pruned history"),
                 Err(e) => tracing::error!(error = %e, "pruning history failed"),

@@ -5,8 +5,6 @@ use sqlx::{FromRow, SqliteConnection};
 
 use super::rfc3339;
 
-/// Ended leases and events older than this are pruned.
-pub const RETENTION_MS: i64 = 30 * 24 * 3600 * 1000;
 /// At most this many rows of history are kept in each table.
 pub const MAX_HISTORY_ROWS: i64 = 100_000;
 
@@ -85,9 +83,14 @@ pub async fn count(conn: &mut SqliteConnection) -> Result<i64, sqlx::Error> {
         .await
 }
 
-/// Drops history past the retention age or row cap; returns rows removed.
-pub async fn prune(conn: &mut SqliteConnection, now_ms: i64) -> Result<u64, sqlx::Error> {
-    let cutoff = now_ms - RETENTION_MS;
+/// Drops history older than `retention_ms` or past the row cap; returns
+/// rows removed.
+pub async fn prune(
+    conn: &mut SqliteConnection,
+    now_ms: i64,
+    retention_ms: i64,
+) -> Result<u64, sqlx::Error> {
+    let cutoff = now_ms - retention_ms;
     let mut removed = 0;
     removed += sqlx::query(
         "DELETE FROM events WHERE at < ?1
