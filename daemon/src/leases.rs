@@ -23,6 +23,8 @@ use crate::watch::{Watch, Watcher};
 
 /// Longest name a lease may carry.
 const MAX_NAME_LEN: usize = 128;
+/// Longest TTL: ten years, so every expiry renders as a date.
+const MAX_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
 
 /// Who is asking, from SO_PEERCRED.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -715,8 +717,12 @@ fn validate(req: &LeaseRequest) -> Result<(), LeaseError> {
             "kill needs an exact port: `lease PORT --kill`".into(),
         ));
     }
-    if req.ttl == Some(0) {
-        return Err(LeaseError::Invalid("ttl must be at least 1 second".into()));
+    if let Some(ttl) = req.ttl {
+        if !(1..=MAX_TTL_SECS).contains(&ttl) {
+            return Err(LeaseError::Invalid(format!(
+                "ttl must be from 1 second to {MAX_TTL_SECS} seconds (10 years)"
+            )));
+        }
     }
     Ok(())
 }

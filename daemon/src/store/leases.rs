@@ -161,17 +161,18 @@ pub async fn all_active(conn: &mut SqliteConnection) -> Result<Vec<LeaseRow>, sq
         .await
 }
 
-/// Active leases, then (with `all`) ended ones, newest first.
+/// Active leases by port, then (with `all`) up to 1,000 ended ones, newest
+/// first.
 pub async fn list(conn: &mut SqliteConnection, all: bool) -> Result<Vec<LeaseRow>, sqlx::Error> {
+    let mut rows = all_active(&mut *conn).await?;
     if all {
-        sqlx::query_as(select_leases!(
-            "ORDER BY state = 'active' DESC, granted_at DESC LIMIT 1000"
-        ))
-        .fetch_all(conn)
-        .await
-    } else {
-        all_active(conn).await
+        let ended: Vec<LeaseRow> =
+            sqlx::query_as(select_leases!("WHERE state = 'ended' ORDER BY ended_at DESC, granted_at DESC LIMIT 1000"))
+                .fetch_all(conn)
+                .await?;
+        rows.extend(ended);
     }
+    Ok(rows)
 }
 
 /// Active leases whose owner is `owner`.

@@ -1,0 +1,31 @@
+//! Harness for the end-to-end tests: the real `portd` and `portctl` binaries,
+//! real processes, real sockets.
+//!
+//! - [`bins`]: where the built binaries are.
+//! - [`ports`]: a block of ports that no other test (in this process or any
+//!   other) uses at the same time.
+//! - [`daemon`]: a `portd` on a temp socket and a temp database, stopped,
+//!   killed or restarted at will, and never left running.
+//! - [`http`]: a raw HTTP/1.1 client over the Unix socket.
+//! - [`procs`]: helper processes (`sleep`, `bash`, a Python web server) that
+//!   are killed and reaped when the test ends, and process start times.
+//! - [`wait`]: waiting for a condition with a deadline, never a bare sleep.
+//!
+//! Every process the harness starts gets `PR_SET_PDEATHSIG(SIGKILL)`, so even
+//! a test binary killed outright leaves nothing running. The signal fires when
+//! the *thread* that spawned the process exits: spawn helpers from the test's
+//! own thread (or keep the spawning thread alive as long as the process).
+
+pub mod bins;
+pub mod daemon;
+pub mod http;
+pub mod ports;
+pub mod procs;
+pub mod wait;
+
+pub use bins::{portctl_bin, portd_bin};
+pub use daemon::{TestDaemon, portd_command, via_bash};
+pub use http::Response;
+pub use ports::PortBlock;
+pub use procs::{ChildGuard, output_within, start_time};
+pub use wait::{wait_for, wait_until};

@@ -1,0 +1,189 @@
+//! Bad input never breaks the daemon: malformed requests get JSON errors,
+//! garbage and idle clients are shrugged off.
+
+use std::os::unix::net::UnixStream;
+
+use super::*;
+
+#[test]
+fn bad_requests_get_json_errors_and_never_break_the_daemon() {
+    let block = PortBlock::reserve();
+    let d = TestDaemon::start(block.range());
+    let owner = ChildGuard::sleep(60);
+    let port = block.port(0);
+    let me = owner.owner();
+    let big = format!("{{\"project\":\"/{}\"}}", "a".repeat(70 * 1024));
+    let cases: Vec<(&str, String, Option<String>, u16, &str)> = vec![
+        (
+            "POST",
+            "/v1/leases".into(),
+            Some("{not json".into()),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/v1/leases".into(),
+            Some("[1, 2]".into()),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/v1/leases".into(),
+            Some(json!({"port": port, "colour": "red", "owner": me}).to_string()),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/v1/leases".into(),
+            Some(
+                json!({"port": port, "owner": {"pid": owner.pid(), "start_time": 1.0, "x": 1}})
+                    .to_string(),
+            ),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/v1/leases".into(),
+            Some(big),
+            413,
+            "body_too_large",
+        ),
+        ("PUT", "/v1/leases".into(), None, 405, "method_not_allowed"),
+        (
+            "DELETE",
+            "/v1/health".into(),
+            None,
+            405,
+            "method_not_allowed",
+        ),
+        ("GET", "/v1/nope".into(), None, 404, "not_found"),
+        ("GET", "/".into(), None, 404, "not_found"),
+        (
+            "POST",
+            "/v1/leases".into(),
+            Some(json!({"port": 0, "owner": me}).to_string()),
+            422,
+            "invalid_value",
+        ),
+        (
+            "POST",
+            "/v1/leases".into(),
+            Some(json!({"port": 70000, "owner": me}).to_string()),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/v1/leases".into(),
+            Some(json!({"range": "9-8", "owner": me}).to_string()),
+            400,
+            "bad_request",
+        ),
+        ("GET", "/v1/leases/abc".into(), None, 422, "invalid_value"),
+        (
+            "DELETE",
+            "/v1/leases/abc".into(),
+            None,
+            422,
+            "invalid_value",
+        ),
+        ("GET", "/v1/ports/70000".into(), None, 422, "invalid_value"),
+        (
+            "GET",
+            "/v1/leases?all=maybe".into(),
+            None,
+            400,
+            "bad_request",
+        ),
+        (
+            "GET",
+            "/v1/leases?colour=red".into(),
+            None,
+            400,
+            "bad_request",
+        ),
+    ];
+    for (method, path, body, status, code) in &cases {
+        let answer = call(&d, method, path, body.as_deref());
+        assert_eq!(
+            (answer.status, answer.error_code().as_deref()),
+            (*status, Some(*code)),
+            "{method} {path}: {}",
+            answer.body
+        );
+        assert_eq!(
+            answer.header("content-type"),
+            Some("application/json"),
+            "{method} {path}"
+        );
+        assert_healthy(&d, &format!("{method} {path}"));
+    }
+
+    let noise: Vec<u8> = (0u32..4096)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let raw: [(&str, &[u8]); 6] = [
+        ("binary garbage", b"\x00\x01\x02garbage\xff\xfe\r\n\r\n"),
+        ("4 KiB of noise", &noise),
+        (
+            "headers cut short",
+            b"GET /v1/health HTTP/1.1\r\nHost: portd\r\n",
+        ),
+        (
+            "a body shorter than announced",
+            b"POST /v1/leases HTTP/1.1\r\nHost: portd\r\nContent-Length: 100\r\n\r\n{\"port\":",
+        ),
+        (
+            "a negative content length",
+            b"POST /v1/leases HTTP/1.1\r\nHost: portd\r\nContent-Length: -5\r\n\r\n{}",
+        ),
+        ("HTTP/0.9", b"GET /v1/health\r\n\r\n"),
+    ];
+    for (what, bytes) in raw {
+        // Whatever comes back (an error, nothing, a reset) is fine; the
+        // daemon must survive it.
+        let _ = d.send_raw(bytes);
+        assert_healthy(&d, what);
+    }
+
+    // A client that connects and says nothing does not hold the daemon.
+    let idle = UnixStream::connect(d.socket()).expect("connect");
+    assert_healthy(&d, "an idle connection");
+    drop(idle);
+
+    // And it still grants.
+    expect(&lease(&d, json!({"port": port, "owner": me})), 201);
+}
+
+#[test]
+fn the_body_limit_is_64_kib_exactly() {
+    let block = PortBlock::reserve();
+    let d = TestDaemon::start(block.range());
+    // Malformed JSON of exactly the limit is read (and refused as JSON);
+    // one byte more is refused for its size.
+    let at_limit = format!("{{{}", " ".repeat(portd_api::MAX_BODY_BYTES - 1));
+    let answer = call(&d, "POST", "/v1/leases", Some(&at_limit));
+    expect_error(&answer, 400, "bad_request");
+    let over = format!("{at_limit} ");
+    let answer = call(&d, "POST", "/v1/leases", Some(&over));
+    expect_error(&answer, 413, "body_too_large");
+    assert_healthy(&d, "bodies at the limit");
+}
+
+/// More idle clients than the connection cap (512) cannot lock others out:
+/// the header-read timeout (5 s) frees their slots.
+#[test]
+fn idle_clients_beyond_the_connection_cap_do_not_lock_the_daemon_out() {
+    let block = PortBlock::reserve();
+    let d = TestDaemon::start(block.range());
+    let idle: Vec<UnixStream> = (0..530)
+        .map(|_| UnixStream::connect(d.socket()).expect("connect"))
+        .collect();
+    let answered = http::try_request(d.socket(), "GET", "/v1/health", None);
+    assert_eq!(answered.map(|a| a.status).ok(), Some(200));
+    drop(idle);
+}
