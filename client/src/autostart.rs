@@ -1,0 +1,104 @@
+//! Starting the daemon when nothing answers: `portd` beside this `portctl`
+//! (else on PATH), in its own session, stdin from /dev/null and output to
+//! `portd.log` beside the database so that `$(portctl ...)` never waits on
+//! it, without the caller's lease tag. Many clients may do this at once; the
+//! daemons' lock file lets exactly one of them serve.
+
+use std::fs::{self, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use portd_api::LEASE_ENV;
+use portd_api::paths::{db_path, log_path};
+
+use crate::client::connect;
+use crate::error::ClientError;
+use crate::transport::exchange;
+
+/// How long a client waits for an autostarted daemon to answer.
+pub const START_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The daemon to start: the `portd` beside this executable, else PATH's.
+pub fn daemon_binary() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("portd")))
+        .filter(|path| path.is_file())
+        .unwrap_or_else(|| PathBuf::from("portd"))
+}
+
+/// Where an autostarted daemon writes: beside the database, or beside the
+/// socket when no database path can be worked out.
+pub fn log_file(socket: &Path) -> PathBuf {
+    match db_path(None) {
+        Ok(db) => log_path(&db),
+        Err(_) => socket.with_file_name("portd.log"),
+    }
+}
+
+/// Starts the daemon for `socket` and waits until it answers health.
+pub fn start(socket: &Path) -> Result<(), ClientError> {
+    let log = log_file(socket);
+    let unreachable = |why: String| ClientError::Unreachable(format!("cannot start portd: {why}"));
+    if let Some(dir) = log.parent() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| unreachable(format!("{}: {e}", dir.display())))?;
+    }
+    let out = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&log)
+        .map_err(|e| unreachable(format!("{}: {e}", log.display())))?;
+    let err = out.try_clone().map_err(|e| unreachable(e.to_string()))?;
+    let binary = daemon_binary();
+    let mut command = Command::new(&binary);
+    command
+        .arg("--socket")
+        .arg(socket)
+        .env_remove(LEASE_ENV)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    // SAFETY: setsid is async-signal-safe; the child calls it before exec so
+    // the daemon leaves the caller's session and terminal.
+    unsafe {
+        command.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(drop)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let mut child = command
+        .spawn()
+        .map_err(|e| unreachable(format!("{}: {e}", binary.display())))?;
+
+    let deadline = Instant::now() + START_TIMEOUT;
+    while Instant::now() < deadline {
+        if healthy(socket) {
+            // A daemon that lost the start-up race exits at once; reap it.
+            let _ = child.try_wait();
+            return Ok(());
+        }
+        let _ = child.try_wait();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Err(ClientError::Unreachable(format!(
+        "portd did not answer within {} s of starting; see {}",
+        START_TIMEOUT.as_secs(),
+        log.display()
+    )))
+}
+
+fn healthy(socket: &Path) -> bool {
+    connect(socket)
+        .ok()
+        .and_then(|stream| exchange(stream, "GET", "/v1/health", None).ok())
+        .is_some_and(|r| r.status == 200)
+}

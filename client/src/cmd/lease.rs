@@ -1,0 +1,111 @@
+//! `portctl lease`: ask for a port (`POST /v1/leases`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use portd_api::procstat::{boot_time, read_stat, ticks_to_unix};
+use portd_api::{Lease, LeaseRequest, OwnerRef, PortRange, parse_duration};
+
+use super::{json_errors, port_arg, print_body, shell_exports};
+use crate::client::{Client, decode};
+use crate::error::ClientError;
+use crate::project;
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  portctl lease 8000                      exactly 8000, or exit 3
+  PORT=$(portctl lease 8000 --next)       8000 or the first free port above it
+  portctl lease --name api                the port 'api' had last time in this project
+  eval \"$(portctl lease --name api --shell)\"   export PORT and the PORTD_LEASE tag
+
+The lease lives as long as the shell or script that ran portctl (or the
+process named with --owner). The port alone goes to stdout.")]
+pub struct LeaseArgs {
+    /// The port to lease: exactly this one unless --next
+    #[arg(value_parser = port_arg, allow_negative_numbers = true)]
+    pub port: Option<u16>,
+    /// A name that remembers its port in this project
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// If PORT is taken, take the first free port above it
+    #[arg(long)]
+    pub next: bool,
+    /// Search this range instead of the daemon's
+    #[arg(long, value_name = "A-B")]
+    pub range: Option<PortRange>,
+    /// The process the lease lives and dies with [default: the calling shell or script]
+    #[arg(long, value_name = "PID")]
+    pub owner: Option<u32>,
+    /// End the lease after this long even if its owner lives (60, 5m, 2h)
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub ttl: Option<Duration>,
+    /// Free PORT first from listeners without a live lease (your own processes)
+    #[arg(long, requires = "port", conflicts_with = "next")]
+    pub kill: bool,
+    /// The project a name belongs to [default: the git worktree root, else the directory]
+    #[arg(long, value_name = "DIR")]
+    pub project: Option<PathBuf>,
+    /// Print the lease as JSON
+    #[arg(long, conflicts_with = "shell")]
+    pub json: bool,
+    /// Print `export PORT=... PORTD_LEASE=...` for eval
+    #[arg(long)]
+    pub shell: bool,
+}
+
+pub fn run(client: &Client, args: LeaseArgs) -> Result<(), ClientError> {
+    let request = request(&args)?;
+    let response = json_errors(args.json, client.send("POST", "/v1/leases", Some(&request)))?;
+    let lease: Lease = decode(&response)?;
+    if let (Some(from), Some(name)) = (lease.moved_from, lease.name.as_deref()) {
+        eprintln!(
+            "portctl: name '{name}' moved from port {from} (no longer free) to {}",
+            lease.port
+        );
+    }
+    if args.json {
+        print_body(&response);
+    } else if args.shell {
+        println!("{}", shell_exports(&lease));
+    } else {
+        println!("{}", lease.port);
+    }
+    Ok(())
+}
+
+/// Builds the API request from the flags.
+pub fn request(args: &LeaseArgs) -> Result<LeaseRequest, ClientError> {
+    let project = project::current(args.project.as_deref())
+        .map_err(|e| ClientError::Usage(format!("cannot work out the project directory: {e}")))?;
+    let ttl = match args.ttl {
+        Some(ttl) if ttl.is_zero() => {
+            return Err(ClientError::Usage("--ttl must be more than 0".into()));
+        }
+        Some(ttl) => Some(ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0)),
+        None => None,
+    };
+    Ok(LeaseRequest {
+        port: args.port,
+        next: args.next,
+        range: args.range,
+        name: args.name.clone(),
+        project: Some(project.display().to_string()),
+        owner: args.owner.map(owner_ref).transpose()?,
+        ttl,
+        kill: args.kill,
+    })
+}
+
+/// `{pid, start_time}` for `--owner PID`, read from /proc.
+pub fn owner_ref(pid: u32) -> Result<OwnerRef, ClientError> {
+    let stat =
+        read_stat(pid).map_err(|_| ClientError::Usage(format!("no process with pid {pid}")))?;
+    let boot =
+        boot_time().map_err(|e| ClientError::Other(format!("cannot read /proc/stat: {e}")))?;
+    Ok(OwnerRef {
+        pid,
+        start_time: ticks_to_unix(boot, stat.start_ticks),
+    })
+}

@@ -1,0 +1,69 @@
+//! One module per verb; each parses its own arguments (clap) and runs
+//! against a [`Client`]. Shared output helpers live here.
+
+pub mod env;
+pub mod kill;
+pub mod lease;
+pub mod ls;
+pub mod reap;
+pub mod release;
+pub mod status;
+pub mod who;
+
+use std::io::Write;
+
+use portd_api::{Lease, LeaseList};
+
+use crate::client::Client;
+use crate::error::ClientError;
+use crate::transport::Response;
+
+/// Prints an answer's body as it came, for `--json`.
+pub fn print_body(response: &Response) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(&response.body);
+    let _ = writeln!(out);
+}
+
+/// With `--json`, a daemon error's body goes to stdout too.
+pub fn json_errors<T>(json: bool, result: Result<T, ClientError>) -> Result<T, ClientError> {
+    if let (true, Err(ClientError::Api { raw, .. })) = (json, &result) {
+        println!("{raw}");
+    }
+    result
+}
+
+/// The active lease `name` holds in `project`.
+pub fn lease_by_name(client: &Client, project: &str, name: &str) -> Result<Lease, ClientError> {
+    let (list, _) = client.get::<LeaseList>("/v1/leases")?;
+    list.leases
+        .into_iter()
+        .find(|l| l.name.as_deref() == Some(name) && l.project.as_deref() == Some(project))
+        .ok_or_else(|| {
+            ClientError::NotFound(format!("no active lease named '{name}' in {project}"))
+        })
+}
+
+/// `export PORT=8000 PORTD_LEASE=<id>`.
+pub fn shell_exports(lease: &Lease) -> String {
+    format!(
+        "export PORT={} {}={}",
+        lease.port,
+        portd_api::LEASE_ENV,
+        lease.id
+    )
+}
+
+/// Parses a port for clap, with DESIGN's one-line reason on failure.
+pub fn port_arg(text: &str) -> Result<u16, String> {
+    portd_api::parse_port(text)
+}
+
+/// Joins a command line for display.
+pub fn command_text(cmdline: &[String]) -> String {
+    if cmdline.is_empty() {
+        "?".to_string()
+    } else {
+        cmdline.join(" ")
+    }
+}

@@ -1,0 +1,42 @@
+//! `portctl status`: the daemon's version, uptime, paths and counts.
+
+use clap::Args;
+use portd_api::Status;
+
+use super::{json_errors, print_body};
+use crate::client::Client;
+use crate::error::ClientError;
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print the API's JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(client: &Client, args: StatusArgs) -> Result<(), ClientError> {
+    let (status, response) = json_errors(args.json, client.get::<Status>("/v1/status"))?;
+    if args.json {
+        print_body(&response);
+        return Ok(());
+    }
+    println!(
+        "portd {} (pid {}), up {:.0} s since {}",
+        status.version, status.pid, status.uptime_secs, status.started_at
+    );
+    println!("socket:        {}", status.socket);
+    println!("database:      {}", status.db);
+    println!("range:         {}", status.range);
+    println!("reap grace:    {} s", status.grace_secs);
+    println!("active leases: {}", status.counts.active_leases);
+    println!(
+        "owners:        {} watched by pidfd",
+        status.counts.owners_watched
+    );
+    println!("names:         {}", status.counts.names);
+    println!("events:        {}", status.counts.events);
+    if !status.reconciled {
+        println!("(start-up reconcile still running)");
+    }
+    Ok(())
+}

@@ -1,0 +1,16 @@
+//! portctl: the client of the portd daemon.
+//!
+//! `main` parses the command line and dispatches to one module per verb in
+//! `cmd`; each verb talks to the daemon through [`Client`], a blocking
+//! HTTP/1.1 client over the Unix socket (`transport`) that checks whom it
+//! talks to and starts the daemon when nothing answers (`autostart`).
+
+pub mod autostart;
+pub mod client;
+pub mod cmd;
+pub mod error;
+pub mod project;
+pub mod transport;
+
+pub use client::Client;
+pub use error::ClientError;

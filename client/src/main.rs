@@ -1,0 +1,81 @@
+//! `portctl`: parse the command line, run one verb, exit with its code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use portctl::cmd::{env, kill, lease, ls, reap, release, status, who};
+use portctl::{Client, ClientError};
+use portd_api::paths;
+
+/// Lease local TCP ports from portd, and find or free what holds them.
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about,
+    after_help = "\
+Start scripts call portctl before starting a service:
+
+  PORT=$(portctl lease 8000 --next)
+  eval \"$(portctl lease --name api --shell)\"; uvicorn app:app --port \"$PORT\"
+
+portctl starts the daemon when nothing answers (PORTD_NO_AUTOSTART=1 turns
+that off). Exit codes: 0 ok, 1 error, 2 bad usage, 3 port taken, 4 not found,
+5 forbidden, 69 daemon unreachable."
+)]
+struct Cli {
+    /// The daemon's socket [env: PORTD_SOCKET; default:
+    /// $XDG_RUNTIME_DIR/portd/portd.sock, else /tmp/portd-$UID/portd.sock]
+    #[arg(long, global = true, value_name = "PATH")]
+    socket: Option<PathBuf>,
+
+    #[command(subcommand)]
+    verb: Verb,
+}
+
+#[derive(Debug, Subcommand)]
+enum Verb {
+    /// Lease a port: print it on stdout, exit 3 if it is taken
+    Lease(lease::LeaseArgs),
+    /// End a lease
+    Release(release::ReleaseArgs),
+    /// List leases
+    Ls(ls::LsArgs),
+    /// Show who leases and who listens on a port
+    Who(who::WhoArgs),
+    /// End the orphaned servers of ended leases now
+    Reap(reap::ReapArgs),
+    /// Stop whatever listens on a port (your processes only)
+    Kill(kill::KillArgs),
+    /// Print an existing lease as shell exports, dotenv or JSON
+    Env(env::EnvArgs),
+    /// Show the daemon's version, paths and counts
+    Status(status::StatusArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let uid = nix::unistd::geteuid().as_raw();
+    let client = Client::new(paths::socket_path(cli.socket.as_deref(), uid));
+    let result = match cli.verb {
+        Verb::Lease(args) => lease::run(&client, args),
+        Verb::Release(args) => release::run(&client, args),
+        Verb::Ls(args) => ls::run(&client, args),
+        Verb::Who(args) => who::run(&client, args),
+        Verb::Reap(args) => reap::run(&client, args),
+        Verb::Kill(args) => kill::run(&client, args),
+        Verb::Env(args) => env::run(&client, args),
+        Verb::Status(args) => status::run(&client, args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("portctl: {e}");
+            exit_code(&e)
+        }
+    }
+}
+
+fn exit_code(error: &ClientError) -> ExitCode {
+    ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(1))
+}
