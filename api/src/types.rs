@@ -291,6 +291,25 @@ pub struct Reported {
     pub suspect: bool,
 }
 
+/// A name and the port it remembers in its project.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NameEntry {
+    pub project: String,
+    pub name: String,
+    /// The remembered port (the active lease's port while one is active).
+    pub port: u16,
+    /// RFC 3339 UTC: when the name last got a lease.
+    pub last_used: String,
+    /// The name's active lease, if any.
+    pub lease_id: Option<String>,
+}
+
+/// `GET /v1/names[?project=DIR]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NameList {
+    pub names: Vec<NameEntry>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

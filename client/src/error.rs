@@ -21,6 +21,9 @@ pub enum ClientError {
     /// No daemon to talk to, or one we must not trust.
     #[error("{0}")]
     Unreachable(String),
+    /// `run`: the command could not be started (126, 127).
+    #[error("{message}")]
+    Exec { code: i32, message: String },
     /// Anything else: I/O, a garbled answer.
     #[error("{0}")]
     Other(String),
@@ -33,6 +36,7 @@ impl ClientError {
             ClientError::Api { status, .. } => exit_code_for_status(*status),
             ClientError::NotFound(_) => 4,
             ClientError::Unreachable(_) => 69,
+            ClientError::Exec { code, .. } => *code,
             ClientError::Other(_) => 1,
         }
     }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use portctl::cmd::{env, kill, lease, ls, reap, release, status, who};
+use portctl::cmd::{env, kill, lease, ls, reap, release, run, status, wait, who};
 use portctl::{Client, ClientError};
 use portd_api::paths;
 
@@ -47,6 +47,10 @@ enum Verb {
     Reap(reap::ReapArgs),
     /// Stop whatever listens on a port (your processes only)
     Kill(kill::KillArgs),
+    /// Lease a port and run a command with it; release it when the command exits
+    Run(run::RunArgs),
+    /// Wait until something listens on a port (or an HTTP path answers)
+    Wait(wait::WaitArgs),
     /// Print an existing lease as shell exports, dotenv or JSON
     Env(env::EnvArgs),
     /// Show the daemon's version, paths and counts
@@ -54,7 +58,11 @@ enum Verb {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == run::LISTEN_FD_SHIM) {
+        return ExitCode::from(u8::try_from(run::listen_fd_shim(&argv[2..])).unwrap_or(1));
+    }
+    let cli = Cli::parse_from(argv);
     let uid = nix::unistd::geteuid().as_raw();
     let client = Client::new(paths::socket_path(cli.socket.as_deref(), uid));
     let result = match cli.verb {
@@ -64,6 +72,8 @@ fn main() -> ExitCode {
         Verb::Who(args) => who::run(&client, args),
         Verb::Reap(args) => reap::run(&client, args),
         Verb::Kill(args) => kill::run(&client, args),
+        Verb::Run(args) => run::run(&client, args),
+        Verb::Wait(args) => wait::run(args),
         Verb::Env(args) => env::run(&client, args),
         Verb::Status(args) => status::run(&client, args),
     };

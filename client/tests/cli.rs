@@ -72,7 +72,7 @@ fn help_lists_exactly_the_built_verbs() {
     assert_eq!(
         verbs,
         [
-            "lease", "release", "ls", "who", "reap", "kill", "env", "status", "help"
+            "lease", "release", "ls", "who", "reap", "kill", "run", "wait", "env", "status", "help"
         ]
     );
 }
@@ -97,4 +97,46 @@ fn a_socket_directory_open_to_others_is_refused() {
     assert_eq!(out.status.code(), Some(69));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("0700"), "{stderr}");
+}
+
+#[test]
+fn run_without_a_command_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = portctl(&["run", "--port", "8000", "--"], dir.path());
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn wait_times_out_with_exit_1_on_a_closed_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = portctl(
+        &["wait", &port.to_string(), "--timeout", "200ms"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("within"));
+}
+
+#[test]
+fn wait_returns_once_something_listens() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let out = portctl(&["wait", &port, "--timeout", "10s"], dir.path());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

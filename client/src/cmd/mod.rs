@@ -7,7 +7,9 @@ pub mod lease;
 pub mod ls;
 pub mod reap;
 pub mod release;
+pub mod run;
 pub mod status;
+pub mod wait;
 pub mod who;
 
 use std::io::Write;

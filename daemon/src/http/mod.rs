@@ -1,13 +1,14 @@
 //! The HTTP API: routes, shared state, and the middleware every request
 //! passes (peer credentials, version header, timeout, body limit).
-//! One file per resource or verb: `leases`, `ports`, `kill`, `reap`,
-//! `status`, `events`.
+//! One file per resource or verb: `leases`, `names`, `ports`, `kill`,
+//! `reap`, `status`, `events`.
 
 mod error;
 mod events;
 mod extract;
 mod kill;
 mod leases;
+mod names;
 mod ports;
 mod reap;
 pub mod server;
@@ -60,6 +61,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/ports/{port}", get(ports::report))
         .route("/v1/ports/{port}/kill", post(kill::kill))
         .route("/v1/reap", post(reap::reap))
+        .route("/v1/names", get(names::list))
         .route("/v1/events", get(events::list))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -166,10 +166,11 @@ pub async fn all_active(conn: &mut SqliteConnection) -> Result<Vec<LeaseRow>, sq
 pub async fn list(conn: &mut SqliteConnection, all: bool) -> Result<Vec<LeaseRow>, sqlx::Error> {
     let mut rows = all_active(&mut *conn).await?;
     if all {
-        let ended: Vec<LeaseRow> =
-            sqlx::query_as(select_leases!("WHERE state = 'ended' ORDER BY ended_at DESC, granted_at DESC LIMIT 1000"))
-                .fetch_all(conn)
-                .await?;
+        let ended: Vec<LeaseRow> = sqlx::query_as(select_leases!(
+            "WHERE state = 'ended' ORDER BY ended_at DESC, granted_at DESC LIMIT 1000"
+        ))
+        .fetch_all(conn)
+        .await?;
         rows.extend(ended);
     }
     Ok(rows)
