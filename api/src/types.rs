@@ -310,6 +310,17 @@ pub struct NameList {
     pub names: Vec<NameEntry>,
 }
 
+/// `POST /v1/cleanup`: what a reconcile and an orphan sweep did.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CleanupReport {
+    /// Active leases whose owner still runs.
+    pub kept: u64,
+    /// Leases ended because their owner was gone or from another boot.
+    pub ended: u64,
+    /// The orphan sweep that followed.
+    pub reap: ReapReport,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::http::AppState;
+use portd_api::CleanupReport;
+
+use crate::leases::LeaseError;
 use crate::owner::OwnerId;
 use crate::reaper::Reaper;
 
@@ -47,24 +50,32 @@ pub async fn on_owner_death(state: Arc<AppState>, mut deaths: mpsc::UnboundedRec
     }
 }
 
-/// Reconciles, then runs the periodic chores until `shutdown`.
+/// Ends the leases of dead owners and of other boots, then reaps the
+/// orphans of this boot's ended leases: at start-up and on `POST /v1/cleanup`.
+pub async fn cleanup(
+    state: &AppState,
+    protected: HashSet<u32>,
+) -> Result<CleanupReport, LeaseError> {
+    let (kept, ended) = state.leases.reconcile().await?;
+    let reap = state.leases.reaper().reap(None, false, protected).await?;
+    Ok(CleanupReport {
+        kept: kept as u64,
+        ended: ended as u64,
+        reap,
+    })
+}
+
+/// Cleans up, then runs the periodic chores until `shutdown`.
 pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
-    match state.leases.reconcile().await {
-        Ok((kept, ended)) => tracing::info!(kept, ended, "start-up reconcile done"),
-        Err(e) => tracing::error!(error = %e, "start-up reconcile failed"),
-    }
-    match state
-        .leases
-        .reaper()
-        .reap(None, false, Reaper::protected(None))
-        .await
-    {
+    match cleanup(&state, Reaper::protected(None)).await {
         Ok(report) => tracing::info!(
-            reaped = report.reaped.len(),
-            reported = report.reported.len(),
-            "start-up sweep for orphans done"
+            kept = report.kept,
+            ended = report.ended,
+            reaped = report.reap.reaped.len(),
+            reported = report.reap.reported.len(),
+            "start-up cleanup done"
         ),
-        Err(e) => tracing::error!(error = %e, "start-up sweep for orphans failed"),
+        Err(e) => tracing::error!(error = %e, "start-up cleanup failed"),
     }
     state.reconciled.store(true, Ordering::Relaxed);
     let mut last_prune: Option<Instant> = None;

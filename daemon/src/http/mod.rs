@@ -1,8 +1,9 @@
 //! The HTTP API: routes, shared state, and the middleware every request
 //! passes (peer credentials, version header, timeout, body limit).
 //! One file per resource or verb: `leases`, `names`, `ports`, `kill`,
-//! `reap`, `status`, `events`.
+//! `reap`, `cleanup`, `status`, `events`.
 
+mod cleanup;
 mod error;
 mod events;
 mod extract;
@@ -61,6 +62,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/ports/{port}", get(ports::report))
         .route("/v1/ports/{port}/kill", post(kill::kill))
         .route("/v1/reap", post(reap::reap))
+        .route("/v1/cleanup", post(cleanup::cleanup))
         .route("/v1/names", get(names::list))
         .route("/v1/events", get(events::list))
         .fallback(not_found)
