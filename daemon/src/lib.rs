@@ -31,6 +31,7 @@ pub use config::Config;
 use crate::http::AppState;
 use crate::leases::Leases;
 use crate::reaper::Reaper;
+use crate::store::writer::Writer;
 use crate::store::{Store, StoreError};
 use crate::watch::Watcher;
 
@@ -63,15 +64,23 @@ pub async fn serve(
     let listener = tokio::net::UnixListener::from_std(listener).map_err(ServeError::Listen)?;
 
     let (watcher, deaths) = Watcher::new();
-    let reaper = Arc::new(Reaper::new(store.clone(), config.grace, boot_id.clone()));
-    let leases = Arc::new(Leases::new(
+    let writer = Writer::spawn(store.writer().clone());
+    let reaper = Arc::new(Reaper::new(
         store.clone(),
+        writer.clone(),
+        config.grace,
+        boot_id.clone(),
+    ));
+    let leases = Leases::load(
+        store.clone(),
+        writer,
         reaper,
         Arc::clone(&watcher),
         config.range,
         boot_id,
         boot_time,
-    ));
+    );
+    let leases = Arc::new(leases.await?);
     let state = Arc::new(AppState {
         leases,
         config,

@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use super::extract::ApiQuery;
 use super::{AppError, State};
+use crate::leases::LeaseError;
 use crate::store::{events, parse_rfc3339};
 
 /// Most events one answer carries.
@@ -32,6 +33,12 @@ pub async fn list(
         })?,
         None => 0,
     };
+    state
+        .leases
+        .writer()
+        .flush()
+        .await
+        .map_err(LeaseError::from)?;
     let mut conn = state.leases.store().reader().acquire().await?;
     let events = events::since(&mut conn, since, MAX_EVENTS).await?;
     Ok(Json(EventList { events }))

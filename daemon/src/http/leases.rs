@@ -44,7 +44,7 @@ pub async fn list(
 
 /// `GET /v1/leases/{port}`: the active lease.
 pub async fn get(state: State, Path(port): Path<String>) -> Result<Json<Lease>, AppError> {
-    Ok(Json(state.leases.get(path_port(&port)?).await?))
+    Ok(Json(state.leases.get(path_port(&port)?)?))
 }
 
 #[derive(Debug, Default, Deserialize)]

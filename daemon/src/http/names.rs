@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use super::extract::ApiQuery;
 use super::{AppError, State};
+use crate::leases::LeaseError;
 use crate::store::names;
 
 #[derive(Debug, Default, Deserialize)]
@@ -19,6 +20,12 @@ pub async fn list(
     state: State,
     ApiQuery(query): ApiQuery<NamesQuery>,
 ) -> Result<Json<NameList>, AppError> {
+    state
+        .leases
+        .writer()
+        .flush()
+        .await
+        .map_err(LeaseError::from)?;
     let mut conn = state.leases.store().reader().acquire().await?;
     let names = names::list(&mut conn, query.project.as_deref()).await?;
     Ok(Json(NameList { names }))

@@ -6,7 +6,8 @@ use axum::Json;
 use portd_api::{Counts, Health, Status, VERSION};
 
 use super::{AppError, State};
-use crate::store::{events, leases, rfc3339};
+use crate::leases::LeaseError;
+use crate::store::{events, rfc3339};
 
 /// `GET /v1/health`: answers as soon as the socket accepts, before the
 /// start-up reconcile ends.
@@ -21,11 +22,14 @@ pub async fn health() -> Json<Health> {
 /// `GET /v1/status`.
 pub async fn status(state: State) -> Result<Json<Status>, AppError> {
     let store = state.leases.store();
+    state
+        .leases
+        .writer()
+        .flush()
+        .await
+        .map_err(LeaseError::from)?;
     let mut conn = store.reader().acquire().await?;
-    let active = leases::count_active(&mut conn).await?;
-    let names: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM names")
-        .fetch_one(&mut *conn)
-        .await?;
+    let (active, names) = state.leases.counts();
     let events = events::count(&mut conn).await?;
     let config = &state.config;
     Ok(Json(Status {

@@ -21,7 +21,7 @@ use crate::probe::{Probe, probe};
 use crate::procs;
 use crate::procs::holders::{holders, listening_pids};
 use crate::procs::scan::{self, ProcFacts};
-use crate::store::events::{self, NewEvent};
+use crate::store::writer::{Change, Writer};
 use crate::store::{LeaseRow, Store, StoreError, leases, now_ms};
 
 /// Most ended leases without tags examined for suspects in one sweep.
@@ -31,14 +31,16 @@ const MAX_GRACE: Duration = Duration::from_secs(3600);
 
 pub struct Reaper {
     store: Store,
+    writer: Writer,
     grace: Duration,
     boot_id: String,
 }
 
 impl Reaper {
-    pub fn new(store: Store, grace: Duration, boot_id: String) -> Reaper {
+    pub fn new(store: Store, writer: Writer, grace: Duration, boot_id: String) -> Reaper {
         Reaper {
             store,
+            writer,
             grace,
             boot_id,
         }
@@ -171,6 +173,7 @@ impl Reaper {
         procs: &[ProcFacts],
         only: Option<&HashSet<String>>,
     ) -> Result<Vec<EndedLease>, StoreError> {
+        self.writer.flush().await?;
         let mut conn = self.store.reader().acquire().await?;
         let mut tags: Vec<&str> = procs.iter().filter_map(|p| p.tag.as_deref()).collect();
         tags.sort_unstable();
@@ -336,40 +339,31 @@ impl Reaper {
         Ok(report)
     }
 
-    /// One event per signalled process.
+    /// One event per signalled process, committed before the answer.
     async fn record(&self, outcomes: &[Outcome], kind: &str) -> Result<(), StoreError> {
-        let signalled: Vec<&Outcome> = outcomes.iter().filter(|o| o.signal.is_some()).collect();
-        if signalled.is_empty() {
-            return Ok(());
-        }
         let now = now_ms();
-        let mut tx = self.store.begin().await?;
-        for outcome in signalled {
-            let detail = format!(
-                "{} {}: {}",
-                outcome.signal.map_or("", |s| s.as_str()),
-                if outcome.exited {
-                    "ended it"
-                } else {
-                    "did not end it"
-                },
-                outcome.target.cmdline.join(" ")
-            );
-            events::append(
-                &mut tx,
-                now,
-                NewEvent {
-                    kind,
-                    lease_id: outcome.target.lease_id.as_deref(),
-                    port: Some(outcome.target.port),
-                    pid: Some(outcome.target.facts.pid),
-                    detail: Some(detail),
-                },
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        let changes: Vec<Change> = outcomes
+            .iter()
+            .filter(|o| o.signal.is_some())
+            .map(|outcome| Change::Event {
+                at: now,
+                kind: kind.to_string(),
+                lease_id: outcome.target.lease_id.clone(),
+                port: Some(outcome.target.port),
+                pid: Some(outcome.target.facts.pid),
+                detail: Some(format!(
+                    "{} {}: {}",
+                    outcome.signal.map_or("", |s| s.as_str()),
+                    if outcome.exited {
+                        "ended it"
+                    } else {
+                        "did not end it"
+                    },
+                    outcome.target.cmdline.join(" ")
+                )),
+            })
+            .collect();
+        self.writer.submit(changes).committed().await
     }
 }
 

@@ -8,33 +8,6 @@ use super::rfc3339;
 /// At most this many rows of history are kept in each table.
 pub const MAX_HISTORY_ROWS: i64 = 100_000;
 
-/// An event about to be written.
-#[derive(Debug, Clone, Default)]
-pub struct NewEvent<'a> {
-    pub kind: &'a str,
-    pub lease_id: Option<&'a str>,
-    pub port: Option<u16>,
-    pub pid: Option<u32>,
-    pub detail: Option<String>,
-}
-
-pub async fn append(
-    conn: &mut SqliteConnection,
-    at_ms: i64,
-    event: NewEvent<'_>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO events (at, kind, lease_id, port, pid, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
-        .bind(at_ms)
-        .bind(event.kind)
-        .bind(event.lease_id)
-        .bind(event.port.map(i64::from))
-        .bind(event.pid.map(i64::from))
-        .bind(event.detail)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
 #[derive(Debug, FromRow)]
 struct EventRow {
     seq: i64,

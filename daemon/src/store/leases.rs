@@ -87,73 +87,6 @@ macro_rules! select_leases {
     };
 }
 
-/// Writes a new active lease. Fails with a unique violation if the port
-/// already has an active lease: the index, not this code, is the last word.
-pub async fn insert(conn: &mut SqliteConnection, row: &LeaseRow) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO leases (id, port, name, project, owner_pid, owner_start_ticks, owner_start_time,
-            owner_uid, owner_sid, boot_id, state, end_reason, granted_at, granted_ticks, expires_at, ended_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'active', NULL, ?11, ?12, ?13, NULL)",
-    )
-    .bind(&row.id)
-    .bind(row.port)
-    .bind(&row.name)
-    .bind(&row.project)
-    .bind(row.owner_pid)
-    .bind(row.owner_start_ticks)
-    .bind(row.owner_start_time)
-    .bind(row.owner_uid)
-    .bind(row.owner_sid)
-    .bind(&row.boot_id)
-    .bind(row.granted_at)
-    .bind(row.granted_ticks)
-    .bind(row.expires_at)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// The active lease on `port`, if any.
-pub async fn active_on_port(
-    conn: &mut SqliteConnection,
-    port: u16,
-) -> Result<Option<LeaseRow>, sqlx::Error> {
-    sqlx::query_as(select_leases!("WHERE state = 'active' AND port = ?1"))
-        .bind(i64::from(port))
-        .fetch_optional(conn)
-        .await
-}
-
-/// Active leases on ports `lo..=hi`.
-pub async fn active_between(
-    conn: &mut SqliteConnection,
-    lo: u16,
-    hi: u16,
-) -> Result<Vec<LeaseRow>, sqlx::Error> {
-    sqlx::query_as(select_leases!(
-        "WHERE state = 'active' AND port BETWEEN ?1 AND ?2"
-    ))
-    .bind(i64::from(lo))
-    .bind(i64::from(hi))
-    .fetch_all(conn)
-    .await
-}
-
-/// The active lease of `(project, name)`, if any.
-pub async fn active_by_name(
-    conn: &mut SqliteConnection,
-    project: &str,
-    name: &str,
-) -> Result<Option<LeaseRow>, sqlx::Error> {
-    sqlx::query_as(select_leases!(
-        "WHERE state = 'active' AND project = ?1 AND name = ?2"
-    ))
-    .bind(project)
-    .bind(name)
-    .fetch_optional(conn)
-    .await
-}
-
 /// Every active lease, by port.
 pub async fn all_active(conn: &mut SqliteConnection) -> Result<Vec<LeaseRow>, sqlx::Error> {
     sqlx::query_as(select_leases!("WHERE state = 'active' ORDER BY port"))
@@ -161,71 +94,17 @@ pub async fn all_active(conn: &mut SqliteConnection) -> Result<Vec<LeaseRow>, sq
         .await
 }
 
-/// Active leases by port, then (with `all`) up to 1,000 ended ones, newest
-/// first.
-pub async fn list(conn: &mut SqliteConnection, all: bool) -> Result<Vec<LeaseRow>, sqlx::Error> {
-    let mut rows = all_active(&mut *conn).await?;
-    if all {
-        let ended: Vec<LeaseRow> = sqlx::query_as(select_leases!(
-            "WHERE state = 'ended' ORDER BY ended_at DESC, granted_at DESC LIMIT 1000"
-        ))
-        .fetch_all(conn)
-        .await?;
-        rows.extend(ended);
-    }
-    Ok(rows)
-}
-
-/// Active leases whose owner is `owner`.
-pub async fn active_of_owner(
+/// Up to `limit` ended leases, newest first.
+pub async fn recently_ended(
     conn: &mut SqliteConnection,
-    owner: OwnerId,
+    limit: i64,
 ) -> Result<Vec<LeaseRow>, sqlx::Error> {
     sqlx::query_as(select_leases!(
-        "WHERE state = 'active' AND owner_pid = ?1 AND owner_start_ticks = ?2"
+        "WHERE state = 'ended' ORDER BY ended_at DESC, granted_at DESC LIMIT ?1"
     ))
-    .bind(i64::from(owner.pid))
-    .bind(owner.start_ticks as i64)
+    .bind(limit)
     .fetch_all(conn)
     .await
-}
-
-/// Active leases whose TTL has passed at `now_ms`.
-pub async fn expired(
-    conn: &mut SqliteConnection,
-    now_ms: i64,
-) -> Result<Vec<LeaseRow>, sqlx::Error> {
-    sqlx::query_as(select_leases!(
-        "WHERE state = 'active' AND expires_at <= ?1"
-    ))
-    .bind(now_ms)
-    .fetch_all(conn)
-    .await
-}
-
-/// Ends the active lease `id`; false if it was not active any more.
-pub async fn end(
-    conn: &mut SqliteConnection,
-    id: &str,
-    reason: EndReason,
-    now_ms: i64,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE leases SET state = 'ended', end_reason = ?2, ended_at = ?3 WHERE id = ?1 AND state = 'active'",
-    )
-    .bind(id)
-    .bind(reason.as_str())
-    .bind(now_ms)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// How many leases are active.
-pub async fn count_active(conn: &mut SqliteConnection) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM leases WHERE state = 'active'")
-        .fetch_one(conn)
-        .await
 }
 
 /// The lease `id`, active or ended.

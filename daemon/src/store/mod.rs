@@ -9,6 +9,7 @@
 pub mod events;
 pub mod leases;
 pub mod names;
+pub mod writer;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -29,6 +30,8 @@ pub enum StoreError {
     Migrate(PathBuf, sqlx::migrate::MigrateError),
     #[error("database query failed: {0}")]
     Query(#[from] sqlx::Error),
+    #[error("database commit failed: {0}")]
+    Commit(String),
 }
 
 /// A write transaction: holds the single writer connection until commit.
@@ -87,6 +90,11 @@ impl Store {
     /// Starts a write transaction (`BEGIN IMMEDIATE` on the one writer).
     pub async fn begin(&self) -> Result<WriteTx, StoreError> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// The single writer connection, for the group-commit writer.
+    pub fn writer(&self) -> &SqlitePool {
+        &self.writer
     }
 
     /// The pool for reads that need no transaction.

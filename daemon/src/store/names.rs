@@ -2,62 +2,6 @@
 
 use sqlx::SqliteConnection;
 
-/// The port `name` remembers in `project`, if any.
-pub async fn remembered(
-    conn: &mut SqliteConnection,
-    project: &str,
-    name: &str,
-) -> Result<Option<u16>, sqlx::Error> {
-    let port: Option<i64> =
-        sqlx::query_scalar("SELECT port FROM names WHERE project = ?1 AND name = ?2")
-            .bind(project)
-            .bind(name)
-            .fetch_optional(conn)
-            .await?;
-    Ok(port.map(|p| p as u16))
-}
-
-/// Ports in `lo..=hi` that any name other than `(project, name)` remembers.
-pub async fn remembered_ports(
-    conn: &mut SqliteConnection,
-    lo: u16,
-    hi: u16,
-    except: Option<(&str, &str)>,
-) -> Result<Vec<u16>, sqlx::Error> {
-    let (project, name) = except.unwrap_or(("", ""));
-    let ports: Vec<i64> = sqlx::query_scalar(
-        "SELECT port FROM names WHERE port BETWEEN ?1 AND ?2 AND NOT (project = ?3 AND name = ?4)",
-    )
-    .bind(i64::from(lo))
-    .bind(i64::from(hi))
-    .bind(project)
-    .bind(name)
-    .fetch_all(conn)
-    .await?;
-    Ok(ports.into_iter().map(|p| p as u16).collect())
-}
-
-/// Makes `(project, name)` remember `port`.
-pub async fn remember(
-    conn: &mut SqliteConnection,
-    project: &str,
-    name: &str,
-    port: u16,
-    now_ms: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO names (project, name, port, last_used) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (project, name) DO UPDATE SET port = excluded.port, last_used = excluded.last_used",
-    )
-    .bind(project)
-    .bind(name)
-    .bind(i64::from(port))
-    .bind(now_ms)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 #[derive(Debug, sqlx::FromRow)]
 struct NameRow {
     project: String,
@@ -90,5 +34,16 @@ pub async fn list(
             last_used: super::rfc3339(r.last_used),
             lease_id: r.lease_id,
         })
+        .collect())
+}
+
+/// Every name with the port it remembers.
+pub async fn all(conn: &mut SqliteConnection) -> Result<Vec<(String, String, u16)>, sqlx::Error> {
+    let rows: Vec<(String, String, i64)> = sqlx::query_as("SELECT project, name, port FROM names")
+        .fetch_all(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(p, n, port)| (p, n, port as u16))
         .collect())
 }

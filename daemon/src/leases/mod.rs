@@ -1,15 +1,19 @@
 //! The operations on leases: grant, release, end on owner death or TTL, and
-//! reconcile at start-up. Each runs in one write transaction, so what the
-//! daemon answers is what SQLite holds.
+//! reconcile. Decisions are made on the in-memory [`Table`] under one lock;
+//! their changes go to the group-commit writer in decision order, and no
+//! caller is answered before its change has committed.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+mod error;
+mod table;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use portd_api::procstat::same_start_time;
-use portd_api::{
-    EndReason, Holder, KillRequest, Lease, LeaseRequest, OwnerRef, PortRange, PortReport,
-};
+use portd_api::{EndReason, KillRequest, Lease, LeaseRequest, OwnerRef, PortRange, PortReport};
 
+pub use self::error::{LeaseError, Peer};
+pub use self::table::Table;
 use crate::grant::{self, Choice, NoPort, PortAsk, Verdict};
 use crate::owner::{
     OwnerId, ancestor_from_proc, owner_is_alive, owner_is_alive_now, resolve_owner,
@@ -17,73 +21,14 @@ use crate::owner::{
 use crate::probe::{Probe, probe};
 use crate::procs::{self, holders::holders};
 use crate::reaper::Reaper;
-use crate::store::events::{self, NewEvent};
-use crate::store::{LeaseRow, Store, StoreError, WriteTx, leases, names, now_ms};
+use crate::store::writer::{Change, Pending, Writer};
+use crate::store::{LeaseRow, Store, StoreError, events, leases, names, now_ms};
 use crate::watch::{Watch, Watcher};
 
 /// Longest name a lease may carry.
 const MAX_NAME_LEN: usize = 128;
 /// Longest TTL: ten years, so every expiry renders as a date.
 const MAX_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
-
-/// Who is asking, from SO_PEERCRED.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Peer {
-    pub pid: Option<u32>,
-    pub uid: u32,
-}
-
-impl Peer {
-    fn may_act_for(&self, uid: u32) -> bool {
-        self.uid == 0 || self.uid == uid
-    }
-}
-
-/// Why a lease operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum LeaseError {
-    #[error("{0}")]
-    Invalid(String),
-    #[error("{0}")]
-    Forbidden(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("port {port} is leased to pid {} ({})", lease.owner.pid, lease.id)]
-    Leased { port: u16, lease: Box<Lease> },
-    #[error("port {port} is held by {}", describe_holders(holders))]
-    Held { port: u16, holders: Vec<Holder> },
-    #[error("no free port in {0}")]
-    NoFreePort(PortRange),
-    #[error("name '{name}' is leased on port {} by pid {}", lease.port, lease.owner.pid)]
-    NameTaken { name: String, lease: Box<Lease> },
-    #[error("every holder of port {port} is protected: {message}")]
-    Protected {
-        port: u16,
-        skipped: Vec<portd_api::Reported>,
-        message: String,
-    },
-    #[error("portd may not bind port {0} (permission denied)")]
-    NotPermitted(u16),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-impl From<sqlx::Error> for LeaseError {
-    fn from(e: sqlx::Error) -> LeaseError {
-        LeaseError::Store(StoreError::Query(e))
-    }
-}
-
-fn describe_holders(holders: &[Holder]) -> String {
-    if holders.is_empty() {
-        return "a socket portd cannot attribute".to_string();
-    }
-    holders
-        .iter()
-        .map(Holder::describe)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 /// The result of a grant: the lease, and whether it is new.
 #[derive(Debug)]
@@ -101,8 +46,21 @@ struct CheckedOwner {
     uid: u32,
 }
 
+/// What a grant decided under the lock.
+enum Decision {
+    Granted {
+        row: Box<LeaseRow>,
+        moved_from: Option<u16>,
+    },
+    Existing(Box<LeaseRow>),
+    Refused(LeaseError),
+    NoPort(NoPort, Option<Box<LeaseRow>>),
+}
+
 pub struct Leases {
     store: Store,
+    writer: Writer,
+    table: Mutex<Table>,
     reaper: Arc<Reaper>,
     watcher: Arc<Watcher>,
     range: PortRange,
@@ -111,26 +69,35 @@ pub struct Leases {
 }
 
 impl Leases {
-    pub fn new(
+    /// Loads the active leases and names from `store` into memory.
+    pub async fn load(
         store: Store,
+        writer: Writer,
         reaper: Arc<Reaper>,
         watcher: Arc<Watcher>,
         range: PortRange,
         boot_id: String,
         boot_time: u64,
-    ) -> Leases {
-        Leases {
+    ) -> Result<Leases, StoreError> {
+        let table = load_table(&store).await?;
+        Ok(Leases {
             store,
+            writer,
+            table: Mutex::new(table),
             reaper,
             watcher,
             range,
             boot_id,
             boot_time,
-        }
+        })
     }
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    pub fn writer(&self) -> &Writer {
+        &self.writer
     }
 
     pub fn reaper(&self) -> &Reaper {
@@ -139,6 +106,25 @@ impl Leases {
 
     pub fn watcher(&self) -> &Watcher {
         &self.watcher
+    }
+
+    fn table(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits for a commit; if it failed, memory may hold changes the
+    /// database does not, so the table is reloaded from the database.
+    async fn committed(&self, pending: Pending) -> Result<(), LeaseError> {
+        if let Err(e) = pending.committed().await {
+            match load_table(&self.store).await {
+                Ok(table) => *self.table() = table,
+                Err(reload) => {
+                    tracing::error!(error = %reload, "cannot reload leases after a failed commit")
+                }
+            }
+            return Err(e.into());
+        }
+        Ok(())
     }
 
     /// Grants a port as DESIGN's table says, or answers the caller's existing
@@ -180,64 +166,115 @@ impl Leases {
         owner: CheckedOwner,
     ) -> Result<Granted, LeaseError> {
         let now = now_ms();
-        let mut tx = self.store.begin().await?;
-        let mut ended: Vec<LeaseRow> = Vec::new();
+        let mut changes = Vec::new();
+        let (decision, pending) = {
+            let mut table = self.table();
+            let decision = self.decide(&mut table, req, owner, now, &mut changes);
+            if let Decision::Granted { row, .. } = &decision {
+                table.insert((**row).clone());
+                changes.push(Change::Grant((**row).clone()));
+                if let (Some(name), Some(project)) = (&req.name, &req.project) {
+                    table.remember(project, name, row.port());
+                    changes.push(Change::Remember {
+                        project: project.clone(),
+                        name: name.clone(),
+                        port: row.port(),
+                        at: now,
+                    });
+                }
+                changes.push(event(
+                    now,
+                    "granted",
+                    row,
+                    req.name.as_ref().map(|n| format!("name {n}")),
+                ));
+            }
+            let pending = self.writer.submit(changes);
+            (decision, pending)
+        };
+        self.committed(pending).await?;
+        match decision {
+            Decision::Existing(row) => Ok(Granted {
+                lease: row.to_api(),
+                created: false,
+            }),
+            Decision::Refused(error) => Err(error),
+            Decision::NoPort(no_port, lease) => Err(self.explain(no_port, lease).await),
+            Decision::Granted { row, moved_from } => {
+                let mut lease = row.to_api();
+                lease.moved_from = moved_from;
+                if self.owner_gone(row.owner()) {
+                    // The owner died between our check and the watch: end at once.
+                    self.end_owner(row.owner()).await?;
+                    lease.state = portd_api::LeaseState::Ended;
+                    lease.end_reason = Some(EndReason::OwnerDied);
+                }
+                Ok(Granted {
+                    lease,
+                    created: true,
+                })
+            }
+        }
+    }
 
+    /// The grant decision, on the table. Leases met whose owner is dead are
+    /// ended on the way (their changes go into `changes`).
+    fn decide(
+        &self,
+        table: &mut Table,
+        req: &LeaseRequest,
+        owner: CheckedOwner,
+        now: i64,
+        changes: &mut Vec<Change>,
+    ) -> Decision {
         let mut remembered = None;
         if let (Some(name), Some(project)) = (req.name.as_deref(), req.project.as_deref()) {
-            if let Some(existing) = leases::active_by_name(&mut tx, project, name).await? {
+            if let Some(existing) = table.by_name(project, name) {
                 if existing.owner() == owner.id && req.port.is_none_or(|p| p == existing.port()) {
-                    tx.commit().await.map_err(StoreError::from)?;
-                    return Ok(Granted {
-                        lease: existing.to_api(),
-                        created: false,
-                    });
+                    return Decision::Existing(Box::new(existing.clone()));
                 }
-                if existing.owner() == owner.id || self.is_live(&existing) {
-                    return Err(LeaseError::NameTaken {
+                if existing.owner() == owner.id || self.is_live(existing) {
+                    let lease = Box::new(existing.to_api());
+                    return Decision::Refused(LeaseError::NameTaken {
                         name: name.to_string(),
-                        lease: Box::new(existing.to_api()),
+                        lease,
                     });
                 }
-                ended.push(existing);
+                let port = existing.port();
+                self.end_in(
+                    table,
+                    port,
+                    EndReason::OwnerDied,
+                    now,
+                    Some("owner found dead at a grant"),
+                    changes,
+                );
             }
-            remembered = names::remembered(&mut tx, project, name).await?;
+            remembered = table.remembered(project, name);
         }
-
         let ask = PortAsk {
             port: req.port,
             next: req.next,
             range: req.range,
             remembered,
         };
-        let plan = grant::plan(&ask, self.range).map_err(LeaseError::Invalid)?;
+        let plan = match grant::plan(&ask, self.range) {
+            Ok(plan) => plan,
+            Err(message) => return Decision::Refused(LeaseError::Invalid(message)),
+        };
         let (lo, hi) = span(&plan);
-        let active: HashMap<u16, LeaseRow> = leases::active_between(&mut tx, lo, hi)
-            .await?
-            .into_iter()
-            .map(|l| (l.port(), l))
-            .collect();
-        let except = req
-            .name
-            .as_deref()
-            .zip(req.project.as_deref())
-            .map(|(n, p)| (p, n));
-        let others: HashSet<u16> = names::remembered_ports(&mut tx, lo, hi, except)
-            .await?
-            .into_iter()
-            .collect();
-
+        let except = req.project.as_deref().zip(req.name.as_deref());
+        let others: HashSet<u16> = table.remembered_by_others(lo, hi, except);
+        let mut dead = Vec::new();
         let choice = grant::choose(&plan, &others, |port| {
-            if let Some(lease) = active.get(&port) {
+            if let Some(lease) = table.get(port) {
                 if lease.owner() == owner.id {
                     return Verdict::OwnLease;
                 }
                 if self.is_live(lease) {
                     return Verdict::Leased;
                 }
-                if !ended.iter().any(|e| e.id == lease.id) {
-                    ended.push(lease.clone());
-                }
+                dead.push(port);
             }
             match probe(port) {
                 Probe::Free => Verdict::Free,
@@ -245,34 +282,39 @@ impl Leases {
                 Probe::NotPermitted => Verdict::NotPermitted,
             }
         });
-        // Leases found with dead owners end now, whatever the outcome.
-        for lease in &ended {
-            end_in_tx(
-                &mut tx,
-                lease,
+        for port in dead {
+            self.end_in(
+                table,
+                port,
                 EndReason::OwnerDied,
                 now,
-                Some("owner found dead at a grant".into()),
-            )
-            .await?;
+                Some("owner found dead at a grant"),
+                changes,
+            );
         }
-
-        let port = match choice {
-            Ok(Choice::Existing(port)) => {
-                tx.commit().await.map_err(StoreError::from)?;
-                return Ok(Granted {
-                    lease: active[&port].to_api(),
-                    created: false,
-                });
-            }
-            Ok(Choice::Grant(port)) => port,
+        match choice {
+            Ok(Choice::Existing(port)) => match table.get(port) {
+                Some(row) => Decision::Existing(Box::new(row.clone())),
+                None => Decision::Refused(LeaseError::Invalid(format!(
+                    "port {port} changed; ask again"
+                ))),
+            },
+            Ok(Choice::Grant(port)) => Decision::Granted {
+                row: Box::new(self.new_row(req, owner, port, now)),
+                moved_from: remembered.filter(|r| *r != port),
+            },
             Err(no_port) => {
-                tx.commit().await.map_err(StoreError::from)?;
-                return Err(self.explain(no_port, &active).await);
+                let lease = match no_port {
+                    NoPort::Taken(port, _) => table.get(port).cloned().map(Box::new),
+                    _ => None,
+                };
+                Decision::NoPort(no_port, lease)
             }
-        };
+        }
+    }
 
-        let row = LeaseRow {
+    fn new_row(&self, req: &LeaseRequest, owner: CheckedOwner, port: u16, now: i64) -> LeaseRow {
+        LeaseRow {
             id: uuid::Uuid::now_v7().to_string(),
             port: i64::from(port),
             name: req.name.clone(),
@@ -287,52 +329,29 @@ impl Leases {
             end_reason: None,
             granted_at: now,
             granted_ticks: procs::ticks_since_boot() as i64,
-            expires_at: req
-                .ttl
-                .map(|ttl| now.saturating_add(ttl.saturating_mul(1000) as i64)),
+            expires_at: req.ttl.map(|ttl| now + ttl as i64 * 1000),
             ended_at: None,
-        };
-        if let Err(e) = leases::insert(&mut tx, &row).await {
-            if let sqlx::Error::Database(db) = &e {
-                if db.is_unique_violation() {
-                    return Err(LeaseError::Invalid(format!(
-                        "port {port} was leased concurrently; ask again"
-                    )));
-                }
-            }
-            return Err(e.into());
         }
-        if let (Some(name), Some(project)) = (req.name.as_deref(), req.project.as_deref()) {
-            names::remember(&mut tx, project, name, port, now).await?;
-        }
-        let detail = req.name.as_ref().map(|n| format!("name {n}"));
-        events::append(
-            &mut tx,
-            now,
-            NewEvent {
-                kind: "granted",
-                lease_id: Some(&row.id),
-                port: Some(port),
-                pid: Some(owner.id.pid),
-                detail,
-            },
-        )
-        .await?;
-        tx.commit().await.map_err(StoreError::from)?;
+    }
 
-        let mut lease = row.to_api();
-        lease.moved_from = remembered.filter(|r| *r != port);
-        if self.owner_gone(owner.id) {
-            // The owner died between our check and the watch: end at once.
-            self.end_owner(owner.id).await?;
-            if let Some(row) = self.lease_by_id(&row.id).await? {
-                lease = row.to_api();
-            }
-        }
-        Ok(Granted {
-            lease,
-            created: true,
-        })
+    /// Ends the active lease on `port` in the table and records the change.
+    fn end_in(
+        &self,
+        table: &mut Table,
+        port: u16,
+        reason: EndReason,
+        now: i64,
+        detail: Option<&str>,
+        changes: &mut Vec<Change>,
+    ) -> Option<LeaseRow> {
+        let row = table.remove(port)?;
+        changes.push(Change::End {
+            id: row.id.clone(),
+            reason,
+            at: now,
+        });
+        changes.push(event(now, reason.as_str(), &row, detail.map(String::from)));
+        Some(ended(row, reason, now))
     }
 
     /// Watches `owner` (once) and says whether it is already gone. Owners
@@ -345,20 +364,10 @@ impl Leases {
         }
     }
 
-    async fn lease_by_id(&self, id: &str) -> Result<Option<LeaseRow>, LeaseError> {
-        let mut conn = self
-            .store
-            .reader()
-            .acquire()
-            .await
-            .map_err(StoreError::from)?;
-        Ok(leases::by_id(&mut conn, id).await?)
-    }
-
     /// The error for a search that found nothing, with who holds the port.
-    async fn explain(&self, no_port: NoPort, active: &HashMap<u16, LeaseRow>) -> LeaseError {
+    async fn explain(&self, no_port: NoPort, lease: Option<Box<LeaseRow>>) -> LeaseError {
         match no_port {
-            NoPort::Taken(port, Verdict::Leased | Verdict::OwnLease) => match active.get(&port) {
+            NoPort::Taken(port, Verdict::Leased | Verdict::OwnLease) => match lease {
                 Some(lease) => LeaseError::Leased {
                     port,
                     lease: Box::new(lease.to_api()),
@@ -445,105 +454,110 @@ impl Leases {
         id: Option<&str>,
     ) -> Result<Lease, LeaseError> {
         let now = now_ms();
-        let mut tx = self.store.begin().await?;
-        let lease = leases::active_on_port(&mut tx, port)
-            .await?
-            .ok_or_else(|| LeaseError::NotFound(format!("no active lease on port {port}")))?;
-        if let Some(id) = id.filter(|id| *id != lease.id) {
-            return Err(LeaseError::NotFound(format!(
-                "lease {id} is not active on port {port} (lease {} is)",
-                lease.id
-            )));
-        }
-        if !peer.may_act_for(lease.owner_uid()) {
-            return Err(LeaseError::Forbidden(format!(
-                "port {port} is leased by uid {}; uid {} may not release it",
-                lease.owner_uid(),
-                peer.uid
-            )));
-        }
-        end_in_tx(&mut tx, &lease, EndReason::Released, now, None).await?;
-        tx.commit().await.map_err(StoreError::from)?;
-        Ok(ended(lease, EndReason::Released, now).to_api())
+        let mut changes = Vec::new();
+        let (row, pending) = {
+            let mut table = self.table();
+            let lease = table
+                .get(port)
+                .ok_or_else(|| LeaseError::NotFound(format!("no active lease on port {port}")))?;
+            if let Some(id) = id.filter(|id| *id != lease.id) {
+                return Err(LeaseError::NotFound(format!(
+                    "lease {id} is not active on port {port} (lease {} is)",
+                    lease.id
+                )));
+            }
+            if !peer.may_act_for(lease.owner_uid()) {
+                return Err(LeaseError::Forbidden(format!(
+                    "port {port} is leased by uid {}; uid {} may not release it",
+                    lease.owner_uid(),
+                    peer.uid
+                )));
+            }
+            let row = self.end_in(
+                &mut table,
+                port,
+                EndReason::Released,
+                now,
+                None,
+                &mut changes,
+            );
+            (row, self.writer.submit(changes))
+        };
+        self.committed(pending).await?;
+        row.map(|r| r.to_api())
+            .ok_or_else(|| LeaseError::NotFound(format!("no active lease on port {port}")))
     }
 
     /// Ends every active lease of `owner` as `owner_died`; returns them.
     pub async fn end_owner(&self, owner: OwnerId) -> Result<Vec<LeaseRow>, LeaseError> {
-        let now = now_ms();
-        let mut tx = self.store.begin().await?;
-        let rows = leases::active_of_owner(&mut tx, owner).await?;
-        for lease in &rows {
-            end_in_tx(&mut tx, lease, EndReason::OwnerDied, now, None).await?;
-        }
-        tx.commit().await.map_err(StoreError::from)?;
-        if !rows.is_empty() {
-            tracing::info!(
-                pid = owner.pid,
-                leases = rows.len(),
-                "owner died; leases ended"
-            );
-        }
-        Ok(rows
-            .into_iter()
-            .map(|l| ended(l, EndReason::OwnerDied, now))
-            .collect())
+        self.end_where(EndReason::OwnerDied, None, |table| table.ports_of(owner))
+            .await
     }
 
     /// Ends leases whose TTL has passed.
     pub async fn expire_due(&self) -> Result<usize, LeaseError> {
         let now = now_ms();
-        let mut conn = self
-            .store
-            .reader()
-            .acquire()
-            .await
-            .map_err(StoreError::from)?;
-        if leases::expired(&mut conn, now).await?.is_empty() {
-            return Ok(0);
-        }
-        drop(conn);
-        let mut tx = self.store.begin().await?;
-        let due = leases::expired(&mut tx, now).await?;
-        for lease in &due {
-            end_in_tx(&mut tx, lease, EndReason::Expired, now, None).await?;
-        }
-        tx.commit().await.map_err(StoreError::from)?;
-        Ok(due.len())
+        Ok(self
+            .end_where(EndReason::Expired, None, |table| table.expired(now))
+            .await?
+            .len())
+    }
+
+    /// Ends the active leases on the ports `select` picks from the table.
+    async fn end_where(
+        &self,
+        reason: EndReason,
+        detail: Option<&str>,
+        select: impl FnOnce(&Table) -> Vec<u16>,
+    ) -> Result<Vec<LeaseRow>, LeaseError> {
+        let now = now_ms();
+        let mut changes = Vec::new();
+        let (rows, pending) = {
+            let mut table = self.table();
+            let ports = select(&table);
+            let rows: Vec<LeaseRow> = ports
+                .into_iter()
+                .filter_map(|port| self.end_in(&mut table, port, reason, now, detail, &mut changes))
+                .collect();
+            (rows, self.writer.submit(changes))
+        };
+        self.committed(pending).await?;
+        Ok(rows)
     }
 
     /// Checks every active lease's owner: leases from another boot or with a
     /// dead owner end; live owners get a pidfd if they have none. Returns
     /// (leases kept, leases ended).
     pub async fn reconcile(&self) -> Result<(usize, usize), LeaseError> {
-        let active = {
-            let mut conn = self
-                .store
-                .reader()
-                .acquire()
-                .await
-                .map_err(StoreError::from)?;
-            leases::all_active(&mut conn).await?
+        let active: Vec<(u16, OwnerId, bool)> = {
+            let table = self.table();
+            table
+                .active()
+                .map(|l| (l.port(), l.owner(), l.boot_id == self.boot_id))
+                .collect()
         };
-        let now = now_ms();
-        let mut kept = 0;
-        let mut dead: Vec<&LeaseRow> = Vec::new();
-        for lease in &active {
-            if lease.boot_id != self.boot_id || self.owner_gone(lease.owner()) {
-                dead.push(lease);
-            } else {
-                kept += 1;
+        let mut other_boot = Vec::new();
+        let mut dead = Vec::new();
+        for (port, owner, this_boot) in &active {
+            if !this_boot {
+                other_boot.push(*port);
+            } else if self.owner_gone(*owner) {
+                dead.push(*port);
             }
+        }
+        let ended = dead.len() + other_boot.len();
+        if !other_boot.is_empty() {
+            self.end_where(
+                EndReason::OwnerDied,
+                Some("lease from another boot"),
+                |_| other_boot,
+            )
+            .await?;
         }
         if !dead.is_empty() {
-            let mut tx = self.store.begin().await?;
-            for lease in &dead {
-                let detail =
-                    (lease.boot_id != self.boot_id).then(|| "lease from another boot".to_string());
-                end_in_tx(&mut tx, lease, EndReason::OwnerDied, now, detail).await?;
-            }
-            tx.commit().await.map_err(StoreError::from)?;
+            self.end_where(EndReason::OwnerDied, None, |_| dead).await?;
         }
-        Ok((kept, dead.len()))
+        Ok((active.len() - ended, ended))
     }
 
     /// Prunes history past retention.
@@ -555,44 +569,46 @@ impl Leases {
     }
 
     /// The active lease on `port`.
-    pub async fn get(&self, port: u16) -> Result<Lease, LeaseError> {
-        let mut conn = self
-            .store
-            .reader()
-            .acquire()
-            .await
-            .map_err(StoreError::from)?;
-        leases::active_on_port(&mut conn, port)
-            .await?
-            .map(|l| l.to_api())
+    pub fn get(&self, port: u16) -> Result<Lease, LeaseError> {
+        self.table()
+            .get(port)
+            .map(LeaseRow::to_api)
             .ok_or_else(|| LeaseError::NotFound(format!("no active lease on port {port}")))
     }
 
+    /// Active leases by port, then with `all` up to 1,000 ended ones.
     pub async fn list(&self, all: bool) -> Result<Vec<Lease>, LeaseError> {
-        let mut conn = self
-            .store
-            .reader()
-            .acquire()
-            .await
-            .map_err(StoreError::from)?;
-        Ok(leases::list(&mut conn, all)
-            .await?
-            .iter()
-            .map(LeaseRow::to_api)
-            .collect())
-    }
-
-    /// Lease and holders of `port`.
-    pub async fn report(&self, port: u16) -> Result<PortReport, LeaseError> {
-        let lease = {
+        let mut leases: Vec<Lease> = self.table().active().map(LeaseRow::to_api).collect();
+        if all {
+            self.writer.flush().await?;
             let mut conn = self
                 .store
                 .reader()
                 .acquire()
                 .await
                 .map_err(StoreError::from)?;
-            leases::active_on_port(&mut conn, port).await?
-        };
+            leases.extend(
+                leases::recently_ended(&mut conn, 1000)
+                    .await?
+                    .iter()
+                    .map(LeaseRow::to_api),
+            );
+        }
+        Ok(leases)
+    }
+
+    /// How many leases are active and how many names remember a port.
+    pub fn counts(&self) -> (usize, usize) {
+        let table = self.table();
+        (table.len(), table.name_count())
+    }
+
+    /// Lease and holders of `port`.
+    pub async fn report(&self, port: u16) -> Result<PortReport, LeaseError> {
+        let lease = self.table().get(port).cloned();
+        if lease.is_none() {
+            self.writer.flush().await?;
+        }
         let dead = match &lease {
             Some(_) => None,
             None => {
@@ -640,6 +656,24 @@ impl Leases {
     }
 }
 
+async fn load_table(store: &Store) -> Result<Table, StoreError> {
+    let mut conn = store.reader().acquire().await?;
+    let active = leases::all_active(&mut conn).await?;
+    let names = names::all(&mut conn).await?;
+    Ok(Table::load(active, names))
+}
+
+fn event(now: i64, kind: &str, row: &LeaseRow, detail: Option<String>) -> Change {
+    Change::Event {
+        at: now,
+        kind: kind.to_string(),
+        lease_id: Some(row.id.clone()),
+        port: Some(row.port()),
+        pid: Some(row.owner().pid),
+        detail,
+    }
+}
+
 /// The lowest and highest port a plan may touch.
 fn span(plan: &grant::Plan) -> (u16, u16) {
     let mut lo = u16::MAX;
@@ -660,30 +694,6 @@ fn ended(mut lease: LeaseRow, reason: EndReason, now: i64) -> LeaseRow {
     lease.end_reason = Some(reason.as_str().into());
     lease.ended_at = Some(now);
     lease
-}
-
-async fn end_in_tx(
-    tx: &mut WriteTx,
-    lease: &LeaseRow,
-    reason: EndReason,
-    now: i64,
-    detail: Option<String>,
-) -> Result<(), LeaseError> {
-    if leases::end(tx, &lease.id, reason, now).await? {
-        events::append(
-            tx,
-            now,
-            NewEvent {
-                kind: reason.as_str(),
-                lease_id: Some(&lease.id),
-                port: Some(lease.port()),
-                pid: Some(lease.owner().pid),
-                detail,
-            },
-        )
-        .await?;
-    }
-    Ok(())
 }
 
 fn validate(req: &LeaseRequest) -> Result<(), LeaseError> {

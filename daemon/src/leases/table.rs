@@ -1,0 +1,228 @@
+//! The live state in memory: active leases by port, by owner and by name,
+//! and the ports that names remember. Every decision reads this table under
+//! one lock; SQLite is where it is made durable (`store::writer`), and the
+//! table is loaded from SQLite at start-up.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use crate::owner::OwnerId;
+use crate::store::LeaseRow;
+
+type NameKey = (String, String);
+
+#[derive(Debug, Default)]
+pub struct Table {
+    active: BTreeMap<u16, LeaseRow>,
+    by_owner: HashMap<OwnerId, BTreeSet<u16>>,
+    /// (project, name) -> port of its active lease.
+    by_name: HashMap<NameKey, u16>,
+    /// (project, name) -> the port it remembers.
+    names: HashMap<NameKey, u16>,
+    /// port -> how many names remember it.
+    remembered: BTreeMap<u16, u32>,
+}
+
+fn key(project: &str, name: &str) -> NameKey {
+    (project.to_string(), name.to_string())
+}
+
+impl Table {
+    /// A table holding `active` leases and `names` (project, name, port).
+    pub fn load(active: Vec<LeaseRow>, names: Vec<(String, String, u16)>) -> Table {
+        let mut table = Table::default();
+        for (project, name, port) in names {
+            table.remember(&project, &name, port);
+        }
+        for row in active {
+            table.insert(row);
+        }
+        table
+    }
+
+    pub fn get(&self, port: u16) -> Option<&LeaseRow> {
+        self.active.get(&port)
+    }
+
+    /// Active leases by port.
+    pub fn active(&self) -> impl Iterator<Item = &LeaseRow> {
+        self.active.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.active.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.active.is_empty()
+    }
+
+    pub fn name_count(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn by_name(&self, project: &str, name: &str) -> Option<&LeaseRow> {
+        self.by_name
+            .get(&key(project, name))
+            .and_then(|port| self.active.get(port))
+    }
+
+    /// The port `(project, name)` remembers.
+    pub fn remembered(&self, project: &str, name: &str) -> Option<u16> {
+        self.names.get(&key(project, name)).copied()
+    }
+
+    /// Ports in `lo..=hi` that names other than `except` remember.
+    pub fn remembered_by_others(
+        &self,
+        lo: u16,
+        hi: u16,
+        except: Option<(&str, &str)>,
+    ) -> HashSet<u16> {
+        let own = except.and_then(|(project, name)| self.remembered(project, name));
+        self.remembered
+            .range(lo..=hi)
+            .filter(|&(port, count)| Some(*port) != own || *count > 1)
+            .map(|(port, _)| *port)
+            .collect()
+    }
+
+    /// Ports of `owner`'s active leases.
+    pub fn ports_of(&self, owner: OwnerId) -> Vec<u16> {
+        self.by_owner
+            .get(&owner)
+            .map(|ports| ports.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Distinct owners of active leases.
+    pub fn owners(&self) -> Vec<OwnerId> {
+        self.by_owner.keys().copied().collect()
+    }
+
+    /// Ports whose lease expires at or before `now_ms`.
+    pub fn expired(&self, now_ms: i64) -> Vec<u16> {
+        self.active
+            .values()
+            .filter(|l| l.expires_at.is_some_and(|at| at <= now_ms))
+            .map(LeaseRow::port)
+            .collect()
+    }
+
+    /// Adds an active lease. The port must be free in the table.
+    pub fn insert(&mut self, row: LeaseRow) {
+        let port = row.port();
+        debug_assert!(!self.active.contains_key(&port), "port {port} leased twice");
+        self.by_owner.entry(row.owner()).or_default().insert(port);
+        if let (Some(project), Some(name)) = (&row.project, &row.name) {
+            self.by_name.insert(key(project, name), port);
+        }
+        self.active.insert(port, row);
+    }
+
+    /// Removes the active lease on `port`.
+    pub fn remove(&mut self, port: u16) -> Option<LeaseRow> {
+        let row = self.active.remove(&port)?;
+        if let Some(ports) = self.by_owner.get_mut(&row.owner()) {
+            ports.remove(&port);
+            if ports.is_empty() {
+                self.by_owner.remove(&row.owner());
+            }
+        }
+        if let (Some(project), Some(name)) = (&row.project, &row.name) {
+            let k = key(project, name);
+            if self.by_name.get(&k) == Some(&port) {
+                self.by_name.remove(&k);
+            }
+        }
+        Some(row)
+    }
+
+    /// Makes `(project, name)` remember `port`.
+    pub fn remember(&mut self, project: &str, name: &str, port: u16) {
+        if let Some(old) = self.names.insert(key(project, name), port) {
+            if let Some(count) = self.remembered.get_mut(&old) {
+                *count -= 1;
+                if *count == 0 {
+                    self.remembered.remove(&old);
+                }
+            }
+        }
+        *self.remembered.entry(port).or_default() += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(port: u16, pid: u32, name: Option<&str>) -> LeaseRow {
+        LeaseRow {
+            id: format!("id-{port}"),
+            port: i64::from(port),
+            name: name.map(String::from),
+            project: name.map(|_| "/p".to_string()),
+            owner_pid: i64::from(pid),
+            owner_start_ticks: 7,
+            owner_start_time: 1.0,
+            owner_uid: 0,
+            owner_sid: 1,
+            boot_id: "b".into(),
+            state: "active".into(),
+            end_reason: None,
+            granted_at: 0,
+            granted_ticks: 0,
+            expires_at: None,
+            ended_at: None,
+        }
+    }
+
+    #[test]
+    fn indexes_follow_inserts_and_removes() {
+        let mut t = Table::default();
+        t.insert(row(8000, 1, Some("api")));
+        t.insert(row(8001, 1, None));
+        let owner = OwnerId {
+            pid: 1,
+            start_ticks: 7,
+        };
+        assert_eq!(t.ports_of(owner), [8000, 8001]);
+        assert_eq!(t.by_name("/p", "api").map(LeaseRow::port), Some(8000));
+        assert_eq!(t.remove(8000).map(|r| r.port()), Some(8000));
+        assert!(t.by_name("/p", "api").is_none());
+        assert_eq!(t.ports_of(owner), [8001]);
+        t.remove(8001);
+        assert!(t.owners().is_empty() && t.is_empty());
+    }
+
+    #[test]
+    fn remembered_ports_count_every_name_but_the_asking_one() {
+        let mut t = Table::default();
+        t.remember("/p", "api", 8000);
+        t.remember("/p", "web", 8001);
+        assert_eq!(
+            t.remembered_by_others(8000, 8010, Some(("/p", "api"))),
+            HashSet::from([8001])
+        );
+        t.remember("/p", "api", 8002);
+        assert_eq!(
+            t.remembered_by_others(8000, 8010, None),
+            HashSet::from([8001, 8002])
+        );
+        // Two names on one port: the port stays remembered for the other.
+        t.remember("/q", "api", 8001);
+        assert_eq!(
+            t.remembered_by_others(8000, 8010, Some(("/p", "web"))),
+            HashSet::from([8001, 8002])
+        );
+    }
+
+    #[test]
+    fn expiry_is_by_time() {
+        let mut t = Table::default();
+        let mut r = row(8000, 1, None);
+        r.expires_at = Some(100);
+        t.insert(r);
+        assert!(t.expired(99).is_empty());
+        assert_eq!(t.expired(100), [8000]);
+    }
+}
