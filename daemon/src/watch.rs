@@ -110,6 +110,14 @@ impl Watcher {
             .remove(&owner);
     }
 
+    /// True while `owner` has a pidfd whose exit has not been seen yet.
+    pub fn is_watched(&self, owner: OwnerId) -> bool {
+        self.watched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&owner)
+    }
+
     /// How many owners have a pidfd open.
     pub fn count(&self) -> usize {
         self.watched.lock().unwrap_or_else(|e| e.into_inner()).len()

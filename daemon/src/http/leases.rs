@@ -8,15 +8,18 @@ use serde::Deserialize;
 
 use super::extract::{ApiJson, ApiQuery};
 use super::{AppError, State, path_port};
-use crate::leases::Peer;
+use std::sync::Arc;
+
+use crate::leases::{OwnerCache, Peer};
 
 /// `POST /v1/leases`: 201 with a new lease, 200 with the caller's existing one.
 pub async fn create(
     state: State,
     Extension(peer): Extension<Peer>,
+    Extension(cache): Extension<Arc<OwnerCache>>,
     ApiJson(request): ApiJson<LeaseRequest>,
 ) -> Result<(StatusCode, Json<Lease>), AppError> {
-    let granted = state.leases.grant(peer, request).await?;
+    let granted = state.leases.grant(peer, request, &cache).await?;
     let status = if granted.created {
         StatusCode::CREATED
     } else {

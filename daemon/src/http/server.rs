@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::leases::Peer;
+use crate::leases::{OwnerCache, Peer};
 
 /// Most connections served at once; further clients wait in the backlog.
 pub const MAX_CONNECTIONS: usize = 512;
@@ -63,8 +63,10 @@ pub async fn serve_connections(
             }
         };
         let router = router.clone();
+        let owner_cache = Arc::new(OwnerCache::default());
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(peer);
+            request.extensions_mut().insert(Arc::clone(&owner_cache));
             router.clone().oneshot(request)
         });
         let connection = hyper::server::conn::http1::Builder::new()

@@ -7,7 +7,7 @@ mod error;
 mod table;
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use portd_api::procstat::same_start_time;
 use portd_api::{EndReason, KillRequest, Lease, LeaseRequest, OwnerRef, PortRange, PortReport};
@@ -45,6 +45,11 @@ struct CheckedOwner {
     start_time: f64,
     uid: u32,
 }
+
+/// The owner a connection's requests resolved to. A keep-alive connection
+/// has one caller, so its owner is resolved once and then only checked.
+#[derive(Debug, Default)]
+pub struct OwnerCache(OnceLock<CheckedOwner>);
 
 /// What a grant decided under the lock.
 enum Decision {
@@ -129,9 +134,17 @@ impl Leases {
 
     /// Grants a port as DESIGN's table says, or answers the caller's existing
     /// lease when it asks again.
-    pub async fn grant(&self, peer: Peer, req: LeaseRequest) -> Result<Granted, LeaseError> {
+    pub async fn grant(
+        &self,
+        peer: Peer,
+        req: LeaseRequest,
+        cache: &OwnerCache,
+    ) -> Result<Granted, LeaseError> {
         validate(&req)?;
-        let owner = self.check_owner(peer, req.owner)?;
+        let owner = match req.owner {
+            Some(named) => self.check_owner(peer, Some(named))?,
+            None => self.caller_owner(peer, cache)?,
+        };
         match self.grant_once(&req, owner).await {
             Err(LeaseError::Held { port, holders }) if req.port == Some(port) && !req.next => {
                 // The asked-for port is held without a live lease: by orphans
@@ -388,13 +401,26 @@ impl Leases {
         }
     }
 
-    /// A lease of this boot whose owner still runs.
+    /// A lease of this boot whose owner still runs. An owner with a pidfd
+    /// is alive until the pidfd says otherwise; others are read from /proc.
     fn is_live(&self, lease: &LeaseRow) -> bool {
+        let owner = lease.owner();
         lease.boot_id == self.boot_id
-            && owner_is_alive(
-                lease.owner(),
-                procs::read_stat(lease.owner().pid).ok().as_ref(),
-            )
+            && (self.watcher.is_watched(owner)
+                || owner_is_alive(owner, procs::read_stat(owner.pid).ok().as_ref()))
+    }
+
+    /// The owner for a request without one: the connection's, while it
+    /// lives, else resolved from the caller.
+    fn caller_owner(&self, peer: Peer, cache: &OwnerCache) -> Result<CheckedOwner, LeaseError> {
+        if let Some(owner) = cache.0.get() {
+            if self.watcher.is_watched(owner.id) || owner_is_alive_now(owner.id) {
+                return Ok(*owner);
+            }
+        }
+        let owner = self.check_owner(peer, None)?;
+        let _ = cache.0.set(owner);
+        Ok(owner)
     }
 
     /// Resolves and checks the owner: named by the caller, or the caller's
