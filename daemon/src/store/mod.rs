@@ -11,7 +11,12 @@ pub mod leases;
 pub mod names;
 pub mod writer;
 
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -28,6 +33,8 @@ pub enum StoreError {
     Open(PathBuf, sqlx::Error),
     #[error("cannot migrate database {0}: {1}")]
     Migrate(PathBuf, sqlx::migrate::MigrateError),
+    #[error("database {0} is in use by another portd (pid {1})")]
+    InUse(PathBuf, String),
     #[error("database query failed: {0}")]
     Query(#[from] sqlx::Error),
     #[error("database commit failed: {0}")]
@@ -42,6 +49,9 @@ pub struct Store {
     writer: SqlitePool,
     reader: SqlitePool,
     path: PathBuf,
+    /// Held for the store's life: one database, one daemon, however the
+    /// daemons got their sockets.
+    _lock: std::sync::Arc<Flock<File>>,
 }
 
 impl Store {
@@ -51,6 +61,7 @@ impl Store {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             create_private_dir(dir).map_err(|e| StoreError::CreateDir(dir.to_path_buf(), e))?;
         }
+        let lock = lock_database(path)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -80,6 +91,7 @@ impl Store {
             writer,
             reader,
             path: path.to_path_buf(),
+            _lock: std::sync::Arc::new(lock),
         })
     }
 
@@ -107,6 +119,46 @@ impl Store {
         self.reader.close().await;
         self.writer.close().await;
     }
+}
+
+/// Takes the lock file beside the database (`portd.db.lock`) and writes our
+/// pid into it. A separate file: closing any fd of the database itself would
+/// drop SQLite's own POSIX locks.
+fn lock_database(db: &Path) -> Result<Flock<File>, StoreError> {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".lock");
+    let path = PathBuf::from(name);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| StoreError::CreateDir(path.clone(), e))?;
+    let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => lock,
+        Err((mut file, _)) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            let pid = pid.trim();
+            return Err(StoreError::InUse(
+                db.to_path_buf(),
+                if pid.is_empty() {
+                    "unknown".into()
+                } else {
+                    pid.into()
+                },
+            ));
+        }
+    };
+    let mut record = || -> std::io::Result<()> {
+        lock.set_len(0)?;
+        lock.rewind()?;
+        writeln!(lock, "{}", std::process::id())
+    };
+    record().map_err(|e| StoreError::CreateDir(path, e))?;
+    Ok(lock)
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
