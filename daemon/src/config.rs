@@ -17,6 +17,9 @@ pub const DEFAULT_RANGE: PortRange = PortRange {
 };
 /// How long reaped processes get between SIGTERM and SIGKILL.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+/// Longest grace: with the SIGKILL wait and the scans it stays inside the
+/// 60 s request timeout, so a reap or kill is always answered with its result.
+pub const MAX_GRACE: Duration = Duration::from_secs(50);
 /// How long ended leases and events are kept.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 pub const DEFAULT_LOG_LEVEL: &str = "info";
@@ -182,10 +185,10 @@ pub fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> Result<()
             .set(value.get_ref().parse().ok(), source.clone());
     }
     if let Some(value) = &file.grace {
-        parse("grace", value, &|v| parse_duration(v).map(drop))?;
+        parse("grace", value, &|v| parse_grace(v).map(drop))?;
         settings
             .grace
-            .set(parse_duration(value.get_ref()).ok(), source.clone());
+            .set(parse_grace(value.get_ref()).ok(), source.clone());
     }
     if let Some(value) = &file.event_retention {
         parse("event_retention", value, &|v| parse_retention(v).map(drop))?;
@@ -204,6 +207,18 @@ pub fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> Result<()
             .set(Some(value.get_ref().clone()), source);
     }
     Ok(())
+}
+
+/// A reap grace: a duration from 0 to [`MAX_GRACE`].
+pub fn parse_grace(text: &str) -> Result<Duration, String> {
+    let value = parse_duration(text)?;
+    if value > MAX_GRACE {
+        return Err(format!(
+            "grace '{text}' is too long; at most {}s",
+            MAX_GRACE.as_secs()
+        ));
+    }
+    Ok(value)
 }
 
 /// Retention: a duration (`30d`, `720h`) of at least one hour.
@@ -303,6 +318,8 @@ mod tests {
         assert!(err.contains("grace") && err.contains("line 1"), "{err}");
         let err = apply("event_retention = \"5m\"\n").unwrap_err();
         assert!(err.contains("event_retention"), "{err}");
+        let err = apply("grace = \"2m\"\n").unwrap_err();
+        assert!(err.contains("grace") && err.contains("too long"), "{err}");
         let err = apply("grace = 5\n").unwrap_err();
         assert!(err.contains("line 1"), "{err}");
     }

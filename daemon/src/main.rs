@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use portd::config::{Setting, Settings, Source, apply_file, config_path};
+use portd::config::{Setting, Settings, Source, apply_file, config_path, parse_grace};
 use portd::{Config, socket};
-use portd_api::{PortRange, parse_duration, paths};
+use portd_api::{PortRange, paths};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -34,9 +34,9 @@ struct Args {
     #[arg(long, value_name = "A-B", value_parser = parse_range)]
     range: Option<PortRange>,
 
-    /// Time reaped processes get between SIGTERM and SIGKILL (60, 60s, 5m)
-    /// [default: 5s]
-    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    /// Time reaped processes get between SIGTERM and SIGKILL (5, 5s, 500ms;
+    /// at most 50s) [default: 5s]
+    #[arg(long, value_name = "DUR", value_parser = parse_grace)]
     grace: Option<Duration>,
 
     /// Config file [default: $XDG_CONFIG_HOME/portd/config.toml, else

@@ -553,8 +553,8 @@ impl Leases {
 
     /// Checks every active lease's owner: leases from another boot or with a
     /// dead owner end; live owners get a pidfd if they have none. Returns
-    /// (leases kept, leases ended).
-    pub async fn reconcile(&self) -> Result<(usize, usize), LeaseError> {
+    /// how many were kept and the ones that ended.
+    pub async fn reconcile(&self) -> Result<(usize, Vec<LeaseRow>), LeaseError> {
         let active: Vec<(u16, OwnerId, bool)> = {
             let table = self.table();
             table
@@ -571,19 +571,21 @@ impl Leases {
                 dead.push(*port);
             }
         }
-        let ended = dead.len() + other_boot.len();
+        let mut ended = Vec::new();
         if !other_boot.is_empty() {
-            self.end_where(
-                EndReason::OwnerDied,
-                Some("lease from another boot"),
-                |_| other_boot,
-            )
-            .await?;
+            ended.extend(
+                self.end_where(
+                    EndReason::OwnerDied,
+                    Some("lease from another boot"),
+                    |_| other_boot,
+                )
+                .await?,
+            );
         }
         if !dead.is_empty() {
-            self.end_where(EndReason::OwnerDied, None, |_| dead).await?;
+            ended.extend(self.end_where(EndReason::OwnerDied, None, |_| dead).await?);
         }
-        Ok((active.len() - ended, ended))
+        Ok((active.len() - ended.len(), ended))
     }
 
     /// Prunes history past retention.

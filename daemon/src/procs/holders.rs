@@ -44,8 +44,19 @@ pub fn parse_net_tcp(text: &str, port: u16) -> Vec<ListenSocket> {
         .collect()
 }
 
-/// Listening TCP sockets (IPv4 and IPv6) on `port`.
+/// Listening TCP sockets (IPv4 and IPv6) on `port`: from sock_diag, or
+/// from /proc/net/tcp{,6} where netlink is not available.
 pub fn listening_sockets(port: u16) -> Vec<ListenSocket> {
+    let mut sockets = super::sockdiag::listening_sockets(port).unwrap_or_else(|e| {
+        tracing::debug!(error = %e, "sock_diag unavailable; reading /proc/net/tcp");
+        proc_net_listeners(port)
+    });
+    sockets.sort_by_key(|s| s.inode);
+    sockets.dedup();
+    sockets
+}
+
+fn proc_net_listeners(port: u16) -> Vec<ListenSocket> {
     let mut sockets = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         if let Ok(text) = fs::read_to_string(table) {

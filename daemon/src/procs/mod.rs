@@ -3,6 +3,7 @@
 
 pub mod holders;
 pub mod scan;
+pub mod sockdiag;
 
 use std::fs;
 use std::io;

@@ -1,8 +1,10 @@
 //! A snapshot of every process the daemon may look at: what the reaper's
 //! policy needs to decide, read once per sweep.
 
+use std::collections::HashSet;
 use std::fs;
 
+use super::holders::listening_pids;
 use super::{Uids, lease_tag, read_stat, uids};
 
 /// One process as the reaper sees it.
@@ -34,13 +36,41 @@ pub fn facts(pid: u32) -> Option<ProcFacts> {
     })
 }
 
-/// Facts about every process in /proc.
-pub fn all() -> Vec<ProcFacts> {
+fn pids() -> Vec<u32> {
     let Ok(dir) = fs::read_dir("/proc") else {
         return Vec::new();
     };
     dir.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .collect()
+}
+
+/// Facts about every process in /proc.
+pub fn all() -> Vec<ProcFacts> {
+    pids().into_iter().filter_map(facts).collect()
+}
+
+/// Facts about the processes listening on `ports` and every process in
+/// their process groups: all that an ended lease's orphans can be. Only
+/// `stat` is read for the others, which is much cheaper than `environ`.
+pub fn around_listeners(ports: &[u16]) -> Vec<ProcFacts> {
+    let listeners: HashSet<u32> = ports
+        .iter()
+        .flat_map(|port| listening_pids(*port))
+        .collect();
+    if listeners.is_empty() {
+        return Vec::new();
+    }
+    let groups: HashSet<u32> = listeners
+        .iter()
+        .filter_map(|pid| read_stat(*pid).ok())
+        .map(|s| s.pgrp)
+        .collect();
+    pids()
+        .into_iter()
+        .filter(|pid| {
+            listeners.contains(pid) || read_stat(*pid).is_ok_and(|s| groups.contains(&s.pgrp))
+        })
         .filter_map(facts)
         .collect()
 }

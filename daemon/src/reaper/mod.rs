@@ -16,6 +16,7 @@ use portd_api::{HolderKind, KillReport, KillRequest, ReapReport, Reported, Signa
 
 use self::policy::{EndedLease, Judgement, judge};
 use self::signal::{Outcome, Target, terminate};
+use crate::config::MAX_GRACE;
 use crate::leases::{LeaseError, Peer};
 use crate::probe::{Probe, probe};
 use crate::procs;
@@ -26,8 +27,6 @@ use crate::store::{LeaseRow, Store, StoreError, leases, now_ms};
 
 /// Most ended leases without tags examined for suspects in one sweep.
 const MAX_UNTAGGED_LEASES: i64 = 200;
-/// Longest grace an explicit kill may ask for.
-const MAX_GRACE: Duration = Duration::from_secs(3600);
 
 pub struct Reaper {
     store: Store,
@@ -69,10 +68,26 @@ impl Reaper {
         dry_run: bool,
         protected: HashSet<u32>,
     ) -> Result<ReapReport, StoreError> {
-        let procs = tokio::task::spawn_blocking(scan::all)
-            .await
-            .unwrap_or_default();
-        let ended = self.ended_leases(&procs, only.as_ref()).await?;
+        let (procs, ended) = match only {
+            // A sweep: every process, to find every tag.
+            None => {
+                let procs = tokio::task::spawn_blocking(scan::all)
+                    .await
+                    .unwrap_or_default();
+                let ended = self.ended_leases(&procs, None).await?;
+                (procs, ended)
+            }
+            // Known leases (an owner just died): only the processes around
+            // their ports' listeners can be orphans, so only those are read.
+            Some(ids) => {
+                let ended = self.leases_by_ids(&ids).await?;
+                let ports: Vec<u16> = ended.iter().map(|l| l.port).collect();
+                let procs = tokio::task::spawn_blocking(move || scan::around_listeners(&ports))
+                    .await
+                    .unwrap_or_default();
+                (procs, ended)
+            }
+        };
         let grace = self.grace;
         let (targets, reported) = tokio::task::spawn_blocking(move || {
             let mut targets = Vec::new();
@@ -173,42 +188,48 @@ impl Reaper {
         procs: &[ProcFacts],
         only: Option<&HashSet<String>>,
     ) -> Result<Vec<EndedLease>, StoreError> {
-        self.writer.flush().await?;
-        let mut conn = self.store.reader().acquire().await?;
-        let mut tags: Vec<&str> = procs.iter().filter_map(|p| p.tag.as_deref()).collect();
-        tags.sort_unstable();
-        tags.dedup();
-        let mut rows: Vec<LeaseRow> = Vec::new();
-        for tag in tags
-            .into_iter()
-            .filter(|t| only.is_none_or(|o| o.contains(*t)))
-        {
-            if let Some(row) = leases::by_id(&mut conn, tag).await? {
-                if !row.is_active() {
-                    rows.push(row);
-                }
-            }
+        let mut tags: HashSet<String> = procs.iter().filter_map(|p| p.tag.clone()).collect();
+        if let Some(only) = only {
+            tags.retain(|t| only.contains(t));
         }
+        let mut ended = self.leases_by_ids(&tags).await?;
         if only.is_none() {
+            let mut conn = self.store.reader().acquire().await?;
             for row in
                 leases::last_dead_per_port(&mut conn, &self.boot_id, MAX_UNTAGGED_LEASES).await?
             {
-                if !rows.iter().any(|r| r.id == row.id) {
-                    rows.push(row);
+                if !ended.iter().any(|e| e.id == row.id) {
+                    ended.push(self.ended_lease(row));
                 }
             }
         }
-        Ok(rows
-            .into_iter()
-            .map(|row| EndedLease {
-                port: row.port(),
-                owner_uid: row.owner_uid(),
-                owner_sid: row.owner_sid as u32,
-                granted_ticks: row.granted_ticks as u64,
-                same_boot: row.boot_id == self.boot_id,
-                id: row.id,
-            })
-            .collect())
+        Ok(ended)
+    }
+
+    /// The ended leases among `ids` (active ones have no orphans).
+    async fn leases_by_ids(&self, ids: &HashSet<String>) -> Result<Vec<EndedLease>, StoreError> {
+        self.writer.flush().await?;
+        let mut conn = self.store.reader().acquire().await?;
+        let mut ended = Vec::new();
+        for id in ids {
+            if let Some(row) = leases::by_id(&mut conn, id).await? {
+                if !row.is_active() {
+                    ended.push(self.ended_lease(row));
+                }
+            }
+        }
+        Ok(ended)
+    }
+
+    fn ended_lease(&self, row: LeaseRow) -> EndedLease {
+        EndedLease {
+            port: row.port(),
+            owner_uid: row.owner_uid(),
+            owner_sid: row.owner_sid as u32,
+            granted_ticks: row.granted_ticks as u64,
+            same_boot: row.boot_id == self.boot_id,
+            id: row.id,
+        }
     }
 
     /// Explicit kill of the listeners on `port` on behalf of `peer`.
