@@ -66,13 +66,24 @@ pub fn start(socket: &Path) -> Result<(), ClientError> {
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err);
-    // SAFETY: setsid is async-signal-safe; the child calls it before exec so
-    // the daemon leaves the caller's session and terminal.
+    // The daemon outlives its caller: it must not keep the caller's working
+    // directory busy, and must not hold any fd the caller passed down (a
+    // pipe held open would make `$(...)`, make or bats wait for the daemon).
+    command.current_dir("/");
+    // SAFETY: setsid and close_range are async-signal-safe syscalls; the
+    // child makes them after fork, before exec.
     unsafe {
         command.pre_exec(|| {
-            nix::unistd::setsid()
-                .map(drop)
-                .map_err(std::io::Error::from)
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            // Mark every inherited fd close-on-exec rather than closing it:
+            // std's own exec-error pipe must survive until exec.
+            const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
+            if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) != 0 {
+                for fd in 3..1024 {
+                    libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+                }
+            }
+            Ok(())
         });
     }
     let mut child = command
