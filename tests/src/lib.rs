@@ -17,10 +17,12 @@
 //! own thread (or keep the spawning thread alive as long as the process).
 
 pub mod bins;
+pub mod cli;
 pub mod daemon;
 pub mod http;
 pub mod ports;
 pub mod procs;
+pub mod servers;
 pub mod wait;
 
 pub use bins::{portctl_bin, portd_bin};

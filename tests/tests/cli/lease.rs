@@ -1,0 +1,210 @@
+//! `portctl lease`: the port alone on stdout, `--shell` and `--json`
+//! output, `--owner`, `--ttl`, and the exit codes DESIGN assigns.
+
+use std::fs;
+
+use super::*;
+
+#[test]
+fn a_granted_port_is_printed_alone_and_a_taken_one_exits_3_naming_its_owner() {
+    let block = PortBlock::reserve();
+    let d = TestDaemon::start(block.range());
+    let port = block.port(0);
+    let other = ChildGuard::sleep(60);
+
+    let granted = portctl(&d, &["lease", &port.to_string()]);
+    granted.expect(0);
+    assert_eq!(granted.stdout, format!("{port}\n"), "{granted}");
+    assert_eq!(
+        lease_on(&d, port)["owner"]["pid"],
+        std::process::id(),
+        "run from the test, the test process owns it"
+    );
+
+    let theirs = block.port(1);
+    let pid = other.pid().to_string();
+    portctl(&d, &["lease", &theirs.to_string(), "--owner", &pid]).expect(0);
+    let taken = portctl(&d, &["lease", &theirs.to_string()]);
+    taken.expect(3);
+    assert_eq!(
+        taken.stdout, "",
+        "nothing but a port goes to stdout: {taken}"
+    );
+    assert!(
+        taken.stderr.contains(&format!("pid {pid}")),
+        "exit 3 names the owner: {taken}"
+    );
+    assert_eq!(lease_on(&d, theirs)["owner"]["pid"], other.pid());
+}
+
+#[test]
+fn a_port_held_by_a_listener_exits_3_naming_it_and_next_skips_it() {
+    let block = PortBlock::reserve();
+    let d = TestDaemon::start(block.range());
+    let port = block.port(2);
+    let server = ChildGuard::http_server(port);
+
+    let held = portctl(&d, &["lease", &port.to_string()]);
+    held.expect(3);
+    assert_eq!(held.stdout, "", "{held}");
+    assert!(
+        held.stderr.contains(&format!("pid {}", server.pid())),
+        "names the listener's pid: {held}"
+    );
+    assert!(
+        held.stderr.contains("http.server"),
+        "names its command: {held}"
+    );
+    assert_eq!(active_lease(&d, port), None);
+
+    let next = portctl(&d, &["lease", &port.to_string(), "--next"]);
+    next.expect(0);
+    assert_eq!(next.stdout, format!("{}\n", block.port(3)), "{next}");
+
+    // Nothing grantable in a range of just the held port.
+    let range = format!("{port}-{port}");
+    let none = portctl(&d, &["lease", "--range", &range]);
+    none.expect(3);
+    assert!(none.stderr.contains("no free port"), "{none}");
+}
+
+#[test]
+fn shell_output_evals_to_port_and_tag() {
+    let block = PortBlock::reserve();
+    let d = TestDaemon::start(block.range());
+    let port = block.port(4);
+
+    let shell = portctl(&d, &["lease", &port.to_string(), "--shell"]);
+    shell.expect(0);
+    let id = lease_on(&d, port)["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        shell.stdout,
+        format!("export PORT={port} PORTD_LEASE={id}\n"),
+        "{shell}"
+    );
+
+    let evaluated = run(
+        Command::new("bash")
+            .arg("-c")
+            .arg(r#"eval "$1"; bash -c 'echo "$PORT $PORTD_LEASE"'"#)
+            .arg("eval-test")
+            .arg(&shell.stdout)
+            .env_remove("PORT")
+            .env_remove("PORTD_LEASE"),
+        "bash eval".into(),
+    );
+    evaluated.expect(0);
+    assert_eq!(
+        evaluated.stdout,
+        format!("{port} {id}\n"),
+        "exported to children: {evaluated}"
+    );
+}
+
+#[test]
+fn json_output_is_the_api_body() {
+    let block = PortBlock::reserve();
+    let d = TestDaemon::start(block.range());
+    let port = block.port(5);
+
+    let out = portctl(&d, &["lease", &port.to_string(), "--json"]);
+    out.expect(0);
+    assert_eq!(out.stdout.lines().count(), 1, "one JSON document: {out}");
+    let printed = out.json();
+    assert_eq!(printed, lease_on(&d, port), "{out}");
+    assert_eq!(printed["state"], "active");
+    assert_eq!(printed["port"], port);
+
+    // A refusal with --json prints the API's error body.
+    let other = ChildGuard::sleep(60);
+    let pid = other.pid().to_string();
+    let taken = portctl(&d, &["lease", &port.to_string(), "--json", "--owner", &pid]);
+    taken.expect(3);
+    assert_eq!(taken.json()["error"]["code"], "port_taken", "{taken}");
+}
+
+#[test]
+fn owner_names_the_process_the_lease_lives_with() {
+    let block = PortBlock::reserve();
+    let d = TestDaemon::start(block.range());
+    let port = block.port(6);
+    let mut owner = ChildGuard::sleep(60);
+
+    let out = portctl(
+        &d,
+        &[
+            "lease",
+            &port.to_string(),
+            "--owner",
+            &owner.pid().to_string(),
+        ],
+    );
+    out.expect(0);
+    let lease = lease_on(&d, port);
+    assert_eq!(lease["owner"]["pid"], owner.pid(), "{lease}");
+
+    owner.kill9();
+    let ended = wait_for_end(&d, port, &lease["id"]);
+    assert_eq!(ended["end_reason"], "owner_died", "{ended}");
+}
+
+#[test]
+fn an_owner_that_does_not_exist_is_bad_usage() {
+    let block = PortBlock::reserve();
+    let d = TestDaemon::start(block.range());
+    let port = block.port(8);
+    // Pids are below pid_max: this one names no process.
+    let pid_max = fs::read_to_string("/proc/sys/kernel/pid_max").expect("pid_max");
+    let pid = pid_max.trim();
+
+    let out = portctl(&d, &["lease", &port.to_string(), "--owner", pid]);
+    out.expect(2);
+    assert!(out.stderr.contains(pid), "names the pid: {out}");
+    assert_eq!(out.stdout, "", "{out}");
+    assert_eq!(active_lease(&d, port), None);
+}
+
+#[test]
+fn a_ttl_expires_the_lease_while_its_owner_lives() {
+    let block = PortBlock::reserve();
+    let d = TestDaemon::start(block.range());
+    let port = block.port(9);
+    let mut owner = ChildGuard::sleep(60);
+
+    let out = portctl(
+        &d,
+        &[
+            "lease",
+            &port.to_string(),
+            "--ttl",
+            "1",
+            "--owner",
+            &owner.pid().to_string(),
+        ],
+    );
+    out.expect(0);
+    let lease = lease_on(&d, port);
+    assert!(lease["expires_at"].is_string(), "{lease}");
+
+    let ended = wait_for_end(&d, port, &lease["id"]);
+    assert_eq!(ended["end_reason"], "expired", "{ended}");
+    assert!(owner.is_running(), "only the lease ended");
+}
+
+#[test]
+fn bad_values_are_usage_errors() {
+    let block = PortBlock::reserve();
+    let d = TestDaemon::start(block.range());
+    for args in [
+        &["lease", "70000"][..],
+        &["lease", "--ttl", "soon"],
+        &["lease", "--range", "9-3"],
+        &["lease", "--ttl", "0"],
+    ] {
+        let out = portctl(&d, args);
+        out.expect(2);
+        assert_eq!(out.stdout, "", "{out}");
+    }
+    let list = d.get("/v1/leases").json();
+    assert_eq!(list["leases"], serde_json::json!([]), "{list}");
+}
