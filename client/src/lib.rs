@@ -4,6 +4,7 @@
 //! `cmd`; each verb talks to the daemon through [`Client`], a blocking
 //! HTTP/1.1 client over the Unix socket (`transport`) that checks whom it
 //! talks to and starts the daemon when nothing answers (`autostart`).
+//! `units` holds the systemd user units that `install` writes.
 
 pub mod autostart;
 pub mod client;
@@ -11,6 +12,7 @@ pub mod cmd;
 pub mod error;
 pub mod project;
 pub mod transport;
+pub mod units;
 
 pub use client::Client;
 pub use error::ClientError;

@@ -3,8 +3,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use portctl::cmd::{env, kill, lease, ls, reap, release, run, status, wait, who};
+use clap::{CommandFactory, Parser, Subcommand};
+use portctl::cmd::{
+    cleanup, completions, env, install, kill, lease, ls, man, reap, release, run, status,
+    uninstall, wait, who,
+};
 use portctl::{Client, ClientError};
 use portd_api::paths;
 
@@ -55,6 +58,16 @@ enum Verb {
     Env(env::EnvArgs),
     /// Show the daemon's version, paths and counts
     Status(status::StatusArgs),
+    /// End leases of dead owners and other boots, then reap orphans (for login)
+    Cleanup(cleanup::CleanupArgs),
+    /// Write the systemd user units and enable them: portd starts at login
+    Install(install::InstallArgs),
+    /// Disable and remove the systemd user units
+    Uninstall(uninstall::UninstallArgs),
+    /// Print a shell completion script (bash, zsh, fish, ...)
+    Completions(completions::CompletionsArgs),
+    /// Print or write man pages
+    Man(man::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +89,11 @@ fn main() -> ExitCode {
         Verb::Wait(args) => wait::run(args),
         Verb::Env(args) => env::run(&client, args),
         Verb::Status(args) => status::run(&client, args),
+        Verb::Cleanup(args) => cleanup::run(&client, args),
+        Verb::Install(args) => install::run(args),
+        Verb::Uninstall(args) => uninstall::run(args),
+        Verb::Completions(args) => completions::run(Cli::command(), args),
+        Verb::Man(args) => man::run(Cli::command(), args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -72,7 +72,22 @@ fn help_lists_exactly_the_built_verbs() {
     assert_eq!(
         verbs,
         [
-            "lease", "release", "ls", "who", "reap", "kill", "run", "wait", "env", "status", "help"
+            "lease",
+            "release",
+            "ls",
+            "who",
+            "reap",
+            "kill",
+            "run",
+            "wait",
+            "env",
+            "status",
+            "cleanup",
+            "install",
+            "uninstall",
+            "completions",
+            "man",
+            "help"
         ]
     );
 }

@@ -1,14 +1,19 @@
 //! One module per verb; each parses its own arguments (clap) and runs
 //! against a [`Client`]. Shared output helpers live here.
 
+pub mod cleanup;
+pub mod completions;
 pub mod env;
+pub mod install;
 pub mod kill;
 pub mod lease;
 pub mod ls;
+pub mod man;
 pub mod reap;
 pub mod release;
 pub mod run;
 pub mod status;
+pub mod uninstall;
 pub mod wait;
 pub mod who;
 
@@ -25,6 +30,17 @@ pub fn print_body(response: &Response) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(&response.body);
     let _ = writeln!(out);
+}
+
+/// Writes generated output (a completion script, a man page) to stdout; a
+/// reader that stops early (`| head`) is no error.
+pub fn write_stdout(bytes: &[u8]) -> Result<(), ClientError> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(ClientError::Other(format!("writing to stdout: {e}"))),
+    }
 }
 
 /// With `--json`, a daemon error's body goes to stdout too.

@@ -1,0 +1,146 @@
+//! `portctl install`: write the systemd user units for the `portd` beside
+//! this `portctl` and, when a user manager answers, enable and start them.
+//! Re-running rewrites nothing that is already right.
+
+use std::path::Path;
+use std::time::Duration;
+
+use clap::Args;
+use portd_api::Health;
+use portd_api::procstat::read_stat;
+
+use crate::client::{ConnectError, connect};
+use crate::error::ClientError;
+use crate::transport::exchange;
+use crate::units::{
+    self, SERVICE_UNIT, SOCKET_UNIT, Written, manager_answers, systemctl, systemctl_line,
+};
+
+/// How long a daemon that runs outside systemd gets to exit after SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+The units go to $XDG_CONFIG_HOME/systemd/user (else ~/.config/systemd/user);
+portd.service runs the portd beside this portctl. With a systemd user
+manager, install then runs `systemctl --user daemon-reload` and
+`systemctl --user enable --now portd.socket portd.service`, first stopping a
+portd that runs outside systemd on the same socket (leases survive it);
+without one, it prints what to run. Running it again is harmless.")]
+pub struct InstallArgs {
+    /// Print the unit files (each after a `==> PATH <==` line); write nothing
+    #[arg(long)]
+    pub print: bool,
+    /// Write the units and reload, but neither enable nor start them
+    #[arg(long)]
+    pub no_enable: bool,
+}
+
+pub fn run(args: InstallArgs) -> Result<(), ClientError> {
+    let dir = units::user_unit_dir()?;
+    let files = units::render(&dir, &units::portd_path()?)?;
+    if args.print {
+        return super::write_stdout(units::print_listing(&files).as_bytes());
+    }
+    let mut updated = false;
+    for unit in &files {
+        let written = units::write_unit(unit)?;
+        updated |= written == Written::Updated;
+        println!("{}: {}", describe(written), unit.path.display());
+    }
+
+    let reload = ["daemon-reload"];
+    let enable = ["enable", "--now", SOCKET_UNIT, SERVICE_UNIT];
+    if !manager_answers() {
+        println!("No systemd user manager answers; once one does, run:");
+        println!("  {}", systemctl_line(&reload));
+        if !args.no_enable {
+            println!("  {}", systemctl_line(&enable));
+        }
+        return Ok(());
+    }
+    systemctl(&reload)?;
+    if args.no_enable {
+        println!("Not enabled; to start portd at login, run:");
+        println!("  {}", systemctl_line(&enable));
+        return Ok(());
+    }
+    stop_daemon_outside_systemd()?;
+    systemctl(&enable)?;
+    if updated {
+        // A running service keeps the binary it started with.
+        systemctl(&["try-restart", SERVICE_UNIT])?;
+    }
+    println!("portd.socket and portd.service are enabled: portd starts at login.");
+    Ok(())
+}
+
+fn describe(written: Written) -> &'static str {
+    match written {
+        Written::Created => "wrote",
+        Written::Updated => "updated",
+        Written::Unchanged => "unchanged",
+    }
+}
+
+/// A daemon that `portctl` autostarted on the socket the unit is about to
+/// bind (`%t/portd/portd.sock` in portd.socket) would keep serving the same database beside systemd's, and remove
+/// systemd's socket file when it exits: stop it first (SIGTERM; leases live
+/// in the database and survive). The service's main process, or one in its
+/// cgroup, is systemd's own and stays.
+fn stop_daemon_outside_systemd() -> Result<(), ClientError> {
+    let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) else {
+        return Ok(());
+    };
+    let socket = Path::new(&runtime).join("portd").join("portd.sock");
+    let stream = match connect(&socket) {
+        Ok(stream) => stream,
+        Err(ConnectError::Absent) => return Ok(()),
+        Err(ConnectError::Untrusted(why)) => return Err(ClientError::Unreachable(why)),
+        Err(ConnectError::Io(e)) => {
+            return Err(ClientError::Other(format!("{}: {e}", socket.display())));
+        }
+    };
+    let Some(pid) = exchange(stream, "GET", "/v1/health", None)
+        .ok()
+        .filter(|r| r.status == 200)
+        .and_then(|r| serde_json::from_slice::<Health>(&r.body).ok())
+        .map(|h| h.pid)
+    else {
+        return Ok(());
+    };
+    if units::service_main_pid() == Some(pid) {
+        return Ok(());
+    }
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    if units::in_service_cgroup(&cgroup) {
+        return Ok(());
+    }
+    println!(
+        "stopping portd (pid {pid}), which runs outside systemd on {}",
+        socket.display()
+    );
+    let start_ticks = read_stat(pid).map(|s| s.start_ticks).ok();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .map_err(|e| ClientError::Other(format!("cannot stop portd (pid {pid}): {e}")))?;
+    let gone = || {
+        read_stat(pid).map_or(true, |s| {
+            !s.is_running() || Some(s.start_ticks) != start_ticks
+        })
+    };
+    let deadline = std::time::Instant::now() + STOP_TIMEOUT;
+    while !gone() {
+        if std::time::Instant::now() >= deadline {
+            return Err(ClientError::Other(format!(
+                "portd (pid {pid}) still runs {} s after SIGTERM; stop it, then run `{}`",
+                STOP_TIMEOUT.as_secs(),
+                systemctl_line(&["enable", "--now", SOCKET_UNIT, SERVICE_UNIT])
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
