@@ -19,7 +19,10 @@ struct Conn {
 impl Conn {
     fn open(socket: &str) -> Conn {
         let stream = UnixStream::connect(socket).expect("connect to portd");
-        Conn { reader: BufReader::new(stream.try_clone().expect("clone")), writer: stream }
+        Conn {
+            reader: BufReader::new(stream.try_clone().expect("clone")),
+            writer: stream,
+        }
     }
 
     /// One keep-alive request; returns (status, body).
@@ -32,7 +35,10 @@ impl Conn {
         self.writer.write_all(body.as_bytes()).expect("write");
         let mut line = String::new();
         self.reader.read_line(&mut line).expect("status line");
-        let status: u16 = line.get(9..12).and_then(|s| s.parse().ok()).expect("status");
+        let status: u16 = line
+            .get(9..12)
+            .and_then(|s| s.parse().ok())
+            .expect("status");
         let mut length = 0;
         loop {
             line.clear();
@@ -75,7 +81,12 @@ fn main() {
     let start = Arc::new(Barrier::new(clients + 1));
     let workers: Vec<_> = (0..clients)
         .map(|_| {
-            let (socket, range, stop, start) = (socket.clone(), range.clone(), Arc::clone(&stop), Arc::clone(&start));
+            let (socket, range, stop, start) = (
+                socket.clone(),
+                range.clone(),
+                Arc::clone(&stop),
+                Arc::clone(&start),
+            );
             std::thread::spawn(move || {
                 let mut conn = Conn::open(&socket);
                 let body = format!("{{\"range\":\"{range}\"}}");
@@ -90,8 +101,13 @@ fn main() {
                         failures += 1;
                         continue;
                     }
-                    let lease: serde_json::Value = serde_json::from_str(&lease).expect("lease json");
-                    let path = format!("/v1/leases/{}?id={}", lease["port"], lease["id"].as_str().expect("id"));
+                    let lease: serde_json::Value =
+                        serde_json::from_str(&lease).expect("lease json");
+                    let path = format!(
+                        "/v1/leases/{}?id={}",
+                        lease["port"],
+                        lease["id"].as_str().expect("id")
+                    );
                     let t = Instant::now();
                     let (status, _) = conn.request("DELETE", &path, "");
                     latencies.push(t.elapsed());

@@ -90,7 +90,17 @@ fn main() -> ExitCode {
 
     // Socket activation first; otherwise claim the path ourselves.
     let (listener, claimed) = match socket::activated() {
-        Some(listener) => (listener, None),
+        Some(listener) => {
+            // Report the socket systemd bound, not the one we would have.
+            if let Some(path) = listener
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(Into::into))
+            {
+                config.socket = path;
+            }
+            (listener, None)
+        }
         None => match socket::claim(&socket_path) {
             Ok(claimed) => match claimed.listener.try_clone() {
                 Ok(listener) => (listener, Some(claimed)),
