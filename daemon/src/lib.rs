@@ -11,6 +11,7 @@ pub mod config;
 pub mod grant;
 pub mod http;
 pub mod leases;
+pub mod lockfile;
 pub mod maintain;
 pub mod owner;
 pub mod probe;

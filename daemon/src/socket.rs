@@ -5,15 +5,16 @@
 //! binds. A second daemon finds the lock taken (or a live socket) and exits
 //! with "already running (pid N)".
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, Write};
+use std::fs::{self, File};
 use std::os::fd::{FromRawFd, RawFd};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 use portd_api::paths::{check_private_dir, lock_path};
+
+use crate::lockfile::{self, LockError};
 
 /// Longest socket path `sun_path` holds, without its terminating NUL.
 const MAX_SOCKET_PATH: usize = 107;
@@ -68,27 +69,10 @@ pub fn claim(path: &Path) -> Result<Claimed, SocketError> {
     check_private_dir(dir, uid).map_err(SocketError::Directory)?;
 
     let lock_file = lock_path(path);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&lock_file)
-        .map_err(|e| SocketError::Io(lock_file.clone(), e))?;
-    let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(lock) => lock,
-        Err((mut file, _)) => {
-            let mut pid = String::new();
-            let _ = file.read_to_string(&mut pid);
-            let pid = pid.trim();
-            return Err(SocketError::AlreadyRunning(if pid.is_empty() {
-                "unknown".into()
-            } else {
-                pid.into()
-            }));
-        }
-    };
+    let lock = lockfile::acquire(&lock_file).map_err(|e| match e {
+        LockError::Held(pid) => SocketError::AlreadyRunning(pid),
+        LockError::Io(path, e) => SocketError::Io(path, e),
+    })?;
 
     if fs::symlink_metadata(path).is_ok() {
         if UnixStream::connect(path).is_ok() {
@@ -101,13 +85,6 @@ pub fn claim(path: &Path) -> Result<Claimed, SocketError> {
     fs::set_permissions(path, fs::Permissions::from_mode(0o600))
         .map_err(|e| SocketError::Io(path.to_path_buf(), e))?;
 
-    let mut record = || -> std::io::Result<()> {
-        lock.set_len(0)?;
-        lock.rewind()?;
-        writeln!(lock, "{}", std::process::id())?;
-        lock.flush()
-    };
-    record().map_err(|e| SocketError::Io(lock_file, e))?;
     Ok(Claimed {
         listener,
         path: path.to_path_buf(),

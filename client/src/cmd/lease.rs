@@ -1,16 +1,15 @@
 //! `portctl lease`: ask for a port (`POST /v1/leases`).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 use portd_api::procstat::{boot_time, read_stat, ticks_to_unix};
-use portd_api::{Lease, LeaseRequest, OwnerRef, PortRange, parse_duration};
+use portd_api::{Lease, LeaseRequest, OwnerRef, parse_duration};
 
-use super::{json_errors, port_arg, print_body, shell_exports};
+use super::args::PortChoice;
+use super::{json_errors, note_moved, port_arg, print_body, shell_exports};
 use crate::client::{Client, decode};
 use crate::error::ClientError;
-use crate::project;
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -26,15 +25,8 @@ pub struct LeaseArgs {
     /// The port to lease: exactly this one unless --next
     #[arg(value_parser = port_arg, allow_negative_numbers = true)]
     pub port: Option<u16>,
-    /// A name that remembers its port in this project
-    #[arg(long, value_name = "NAME")]
-    pub name: Option<String>,
-    /// If PORT is taken, take the first free port above it
-    #[arg(long)]
-    pub next: bool,
-    /// Search this range instead of the daemon's
-    #[arg(long, value_name = "A-B")]
-    pub range: Option<PortRange>,
+    #[command(flatten)]
+    pub choice: PortChoice,
     /// The process the lease lives and dies with [default: the calling shell or script]
     #[arg(long, value_name = "PID")]
     pub owner: Option<u32>,
@@ -44,9 +36,6 @@ pub struct LeaseArgs {
     /// Free PORT first from listeners without a live lease (your own processes)
     #[arg(long, requires = "port", conflicts_with = "next")]
     pub kill: bool,
-    /// The project a name belongs to [default: the git worktree root, else the directory]
-    #[arg(long, value_name = "DIR")]
-    pub project: Option<PathBuf>,
     /// Print the lease as JSON
     #[arg(long, conflicts_with = "shell")]
     pub json: bool,
@@ -59,12 +48,7 @@ pub fn run(client: &Client, args: LeaseArgs) -> Result<(), ClientError> {
     let request = request(&args)?;
     let response = json_errors(args.json, client.send("POST", "/v1/leases", Some(&request)))?;
     let lease: Lease = decode(&response)?;
-    if let (Some(from), Some(name)) = (lease.moved_from, lease.name.as_deref()) {
-        eprintln!(
-            "portctl: name '{name}' moved from port {from} (no longer free) to {}",
-            lease.port
-        );
-    }
+    note_moved(&lease);
     if args.json {
         print_body(&response);
     } else if args.shell {
@@ -77,8 +61,6 @@ pub fn run(client: &Client, args: LeaseArgs) -> Result<(), ClientError> {
 
 /// Builds the API request from the flags.
 pub fn request(args: &LeaseArgs) -> Result<LeaseRequest, ClientError> {
-    let project = project::current(args.project.as_deref())
-        .map_err(|e| ClientError::Usage(format!("cannot work out the project directory: {e}")))?;
     let ttl = match args.ttl {
         Some(ttl) if ttl.is_zero() => {
             return Err(ClientError::Usage("--ttl must be more than 0".into()));
@@ -87,14 +69,10 @@ pub fn request(args: &LeaseArgs) -> Result<LeaseRequest, ClientError> {
         None => None,
     };
     Ok(LeaseRequest {
-        port: args.port,
-        next: args.next,
-        range: args.range,
-        name: args.name.clone(),
-        project: Some(project.display().to_string()),
         owner: args.owner.map(owner_ref).transpose()?,
         ttl,
         kill: args.kill,
+        ..args.choice.request(args.port)?
     })
 }
 

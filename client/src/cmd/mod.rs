@@ -1,6 +1,7 @@
 //! One module per verb; each parses its own arguments (clap) and runs
 //! against a [`Client`]. Shared output helpers live here.
 
+pub mod args;
 pub mod cleanup;
 pub mod completions;
 pub mod env;
@@ -60,6 +61,16 @@ pub fn lease_by_name(client: &Client, project: &str, name: &str) -> Result<Lease
         .ok_or_else(|| {
             ClientError::NotFound(format!("no active lease named '{name}' in {project}"))
         })
+}
+
+/// Tells the user on stderr when a name could not get its remembered port.
+pub fn note_moved(lease: &Lease) {
+    if let (Some(from), Some(name)) = (lease.moved_from, lease.name.as_deref()) {
+        eprintln!(
+            "portctl: name '{name}' moved from port {from} (no longer free) to {}",
+            lease.port
+        );
+    }
 }
 
 /// `export PORT=8000 PORTD_LEASE=<id>`.

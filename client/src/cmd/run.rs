@@ -13,19 +13,19 @@ use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
 use std::process::Command;
 
 use clap::Args;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, pthread_sigmask};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, getpgrp, isatty, setpgid, tcsetpgrp};
-use portd_api::{LEASE_ENV, Lease, LeaseRequest, NameList, PortRange};
+use portd_api::{LEASE_ENV, Lease, LeaseRequest, NameList};
 
+use super::args::PortChoice;
 use super::lease::owner_ref;
+use super::note_moved;
 use crate::client::{Client, decode};
 use crate::error::ClientError;
-use crate::project;
 
 /// argv[1] of the hidden shim that sets `LISTEN_PID` to its own pid and
 /// execs the command: only the process after fork knows its pid.
@@ -49,18 +49,8 @@ pub struct RunArgs {
     /// The port to lease: exactly this one unless --next
     #[arg(long, value_parser = super::port_arg, value_name = "PORT")]
     pub port: Option<u16>,
-    /// A name that remembers its port in this project
-    #[arg(long, value_name = "NAME")]
-    pub name: Option<String>,
-    /// If the port is taken, take the first free port above it
-    #[arg(long)]
-    pub next: bool,
-    /// Search this range instead of the daemon's
-    #[arg(long, value_name = "A-B")]
-    pub range: Option<PortRange>,
-    /// The project a name belongs to [default: the git worktree root, else the directory]
-    #[arg(long, value_name = "DIR")]
-    pub project: Option<PathBuf>,
+    #[command(flatten)]
+    pub choice: PortChoice,
     /// Extra environment for the command (placeholders expand)
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
     pub envs: Vec<(String, String)>,
@@ -119,28 +109,13 @@ pub fn expand(
 }
 
 pub fn run(client: &Client, args: RunArgs) -> Result<(), ClientError> {
-    let project = project::current(args.project.as_deref())
-        .map_err(|e| ClientError::Usage(format!("cannot work out the project directory: {e}")))?
-        .display()
-        .to_string();
-    let me = std::process::id();
     let request = LeaseRequest {
-        port: args.port,
-        next: args.next,
-        range: args.range,
-        name: args.name.clone(),
-        project: Some(project.clone()),
-        owner: Some(owner_ref(me)?),
-        ttl: None,
-        kill: false,
+        owner: Some(owner_ref(std::process::id())?),
+        ..args.choice.request(args.port)?
     };
+    let project = request.project.clone().unwrap_or_default();
     let lease: Lease = decode(&client.send("POST", "/v1/leases", Some(&request))?)?;
-    if let (Some(from), Some(name)) = (lease.moved_from, lease.name.as_deref()) {
-        eprintln!(
-            "portctl: name '{name}' moved from port {from} (no longer free) to {}",
-            lease.port
-        );
-    }
+    note_moved(&lease);
     let release = || {
         let path = format!("/v1/leases/{}?id={}", lease.port, lease.id);
         if let Err(e) = client.send("DELETE", &path, None::<&()>) {

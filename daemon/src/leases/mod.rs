@@ -240,6 +240,8 @@ impl Leases {
         now: i64,
         changes: &mut Vec<Change>,
     ) -> Decision {
+        // Leases met whose owner is gone: ended once the search is over.
+        let mut dead = Vec::new();
         let mut remembered = None;
         if let (Some(name), Some(project)) = (req.name.as_deref(), req.project.as_deref()) {
             if let Some(existing) = table.by_name(project, name) {
@@ -253,15 +255,7 @@ impl Leases {
                         lease,
                     });
                 }
-                let port = existing.port();
-                self.end_in(
-                    table,
-                    port,
-                    EndReason::OwnerDied,
-                    now,
-                    Some("owner found dead at a grant"),
-                    changes,
-                );
+                dead.push(existing.port());
             }
             remembered = table.remembered(project, name);
         }
@@ -278,7 +272,6 @@ impl Leases {
         let (lo, hi) = span(&plan);
         let except = req.project.as_deref().zip(req.name.as_deref());
         let others: HashSet<u16> = table.remembered_by_others(lo, hi, except);
-        let mut dead = Vec::new();
         let choice = grant::choose(&plan, &others, |port| {
             if let Some(lease) = table.get(port) {
                 if lease.owner() == owner.id {
@@ -287,7 +280,9 @@ impl Leases {
                 if self.is_live(lease) {
                     return Verdict::Leased;
                 }
-                dead.push(port);
+                if !dead.contains(&port) {
+                    dead.push(port);
+                }
             }
             match probe(port) {
                 Probe::Free => Verdict::Free,

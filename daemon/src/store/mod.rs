@@ -11,18 +11,18 @@ pub mod leases;
 pub mod names;
 pub mod writer;
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 pub use leases::LeaseRow;
+
+use crate::lockfile::{self, LockError};
 
 /// A failure to open, migrate or query the database.
 #[derive(Debug, thiserror::Error)]
@@ -121,44 +121,16 @@ impl Store {
     }
 }
 
-/// Takes the lock file beside the database (`portd.db.lock`) and writes our
-/// pid into it. A separate file: closing any fd of the database itself would
-/// drop SQLite's own POSIX locks.
+/// Takes the lock file beside the database (`portd.db.lock`). A separate
+/// file: closing any fd of the database itself would drop SQLite's own
+/// POSIX locks.
 fn lock_database(db: &Path) -> Result<Flock<File>, StoreError> {
     let mut name = db.as_os_str().to_owned();
     name.push(".lock");
-    let path = PathBuf::from(name);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| StoreError::CreateDir(path.clone(), e))?;
-    let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(lock) => lock,
-        Err((mut file, _)) => {
-            let mut pid = String::new();
-            let _ = file.read_to_string(&mut pid);
-            let pid = pid.trim();
-            return Err(StoreError::InUse(
-                db.to_path_buf(),
-                if pid.is_empty() {
-                    "unknown".into()
-                } else {
-                    pid.into()
-                },
-            ));
-        }
-    };
-    let mut record = || -> std::io::Result<()> {
-        lock.set_len(0)?;
-        lock.rewind()?;
-        writeln!(lock, "{}", std::process::id())
-    };
-    record().map_err(|e| StoreError::CreateDir(path, e))?;
-    Ok(lock)
+    lockfile::acquire(Path::new(&name)).map_err(|e| match e {
+        LockError::Held(pid) => StoreError::InUse(db.to_path_buf(), pid),
+        LockError::Io(path, e) => StoreError::CreateDir(path, e),
+    })
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
