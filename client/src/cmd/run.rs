@@ -18,7 +18,7 @@ use std::process::Command;
 use clap::Args;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, pthread_sigmask};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{Pid, getpgrp, isatty, setpgid, tcsetpgrp};
+use nix::unistd::{Pid, getpgrp, isatty, setpgid, tcgetpgrp, tcsetpgrp};
 use portd_api::{LEASE_ENV, Lease, LeaseRequest, NameList};
 
 use super::args::PortChoice;
@@ -214,7 +214,11 @@ fn start(
             .env_remove("LISTEN_FDNAMES");
     }
 
-    let terminal = isatty(std::io::stdin()).unwrap_or(false);
+    // Hand the terminal over only if we are its foreground job: a
+    // background `portctl run ... &` must leave it to the shell.
+    let stdin = std::io::stdin();
+    let terminal =
+        isatty(&stdin).unwrap_or(false) && tcgetpgrp(&stdin).is_ok_and(|fg| fg == getpgrp());
     let listen_raw = listener.as_ref().map(|l| l.as_raw_fd());
     // SAFETY: only async-signal-safe calls (setpgid, signal, tcsetpgrp, dup2,
     // fcntl) run between fork and exec.
@@ -234,10 +238,13 @@ fn start(
     };
     drop(listener);
     let pid = Pid::from_raw(child.id() as i32);
-    // Also from this side, so the group exists whichever runs first.
+    // Also from this side, so the group exists whichever runs first. The
+    // child took the terminal before exec, and spawn returns after exec.
     let _ = setpgid(pid, pid);
-    let took_terminal = terminal && tcsetpgrp(std::io::stdin(), pid).is_ok();
-    Ok(Started { pid, took_terminal })
+    Ok(Started {
+        pid,
+        took_terminal: terminal,
+    })
 }
 
 /// In the child, before exec: own process group, the terminal if we have
@@ -294,32 +301,53 @@ fn block_forwarded_signals(how: SigmaskHow) {
 /// Forwards signals to the child's group until the child exits.
 fn supervise(child: Started) -> WaitStatus {
     let set = forwarded_and_chld();
+    let group = Pid::from_raw(-child.pid.as_raw());
     let status = loop {
-        match waitpid(child.pid, Some(WaitPidFlag::WNOHANG)) {
+        match waitpid(
+            child.pid,
+            Some(WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED),
+        ) {
             Ok(WaitStatus::StillAlive) => {}
             Ok(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => break status,
+            Ok(WaitStatus::Stopped(..)) => suspend_with(&child, group),
             Ok(_) => {}
             Err(_) => break WaitStatus::Exited(child.pid, 1),
         }
         match set.wait() {
             Ok(Signal::SIGCHLD) => {}
             Ok(signal) => {
-                let _ = kill(Pid::from_raw(-child.pid.as_raw()), signal);
+                let _ = kill(group, signal);
             }
             Err(_) => {}
         }
     };
     if child.took_terminal {
-        give_terminal_back();
+        set_terminal_group(getpgrp());
     }
     status
 }
 
-fn give_terminal_back() {
-    // We are a background group now: ignore SIGTTOU for the call.
+/// The child stopped (Ctrl-Z): stop with it so the shell sees its job
+/// stopped and gets the terminal back; when continued, continue the child,
+/// handing the terminal over again if we are in the foreground.
+fn suspend_with(child: &Started, group: Pid) {
+    if child.took_terminal {
+        set_terminal_group(getpgrp());
+    }
+    let _ = nix::sys::signal::raise(Signal::SIGSTOP);
+    let stdin = std::io::stdin();
+    if child.took_terminal && tcgetpgrp(&stdin).is_ok_and(|fg| fg == getpgrp()) {
+        set_terminal_group(child.pid);
+    }
+    let _ = kill(group, Signal::SIGCONT);
+}
+
+/// Makes `group` the terminal's foreground group. Called from whatever
+/// group we are in, so SIGTTOU is ignored for the call.
+fn set_terminal_group(group: Pid) {
     // SAFETY: signal() with SIG_IGN/SIG_DFL on SIGTTOU only.
     unsafe { libc::signal(libc::SIGTTOU, libc::SIG_IGN) };
-    let _ = tcsetpgrp(std::io::stdin(), getpgrp());
+    let _ = tcsetpgrp(std::io::stdin(), group);
     unsafe { libc::signal(libc::SIGTTOU, libc::SIG_DFL) };
 }
 
