@@ -22,6 +22,7 @@ pub mod daemon;
 pub mod http;
 pub mod ports;
 pub mod procs;
+pub mod pty;
 pub mod servers;
 pub mod wait;
 

@@ -328,13 +328,18 @@ fn supervise(child: Started) -> WaitStatus {
 }
 
 /// The child stopped (Ctrl-Z): stop with it so the shell sees its job
-/// stopped and gets the terminal back; when continued, continue the child,
-/// handing the terminal over again if we are in the foreground.
+/// stopped and gets the terminal back; when continued (or at once, with no
+/// shell to continue us), continue the child, handing the terminal over
+/// again if we are in the foreground.
 fn suspend_with(child: &Started, group: Pid) {
     if child.took_terminal {
         set_terminal_group(getpgrp());
     }
-    let _ = nix::sys::signal::raise(Signal::SIGSTOP);
+    // SIGTSTP, not SIGSTOP: in an orphaned process group (no job-control
+    // shell above us: tmux, ssh -t, a script leading the session) the kernel
+    // discards SIGTSTP, and we go straight on to continue the child instead
+    // of stopping where nobody could resume us.
+    let _ = nix::sys::signal::raise(Signal::SIGTSTP);
     let stdin = std::io::stdin();
     if child.took_terminal && tcgetpgrp(&stdin).is_ok_and(|fg| fg == getpgrp()) {
         set_terminal_group(child.pid);
