@@ -3,12 +3,14 @@
 use serde::{Deserialize, Serialize};
 
 /// `{"error": {...}}`: the body of every non-2xx answer.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 /// What went wrong, for people (`message`) and for scripts (`code` plus context).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ErrorDetail {
     pub code: ErrorCode,
@@ -20,6 +22,7 @@ pub struct ErrorDetail {
 
 /// Stable machine-readable error codes. Each maps to one HTTP status and one
 /// `portctl` exit code.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -45,6 +48,8 @@ pub enum ErrorCode {
     BodyTooLarge,
     /// 503: the daemon is shutting down.
     ShuttingDown,
+    /// 503: the daemon is recovering from a failed write; ask again.
+    Unavailable,
     /// 500: the daemon failed; details are in its log, not in the answer.
     Internal,
 }
@@ -60,7 +65,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::PortTaken | ErrorCode::NoFreePort | ErrorCode::NameTaken => 409,
             ErrorCode::BodyTooLarge => 413,
-            ErrorCode::ShuttingDown => 503,
+            ErrorCode::ShuttingDown | ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
         }
     }

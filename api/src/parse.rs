@@ -91,6 +91,25 @@ impl<'de> Deserialize<'de> for PortRange {
     }
 }
 
+/// In OpenAPI documents a range is the string it is written as.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for PortRange {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(r"^[0-9]{1,5}-[0-9]{1,5}$"))
+            .description(Some(
+                "An inclusive range of ports `A-B` with 1 <= A <= B <= 65535",
+            ))
+            .examples(["8000-8099"])
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for PortRange {}
+
 /// Parses a duration: `60` (seconds), `60s`, `500ms`, `5m`, `2h`, `1h30m`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let trimmed = text.trim();

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::parse::PortRange;
 
 /// A port bound to one owner process.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Lease {
     /// Globally unique (UUIDv7), also the value of `PORTD_LEASE`.
@@ -26,6 +27,7 @@ pub struct Lease {
 }
 
 /// The process a lease lives and dies with.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Owner {
     pub pid: u32,
@@ -35,6 +37,7 @@ pub struct Owner {
     pub uid: u32,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum LeaseState {
@@ -43,6 +46,7 @@ pub enum LeaseState {
 }
 
 /// Why a lease ended.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum EndReason {
@@ -76,10 +80,12 @@ impl EndReason {
 
 /// `POST /v1/leases`. Every field is optional; see DESIGN "Which port a
 /// request gets" for how they combine.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LeaseRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 65535))]
     pub port: Option<u16>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub next: bool,
@@ -106,6 +112,7 @@ fn is_false(b: &bool) -> bool {
 }
 
 /// A process named by the caller: the start time guards against pid reuse.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct OwnerRef {
@@ -114,12 +121,14 @@ pub struct OwnerRef {
 }
 
 /// `GET /v1/leases`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LeaseList {
     pub leases: Vec<Lease>,
 }
 
 /// A process listening on a port.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Holder {
     /// `None` when the socket's process could not be found (its /proc/PID/fd
@@ -150,6 +159,7 @@ impl Holder {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum HolderKind {
@@ -159,6 +169,7 @@ pub enum HolderKind {
 }
 
 /// `GET /v1/ports/{port}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PortReport {
     pub port: u16,
@@ -169,6 +180,7 @@ pub struct PortReport {
 }
 
 /// `GET /v1/health`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Health {
     pub ok: bool,
@@ -177,6 +189,7 @@ pub struct Health {
 }
 
 /// `GET /v1/status`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Status {
     pub version: String,
@@ -192,6 +205,7 @@ pub struct Status {
     pub counts: Counts,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Counts {
     pub active_leases: u64,
@@ -201,6 +215,7 @@ pub struct Counts {
 }
 
 /// One line of history.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Event {
     pub seq: i64,
@@ -215,12 +230,14 @@ pub struct Event {
 }
 
 /// `GET /v1/events`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EventList {
     pub events: Vec<Event>,
 }
 
 /// `POST /v1/reap`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ReapRequest {
@@ -230,6 +247,7 @@ pub struct ReapRequest {
 }
 
 /// What a reap did, or would do with `dry_run`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ReapReport {
     pub dry_run: bool,
@@ -240,6 +258,7 @@ pub struct ReapReport {
 }
 
 /// `POST /v1/ports/{port}/kill`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct KillRequest {
@@ -255,6 +274,7 @@ pub struct KillRequest {
 }
 
 /// What an explicit kill did.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct KillReport {
     pub port: u16,
@@ -265,6 +285,7 @@ pub struct KillReport {
 }
 
 /// A process portd signalled.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Signalled {
     pub pid: u32,
@@ -279,6 +300,7 @@ pub struct Signalled {
 }
 
 /// A process portd saw and left alone, and why.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Reported {
     pub pid: Option<u32>,
@@ -292,6 +314,7 @@ pub struct Reported {
 }
 
 /// A name and the port it remembers in its project.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct NameEntry {
     pub project: String,
@@ -305,12 +328,14 @@ pub struct NameEntry {
 }
 
 /// `GET /v1/names[?project=DIR]`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct NameList {
     pub names: Vec<NameEntry>,
 }
 
 /// `POST /v1/cleanup`: what a reconcile and an orphan sweep did.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CleanupReport {
     /// Active leases whose owner still runs.

@@ -3,11 +3,13 @@
 //! A pidfd becomes readable when its process exits, so the daemon learns of
 //! an owner's death from epoll, not from a poll loop. Each owner gets one
 //! pidfd however many leases it holds. Where pidfds are unavailable (old
-//! kernels, fd exhaustion) the maintenance poll in `leases` still notices.
+//! kernels, fd exhaustion), or beyond the budget that keeps descriptors free
+//! for connections, the maintenance poll in `leases` still notices.
 
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::unix::AsyncFd;
@@ -20,11 +22,9 @@ use crate::owner::{OwnerId, owner_is_alive_now};
 pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
     let fd = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_open,
-            pid as libc::pid_t,
-            libc::PIDFD_NONBLOCK,
-        )
+        // No PIDFD_NONBLOCK: it needs Linux 5.10, and nothing reads the fd;
+        // epoll readiness is all that is used.
+        libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0)
     };
     if fd < 0 {
         return Err(io::Error::last_os_error());
@@ -44,19 +44,45 @@ pub enum Watch {
     Polled,
 }
 
+/// Descriptors kept free for everything but pidfds: every connection the
+/// server may hold at once, plus SQLite's files, the listener, epoll, probe
+/// sockets and /proc reads.
+const RESERVED_FDS: u64 = crate::http::server::MAX_CONNECTIONS as u64 + 128;
+
+/// How many pidfds the daemon may hold at once: its open-file limit less
+/// [`RESERVED_FDS`], and at least a quarter of the limit. Past it, owners
+/// are polled: a pidfd for every owner would leave no descriptor to accept
+/// a connection, open a probe socket or read /proc with.
+pub fn pidfd_budget() -> usize {
+    use nix::sys::resource::{Resource, getrlimit};
+    let soft = getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft);
+    usize::try_from(soft.saturating_sub(RESERVED_FDS).max(soft / 4)).unwrap_or(usize::MAX)
+}
+
 /// Watches owners and reports each death once on a channel.
 pub struct Watcher {
     watched: Mutex<HashMap<OwnerId, AbortHandle>>,
     deaths: mpsc::UnboundedSender<OwnerId>,
+    /// Most pidfds held at once; owners beyond it are polled.
+    max_pidfds: usize,
+    /// The budget was full at the last watch (logged once per episode).
+    full: AtomicBool,
 }
 
 impl Watcher {
+    /// A watcher within [`pidfd_budget`] (call after raising the limit).
     pub fn new() -> (Arc<Watcher>, mpsc::UnboundedReceiver<OwnerId>) {
+        Watcher::with_budget(pidfd_budget())
+    }
+
+    pub fn with_budget(max_pidfds: usize) -> (Arc<Watcher>, mpsc::UnboundedReceiver<OwnerId>) {
         let (deaths, rx) = mpsc::unbounded_channel();
         (
             Arc::new(Watcher {
                 watched: Mutex::new(HashMap::new()),
                 deaths,
+                max_pidfds,
+                full: AtomicBool::new(false),
             }),
             rx,
         )
@@ -69,6 +95,16 @@ impl Watcher {
         if watched.contains_key(&owner) {
             return Watch::Watching;
         }
+        if watched.len() >= self.max_pidfds {
+            if !self.full.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    pidfds = self.max_pidfds,
+                    "pidfd budget reached; further owners are polled"
+                );
+            }
+            return Watch::Polled;
+        }
+        self.full.store(false, Ordering::Relaxed);
         let fd = match pidfd_open(owner.pid) {
             Ok(fd) => fd,
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Watch::Dead,
@@ -176,6 +212,45 @@ mod tests {
         assert_eq!(died, Some(owner));
         child.wait().unwrap();
         assert_eq!(watcher.count(), 0);
+    }
+
+    #[tokio::test]
+    async fn owners_beyond_the_budget_are_polled() {
+        let mut children: Vec<_> = (0..3)
+            .map(|_| Command::new("sleep").arg("30").spawn().unwrap())
+            .collect();
+        let owners: Vec<OwnerId> = children
+            .iter()
+            .map(|c| OwnerId {
+                pid: c.id(),
+                start_ticks: read_stat(c.id()).unwrap().start_ticks,
+            })
+            .collect();
+        let (watcher, mut deaths) = Watcher::with_budget(2);
+        assert_eq!(watcher.watch(owners[0]), Watch::Watching);
+        assert_eq!(watcher.watch(owners[1]), Watch::Watching);
+        assert_eq!(watcher.watch(owners[2]), Watch::Polled);
+        assert_eq!(watcher.count(), 2);
+        // A death frees a pidfd for the next owner.
+        children[0].kill().unwrap();
+        let died = tokio::time::timeout(Duration::from_secs(10), deaths.recv())
+            .await
+            .unwrap();
+        assert_eq!(died, Some(owners[0]));
+        assert_eq!(watcher.watch(owners[2]), Watch::Watching);
+        for child in &mut children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    #[test]
+    fn the_budget_leaves_room_for_connections() {
+        let budget = pidfd_budget() as u64;
+        let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .unwrap()
+            .0;
+        assert!(budget >= soft / 4 && (budget + RESERVED_FDS <= soft || budget == soft / 4));
     }
 
     #[tokio::test]

@@ -1,10 +1,12 @@
 //! `/v1/events`: the history, oldest first.
 
 use axum::Json;
-use portd_api::{ErrorCode, EventList};
+use portd_api::{ErrorBody, ErrorCode, EventList};
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::extract::ApiQuery;
+use super::openapi::ServerErrors;
 use super::{AppError, State};
 use crate::leases::LeaseError;
 use crate::store::{events, parse_rfc3339};
@@ -12,14 +14,27 @@ use crate::store::{events, parse_rfc3339};
 /// Most events one answer carries.
 const MAX_EVENTS: i64 = 10_000;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// RFC 3339; events at or after it.
     since: Option<String>,
 }
 
 /// `GET /v1/events[?since=RFC3339]`.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "history",
+    params(EventsQuery),
+    responses(
+        (status = 200, description = "History, oldest first, at most 10,000 events", body = EventList),
+        (status = 400, description = "`bad_request`: an unknown key in the query", body = ErrorBody),
+        (status = 422, description = "`invalid_value`: `since` is not RFC 3339", body = ErrorBody),
+        ServerErrors,
+    )
+)]
 pub async fn list(
     state: State,
     ApiQuery(query): ApiQuery<EventsQuery>,

@@ -1,8 +1,8 @@
-//! Body and query extractors that reject bad input with our JSON error body
-//! instead of axum's plain-text one.
+//! Body, query and path extractors that reject bad input with our JSON
+//! error body instead of axum's plain-text one.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use portd_api::ErrorCode;
@@ -47,6 +47,26 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
             .and_then(|value| serde_json::from_value(value).map_err(|e| e.to_string()))
             .map(ApiQuery)
             .map_err(|e| AppError::new(ErrorCode::BadRequest, format!("invalid query: {e}")))
+    }
+}
+
+/// Path parameters: 422 when a segment cannot be decoded (`%ff` is not
+/// UTF-8) or is not of the parameter's type.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(value)| ApiPath(value))
+            .map_err(|rejection| {
+                AppError::new(
+                    ErrorCode::InvalidValue,
+                    format!("invalid path: {}", rejection.body_text()),
+                )
+            })
     }
 }
 

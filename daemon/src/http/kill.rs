@@ -1,18 +1,37 @@
 //! `POST /v1/ports/{port}/kill`: explicit termination of a port's listeners.
 
 use axum::Json;
-use axum::extract::{Extension, Path};
-use portd_api::{KillReport, KillRequest};
+use axum::extract::Extension;
+use portd_api::{ErrorBody, KillReport, KillRequest};
 
-use super::extract::ApiJson;
+use super::extract::{ApiJson, ApiPath};
+use super::openapi::{PortParam, ServerErrors};
 use super::{AppError, State, path_port};
 use crate::leases::Peer;
 use crate::reaper::Reaper;
 
+/// `POST /v1/ports/{port}/kill`: signals the port's listening holders
+/// (explicit-kill rules: the caller's own processes, root's any).
+#[utoipa::path(
+    post,
+    path = "/v1/ports/{port}/kill",
+    tag = "ports",
+    params(PortParam),
+    request_body(content = KillRequest, description = "Every field is optional"),
+    responses(
+        (status = 200, description = "What was signalled and what was skipped", body = KillReport),
+        (status = 400, description = "`bad_request`: malformed JSON or an unknown field", body = ErrorBody),
+        (status = 403, description = "`forbidden`: every holder is protected or another user's", body = ErrorBody),
+        (status = 404, description = "`not_found`: nothing listens on the port", body = ErrorBody),
+        (status = 413, description = "`body_too_large`: over 64 KiB", body = ErrorBody),
+        (status = 422, description = "`invalid_value`: a bad port, signal or grace", body = ErrorBody),
+        ServerErrors,
+    )
+)]
 pub async fn kill(
     state: State,
     Extension(peer): Extension<Peer>,
-    Path(port): Path<String>,
+    ApiPath(port): ApiPath<String>,
     ApiJson(request): ApiJson<KillRequest>,
 ) -> Result<Json<KillReport>, AppError> {
     let port = path_port(&port)?;

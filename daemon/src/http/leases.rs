@@ -1,18 +1,36 @@
 //! `/v1/leases`: grant, list, look up, release.
 
 use axum::Json;
-use axum::extract::{Extension, Path};
+use axum::extract::Extension;
 use axum::http::StatusCode;
-use portd_api::{Lease, LeaseList, LeaseRequest};
+use portd_api::{ErrorBody, Lease, LeaseList, LeaseRequest};
 use serde::Deserialize;
+use utoipa::IntoParams;
 
-use super::extract::{ApiJson, ApiQuery};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::openapi::{PortParam, ServerErrors};
 use super::{AppError, State, path_port};
 use std::sync::Arc;
 
 use crate::leases::{OwnerCache, Peer};
 
 /// `POST /v1/leases`: 201 with a new lease, 200 with the caller's existing one.
+#[utoipa::path(
+    post,
+    path = "/v1/leases",
+    tag = "leases",
+    request_body(content = LeaseRequest, description = "Every field is optional; an empty body asks for the first grantable port of the daemon's range"),
+    responses(
+        (status = 201, description = "A new lease", body = Lease),
+        (status = 200, description = "The caller's existing lease on that port or name", body = Lease),
+        (status = 400, description = "`bad_request`: malformed JSON or an unknown field", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the owner is another user's process, or every holder of the port is protected (`kill`)", body = ErrorBody),
+        (status = 409, description = "`port_taken` (with `port` and `lease` or `holders`), `no_free_port` (`range`) or `name_taken` (`name`, `lease`)", body = ErrorBody),
+        (status = 413, description = "`body_too_large`: over 64 KiB", body = ErrorBody),
+        (status = 422, description = "`invalid_value` (port 0, a name without a project, a dead or mismatched owner, ...) or `port_not_permitted`", body = ErrorBody),
+        ServerErrors,
+    )
+)]
 pub async fn create(
     state: State,
     Extension(peer): Extension<Peer>,
@@ -28,14 +46,27 @@ pub async fn create(
     Ok((status, Json(granted.lease)))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Add up to 1,000 ended leases, newest first.
     #[serde(default)]
     all: bool,
 }
 
 /// `GET /v1/leases[?all=true]`.
+#[utoipa::path(
+    get,
+    path = "/v1/leases",
+    tag = "leases",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "Active leases by port, then (with `all`) ended ones", body = LeaseList),
+        (status = 400, description = "`bad_request`: an unknown key or a bad value in the query", body = ErrorBody),
+        ServerErrors,
+    )
+)]
 pub async fn list(
     state: State,
     ApiQuery(query): ApiQuery<ListQuery>,
@@ -46,22 +77,50 @@ pub async fn list(
 }
 
 /// `GET /v1/leases/{port}`: the active lease.
-pub async fn get(state: State, Path(port): Path<String>) -> Result<Json<Lease>, AppError> {
+#[utoipa::path(
+    get,
+    path = "/v1/leases/{port}",
+    tag = "leases",
+    params(PortParam),
+    responses(
+        (status = 200, description = "The active lease on the port", body = Lease),
+        (status = 404, description = "`not_found`: no active lease on the port", body = ErrorBody),
+        (status = 422, description = "`invalid_value`: the port is not 1-65535", body = ErrorBody),
+        ServerErrors,
+    )
+)]
+pub async fn get(state: State, ApiPath(port): ApiPath<String>) -> Result<Json<Lease>, AppError> {
     Ok(Json(state.leases.get(path_port(&port)?)?))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ReleaseQuery {
+    /// Release only this lease: 404 if another (newer) lease holds the port.
     id: Option<String>,
 }
 
 /// `DELETE /v1/leases/{port}[?id=]`: release; the id guards against
 /// releasing a newer lease on the same port.
+#[utoipa::path(
+    delete,
+    path = "/v1/leases/{port}",
+    tag = "leases",
+    params(PortParam, ReleaseQuery),
+    responses(
+        (status = 200, description = "The lease, now ended as `released`", body = Lease),
+        (status = 400, description = "`bad_request`: an unknown key or a bad value in the query", body = ErrorBody),
+        (status = 403, description = "`forbidden`: another user's lease", body = ErrorBody),
+        (status = 404, description = "`not_found`: no active lease on the port, or not lease `id`", body = ErrorBody),
+        (status = 422, description = "`invalid_value`: the port is not 1-65535", body = ErrorBody),
+        ServerErrors,
+    )
+)]
 pub async fn release(
     state: State,
     Extension(peer): Extension<Peer>,
-    Path(port): Path<String>,
+    ApiPath(port): ApiPath<String>,
     ApiQuery(query): ApiQuery<ReleaseQuery>,
 ) -> Result<Json<Lease>, AppError> {
     let port = path_port(&port)?;

@@ -1,7 +1,7 @@
 //! The HTTP API: routes, shared state, and the middleware every request
 //! passes (peer credentials, version header, timeout, body limit).
 //! One file per resource or verb: `leases`, `names`, `ports`, `kill`,
-//! `reap`, `cleanup`, `status`, `events`.
+//! `reap`, `cleanup`, `status`, `events`; `openapi` describes them all.
 
 mod cleanup;
 mod error;
@@ -10,6 +10,7 @@ mod extract;
 mod kill;
 mod leases;
 mod names;
+mod openapi;
 mod ports;
 mod reap;
 pub mod server;
@@ -24,9 +25,11 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use portd_api::{ErrorCode, MAX_BODY_BYTES, VERSION, VERSION_HEADER};
 use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use error::AppError;
 
@@ -49,22 +52,33 @@ pub struct AppState {
 
 pub type State = axum::extract::State<Arc<AppState>>;
 
+/// Every route, each registered with the router and the OpenAPI document
+/// at once (method and path come from the handler's `#[utoipa::path]`).
+fn api() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(status::health))
+        .routes(routes!(status::status))
+        .routes(routes!(openapi::document))
+        .routes(routes!(leases::create, leases::list))
+        .routes(routes!(leases::get, leases::release))
+        .routes(routes!(ports::report))
+        .routes(routes!(kill::kill))
+        .routes(routes!(reap::reap))
+        .routes(routes!(cleanup::cleanup))
+        .routes(routes!(names::list))
+        .routes(routes!(events::list))
+}
+
+/// The OpenAPI document of the API, as `GET /v1/openapi.json` serves it.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().split_for_parts().1
+}
+
 /// The API's routes.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/v1/health", get(status::health))
-        .route("/v1/status", get(status::status))
-        .route("/v1/leases", post(leases::create).get(leases::list))
-        .route(
-            "/v1/leases/{port}",
-            get(leases::get).delete(leases::release),
-        )
-        .route("/v1/ports/{port}", get(ports::report))
-        .route("/v1/ports/{port}/kill", post(kill::kill))
-        .route("/v1/reap", post(reap::reap))
-        .route("/v1/cleanup", post(cleanup::cleanup))
-        .route("/v1/names", get(names::list))
-        .route("/v1/events", get(events::list))
+    api()
+        .split_for_parts()
+        .0
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(Arc::clone(&state), guard))

@@ -1,12 +1,27 @@
 //! `/v1/ports/{port}`: who leases and who listens on a port.
 
 use axum::Json;
-use axum::extract::Path;
-use portd_api::PortReport;
+use portd_api::{ErrorBody, PortReport};
 
+use super::extract::ApiPath;
+use super::openapi::{PortParam, ServerErrors};
 use super::{AppError, State, path_port};
 
 /// `GET /v1/ports/{port}`.
-pub async fn report(state: State, Path(port): Path<String>) -> Result<Json<PortReport>, AppError> {
+#[utoipa::path(
+    get,
+    path = "/v1/ports/{port}",
+    tag = "ports",
+    params(PortParam),
+    responses(
+        (status = 200, description = "The port's lease, its listeners, and whether it is free", body = PortReport),
+        (status = 422, description = "`invalid_value`: the port is not 1-65535", body = ErrorBody),
+        ServerErrors,
+    )
+)]
+pub async fn report(
+    state: State,
+    ApiPath(port): ApiPath<String>,
+) -> Result<Json<PortReport>, AppError> {
     Ok(Json(state.leases.report(path_port(&port)?).await?))
 }

@@ -2,13 +2,28 @@
 
 use axum::Json;
 use axum::extract::Extension;
-use portd_api::{ReapReport, ReapRequest};
+use portd_api::{ErrorBody, ReapReport, ReapRequest};
 
 use super::extract::ApiJson;
+use super::openapi::ServerErrors;
 use super::{AppError, State};
 use crate::leases::{LeaseError, Peer};
 use crate::reaper::Reaper;
 
+/// `POST /v1/reap`: the orphans of ended leases (another user's are left out
+/// of the answer unless the caller is root).
+#[utoipa::path(
+    post,
+    path = "/v1/reap",
+    tag = "maintenance",
+    request_body(content = ReapRequest, description = "Optional; `{}` reaps"),
+    responses(
+        (status = 200, description = "What was (or, with `dry_run`, would be) signalled, and what was only reported", body = ReapReport),
+        (status = 400, description = "`bad_request`: malformed JSON or an unknown field", body = ErrorBody),
+        (status = 413, description = "`body_too_large`: over 64 KiB", body = ErrorBody),
+        ServerErrors,
+    )
+)]
 pub async fn reap(
     state: State,
     Extension(peer): Extension<Peer>,

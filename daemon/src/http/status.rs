@@ -5,12 +5,19 @@ use std::sync::atomic::Ordering;
 use axum::Json;
 use portd_api::{Counts, Health, Status, VERSION};
 
+use super::openapi::ServerErrors;
 use super::{AppError, State};
 use crate::leases::LeaseError;
 use crate::store::{events, rfc3339};
 
 /// `GET /v1/health`: answers as soon as the socket accepts, before the
 /// start-up reconcile ends.
+#[utoipa::path(
+    get,
+    path = "/v1/health",
+    tag = "daemon",
+    responses((status = 200, description = "The daemon is alive (also while it reconciles or shuts down)", body = Health))
+)]
 pub async fn health() -> Json<Health> {
     Json(Health {
         ok: true,
@@ -20,6 +27,15 @@ pub async fn health() -> Json<Health> {
 }
 
 /// `GET /v1/status`.
+#[utoipa::path(
+    get,
+    path = "/v1/status",
+    tag = "daemon",
+    responses(
+        (status = 200, description = "Version, uptime, paths, range and counts", body = Status),
+        ServerErrors,
+    )
+)]
 pub async fn status(state: State) -> Result<Json<Status>, AppError> {
     let store = state.leases.store();
     state
