@@ -16,7 +16,6 @@ use portd_api::CleanupReport;
 use crate::leases::LeaseError;
 use crate::owner::OwnerId;
 use crate::reaper::Reaper;
-use crate::store::LeaseRow;
 
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
@@ -28,32 +27,12 @@ pub async fn on_owner_death(state: Arc<AppState>, mut deaths: mpsc::UnboundedRec
             owner = deaths.recv() => match owner { Some(owner) => owner, None => return },
         };
         match state.leases.end_owner(owner).await {
-            Ok(ended) => reap_in_background(&state, ended),
+            Ok(ended) => state.leases.reap_later(&ended),
             Err(e) => {
                 tracing::error!(pid = owner.pid, error = %e, "cannot end the leases of a dead owner")
             }
         }
     }
-}
-
-/// Reaps the orphans of `ended` leases without holding up the caller:
-/// reaping waits out a grace, and deaths keep flowing meanwhile.
-fn reap_in_background(state: &Arc<AppState>, ended: Vec<LeaseRow>) {
-    if ended.is_empty() {
-        return;
-    }
-    let ids: HashSet<String> = ended.into_iter().map(|l| l.id).collect();
-    let state = Arc::clone(state);
-    tokio::spawn(async move {
-        if let Err(e) = state
-            .leases
-            .reaper()
-            .reap(Some(ids), false, Reaper::protected(None))
-            .await
-        {
-            tracing::error!(error = %e, "reaping after an owner's death failed");
-        }
-    });
 }
 
 /// Ends the leases of dead owners and of other boots, then reaps the
@@ -99,7 +78,7 @@ pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
         }
         // Owners without a pidfd are caught here; their orphans go too.
         match state.leases.reconcile().await {
-            Ok((_, ended)) => reap_in_background(&state, ended),
+            Ok((_, ended)) => state.leases.reap_later(&ended),
             Err(e) => tracing::error!(error = %e, "owner poll failed"),
         }
         if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {

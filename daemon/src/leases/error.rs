@@ -42,6 +42,9 @@ pub enum LeaseError {
     },
     #[error("portd may not bind port {0} (permission denied)")]
     NotPermitted(u16),
+    /// Decisions are paused while the daemon recovers.
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

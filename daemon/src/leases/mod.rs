@@ -65,7 +65,7 @@ enum Decision {
 pub struct Leases {
     store: Store,
     writer: Writer,
-    table: Mutex<Table>,
+    table: Arc<Mutex<Table>>,
     reaper: Arc<Reaper>,
     watcher: Arc<Watcher>,
     range: PortRange,
@@ -84,11 +84,13 @@ impl Leases {
         boot_id: String,
         boot_time: u64,
     ) -> Result<Leases, StoreError> {
-        let table = load_table(&store).await?;
+        let table = Arc::new(Mutex::new(load_table(&store).await?));
+        let (for_hook, store_for_hook) = (Arc::clone(&table), store.clone());
+        writer.on_failure(Box::new(move || recover(&for_hook, &store_for_hook)));
         Ok(Leases {
             store,
             writer,
-            table: Mutex::new(table),
+            table,
             reaper,
             watcher,
             range,
@@ -114,22 +116,37 @@ impl Leases {
     }
 
     fn table(&self) -> MutexGuard<'_, Table> {
-        self.table.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.table)
     }
 
-    /// Waits for a commit; if it failed, memory may hold changes the
-    /// database does not, so the table is reloaded from the database.
-    async fn committed(&self, pending: Pending) -> Result<(), LeaseError> {
-        if let Err(e) = pending.committed().await {
-            match load_table(&self.store).await {
-                Ok(table) => *self.table() = table,
-                Err(reload) => {
-                    tracing::error!(error = %reload, "cannot reload leases after a failed commit")
-                }
-            }
-            return Err(e.into());
+    /// The table for a decision; refused while it is being reloaded after a
+    /// failed commit.
+    fn table_for_change(&self) -> Result<MutexGuard<'_, Table>, LeaseError> {
+        let table = self.table();
+        if table.stale {
+            return Err(LeaseError::Unavailable(
+                "recovering from a failed database write; ask again".into(),
+            ));
         }
-        Ok(())
+        Ok(table)
+    }
+
+    async fn committed(&self, pending: Pending) -> Result<(), LeaseError> {
+        Ok(pending.committed().await?)
+    }
+
+    /// Reaps the orphans of leases that just ended, in the background.
+    pub fn reap_later(&self, ended: &[LeaseRow]) {
+        if ended.is_empty() {
+            return;
+        }
+        let ids: HashSet<String> = ended.iter().map(|l| l.id.clone()).collect();
+        let reaper = Arc::clone(&self.reaper);
+        tokio::spawn(async move {
+            if let Err(e) = reaper.reap(Some(ids), false, Reaper::protected(None)).await {
+                tracing::error!(error = %e, "reaping the orphans of ended leases failed");
+            }
+        });
     }
 
     /// Grants a port as DESIGN's table says, or answers the caller's existing
@@ -180,9 +197,10 @@ impl Leases {
     ) -> Result<Granted, LeaseError> {
         let now = now_ms();
         let mut changes = Vec::new();
+        let mut ended = Vec::new();
         let (decision, pending) = {
-            let mut table = self.table();
-            let decision = self.decide(&mut table, req, owner, now, &mut changes);
+            let mut table = self.table_for_change()?;
+            let decision = self.decide(&mut table, req, owner, now, &mut changes, &mut ended);
             if let Decision::Granted { row, .. } = &decision {
                 table.insert((**row).clone());
                 changes.push(Change::Grant((**row).clone()));
@@ -202,10 +220,15 @@ impl Leases {
                     req.name.as_ref().map(|n| format!("name {n}")),
                 ));
             }
-            let pending = self.writer.submit(changes);
+            // An existing lease may itself still be queued: answer after it.
+            let pending = match (&decision, changes.is_empty()) {
+                (Decision::Existing(_), true) => self.writer.barrier(),
+                _ => self.writer.submit(changes),
+            };
             (decision, pending)
         };
         self.committed(pending).await?;
+        self.reap_later(&ended);
         match decision {
             Decision::Existing(row) => Ok(Granted {
                 lease: row.to_api(),
@@ -239,6 +262,7 @@ impl Leases {
         owner: CheckedOwner,
         now: i64,
         changes: &mut Vec<Change>,
+        ended: &mut Vec<LeaseRow>,
     ) -> Decision {
         // Leases met whose owner is gone: ended once the search is over.
         let mut dead = Vec::new();
@@ -291,14 +315,15 @@ impl Leases {
             }
         });
         for port in dead {
-            self.end_in(
+            let reason = EndReason::OwnerDied;
+            ended.extend(self.end_in(
                 table,
                 port,
-                EndReason::OwnerDied,
+                reason,
                 now,
                 Some("owner found dead at a grant"),
                 changes,
-            );
+            ));
         }
         match choice {
             Ok(Choice::Existing(port)) => match table.get(port) {
@@ -440,7 +465,11 @@ impl Leases {
             .ok_or_else(|| LeaseError::Invalid(format!("no live process with pid {pid}")))?;
         let start_time = procs::ticks_to_unix(self.boot_time, stat.start_ticks);
         if let Some(named) = named {
-            if !same_start_time(named.start_time, start_time) {
+            // The caller converted with the btime it just read; btime moves
+            // when the wall clock is stepped, so compare with a fresh one.
+            let now_btime = procs::boot_time().unwrap_or(self.boot_time);
+            let theirs = procs::ticks_to_unix(now_btime, stat.start_ticks);
+            if !same_start_time(named.start_time, theirs) {
                 return Err(LeaseError::Invalid(format!(
                     "pid {pid} started at {start_time:.2}, not at {:.2}: it is another process",
                     named.start_time
@@ -477,7 +506,7 @@ impl Leases {
         let now = now_ms();
         let mut changes = Vec::new();
         let (row, pending) = {
-            let mut table = self.table();
+            let mut table = self.table_for_change()?;
             let lease = table
                 .get(port)
                 .ok_or_else(|| LeaseError::NotFound(format!("no active lease on port {port}")))?;
@@ -534,7 +563,7 @@ impl Leases {
         let now = now_ms();
         let mut changes = Vec::new();
         let (rows, pending) = {
-            let mut table = self.table();
+            let mut table = self.table_for_change()?;
             let ports = select(&table);
             let rows: Vec<LeaseRow> = ports
                 .into_iter()
@@ -550,35 +579,45 @@ impl Leases {
     /// dead owner end; live owners get a pidfd if they have none. Returns
     /// how many were kept and the ones that ended.
     pub async fn reconcile(&self) -> Result<(usize, Vec<LeaseRow>), LeaseError> {
-        let active: Vec<(u16, OwnerId, bool)> = {
+        let active: Vec<(u16, String, OwnerId, bool)> = {
             let table = self.table();
             table
                 .active()
-                .map(|l| (l.port(), l.owner(), l.boot_id == self.boot_id))
+                .map(|l| (l.port(), l.id.clone(), l.owner(), l.boot_id == self.boot_id))
                 .collect()
         };
         let mut other_boot = Vec::new();
         let mut dead = Vec::new();
-        for (port, owner, this_boot) in &active {
+        for (port, id, owner, this_boot) in &active {
             if !this_boot {
-                other_boot.push(*port);
+                other_boot.push((*port, id.clone()));
             } else if self.owner_gone(*owner) {
-                dead.push(*port);
+                dead.push((*port, id.clone()));
             }
         }
+        // The owners were checked without the lock: end a port's lease only
+        // if it is still the one that was checked, never a newer grant.
+        let still = |table: &Table, checked: Vec<(u16, String)>| -> Vec<u16> {
+            checked
+                .into_iter()
+                .filter(|(port, id)| table.get(*port).is_some_and(|l| l.id == *id))
+                .map(|(port, _)| port)
+                .collect()
+        };
         let mut ended = Vec::new();
         if !other_boot.is_empty() {
             ended.extend(
-                self.end_where(
-                    EndReason::OwnerDied,
-                    Some("lease from another boot"),
-                    |_| other_boot,
-                )
+                self.end_where(EndReason::OwnerDied, Some("lease from another boot"), |t| {
+                    still(t, other_boot)
+                })
                 .await?,
             );
         }
         if !dead.is_empty() {
-            ended.extend(self.end_where(EndReason::OwnerDied, None, |_| dead).await?);
+            ended.extend(
+                self.end_where(EndReason::OwnerDied, None, |t| still(t, dead))
+                    .await?,
+            );
         }
         Ok((active.len() - ended.len(), ended))
     }
@@ -677,6 +716,32 @@ impl Leases {
             free,
         })
     }
+}
+
+fn lock(table: &Mutex<Table>) -> MutexGuard<'_, Table> {
+    table.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// After a failed commit: stop decisions on the table (it holds changes the
+/// database lacks) and reload it from SQLite, retrying until it loads.
+fn recover(table: &Arc<Mutex<Table>>, store: &Store) {
+    lock(table).stale = true;
+    let (table, store) = (Arc::clone(table), store.clone());
+    tokio::spawn(async move {
+        loop {
+            match load_table(&store).await {
+                Ok(fresh) => {
+                    *lock(&table) = fresh;
+                    tracing::info!("leases reloaded from the database after a failed commit");
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot reload leases; retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+        }
+    });
 }
 
 async fn load_table(store: &Store) -> Result<Table, StoreError> {

@@ -20,6 +20,9 @@ pub struct Table {
     names: HashMap<NameKey, u16>,
     /// port -> how many names remember it.
     remembered: BTreeMap<u16, u32>,
+    /// Set after a failed commit until the table is reloaded from SQLite:
+    /// no decision may be made on it meanwhile.
+    pub stale: bool,
 }
 
 fn key(project: &str, name: &str) -> NameKey {

@@ -277,12 +277,26 @@ mod tests {
 
     #[test]
     fn finds_a_listener_of_this_process() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
+        // Hold the port number on IPv6 too, so that no other test in this
+        // process can listen on it meanwhile and blur the answer.
+        let (v4, v6) = loop {
+            let v4 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = v4.local_addr().unwrap().port();
+            match std::net::TcpListener::bind((std::net::Ipv6Addr::LOCALHOST, port)) {
+                Ok(v6) => break (v4, Some(v6)),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+                Err(_) => break (v4, None),
+            }
+        };
+        let port = v4.local_addr().unwrap().port();
         let found = holders(port);
-        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(
+            found.len(),
+            1,
+            "one process, however many sockets: {found:?}"
+        );
         assert_eq!(found[0].pid, Some(std::process::id()));
-        drop(listener);
+        drop((v4, v6));
         assert!(holders(port).is_empty());
     }
 }

@@ -212,22 +212,52 @@ mod tests {
     use super::*;
     use std::net::{Ipv6Addr, TcpListener, TcpStream};
 
+    /// The socket inode of a listener, as /proc and sock_diag name it.
+    fn inode(listener: &TcpListener) -> u64 {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(format!("/proc/self/fd/{}", listener.as_raw_fd()))
+            .unwrap()
+            .ino()
+    }
+
     #[test]
     fn finds_ipv4_and_ipv6_listeners_but_not_connections() {
+        // Other tests may listen on the same port number on another address
+        // family, so compare by inode rather than by count.
         let v4 = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = v4.local_addr().unwrap().port();
         let v6 = TcpListener::bind((Ipv6Addr::LOCALHOST, port)).ok();
-        let _client = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        let found = listening_sockets(port).unwrap();
-        assert_eq!(
-            found.len(),
-            1 + usize::from(v6.is_some()),
-            "{:?}",
-            found.len()
+        let client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let ours: Vec<u64> = std::iter::once(inode(&v4))
+            .chain(v6.as_ref().map(inode))
+            .collect();
+        let found: Vec<u64> = listening_sockets(port)
+            .unwrap()
+            .iter()
+            .map(|s| s.inode)
+            .collect();
+        for inode in &ours {
+            assert!(found.contains(inode), "{inode} not in {found:?}");
+        }
+        let client_inode = {
+            use std::os::fd::AsRawFd;
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(format!("/proc/self/fd/{}", client.as_raw_fd()))
+                .unwrap()
+                .ino()
+        };
+        assert!(
+            !found.contains(&client_inode),
+            "a connection is not a listener"
         );
-        assert!(found.iter().all(|s| s.inode != 0));
         drop((v4, v6));
-        assert!(listening_sockets(port).unwrap().is_empty());
+        let after: Vec<u64> = listening_sockets(port)
+            .unwrap()
+            .iter()
+            .map(|s| s.inode)
+            .collect();
+        assert!(ours.iter().all(|i| !after.contains(i)), "{after:?}");
     }
 
     #[test]

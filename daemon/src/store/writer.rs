@@ -9,6 +9,7 @@
 //! which is what makes commits cheap under load.
 
 use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
 use portd_api::EndReason;
 use sqlx::{AssertSqlSafe, SqlitePool};
@@ -55,10 +56,16 @@ const MAX_FOLD: usize = 1024;
 /// Rows per multi-row statement (SQLite allows 32766 bound values).
 const ROWS_PER_STATEMENT: usize = 500;
 
+/// Called by the writer task after a commit failed, before it fails the
+/// batches already queued (they were decided on state that never reached
+/// the database).
+pub type FailureHook = Box<dyn Fn() + Send + Sync>;
+
 /// The handle to the writer task.
 #[derive(Clone)]
 pub struct Writer {
     queue: mpsc::UnboundedSender<Batch>,
+    on_failure: Arc<OnceLock<FailureHook>>,
 }
 
 /// A submitted batch, to await after the submitting lock is released.
@@ -82,8 +89,20 @@ impl Writer {
     /// Starts the writer task on the single writer connection.
     pub fn spawn(pool: SqlitePool) -> Writer {
         let (queue, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(pool, rx));
-        Writer { queue }
+        let on_failure = Arc::new(OnceLock::new());
+        tokio::spawn(run(pool, rx, Arc::clone(&on_failure)));
+        Writer { queue, on_failure }
+    }
+
+    /// Sets what runs when a commit fails (once; later calls are ignored).
+    pub fn on_failure(&self, hook: FailureHook) {
+        let _ = self.on_failure.set(hook);
+    }
+
+    /// A marker that commits once everything queued before it has: for an
+    /// answer that depends on earlier decisions but changes nothing itself.
+    pub fn barrier(&self) -> Pending {
+        self.enqueue(Vec::new())
     }
 
     /// Queues `changes`; call under the lock that made the decision, then
@@ -98,7 +117,7 @@ impl Writer {
     /// Waits until everything submitted so far has committed: reads from
     /// SQLite after this see every change already answered or decided.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.enqueue(Vec::new()).committed().await
+        self.barrier().committed().await
     }
 
     fn enqueue(&self, changes: Vec<Change>) -> Pending {
@@ -112,7 +131,11 @@ impl Writer {
     }
 }
 
-async fn run(pool: SqlitePool, mut rx: mpsc::UnboundedReceiver<Batch>) {
+async fn run(
+    pool: SqlitePool,
+    mut rx: mpsc::UnboundedReceiver<Batch>,
+    on_failure: Arc<OnceLock<FailureHook>>,
+) {
     while let Some(first) = rx.recv().await {
         let mut batches = vec![first];
         while batches.len() < MAX_FOLD {
@@ -126,8 +149,21 @@ async fn run(pool: SqlitePool, mut rx: mpsc::UnboundedReceiver<Batch>) {
             tracing::error!(error = %e, changes = changes.len(), "commit failed");
             e.to_string()
         });
+        let failed = result.is_err();
         for batch in batches {
             let _ = batch.done.send(result.clone());
+        }
+        if failed {
+            // The hook stops new decisions; what is queued already was
+            // decided on state the database does not have: fail it too.
+            if let Some(hook) = on_failure.get() {
+                hook();
+            }
+            while let Ok(batch) = rx.try_recv() {
+                let _ = batch
+                    .done
+                    .send(Err("an earlier commit failed; ask again".into()));
+            }
         }
     }
 }
