@@ -224,6 +224,14 @@ fn clients_restart_a_killed_daemon_over_its_stale_socket() {
     )
     .expect("SIGKILL the daemon");
     assert!(killed[0].wait_gone(DEADLINE), "the daemon survived SIGKILL");
+    // A killed process shows as a zombie while its other threads still
+    // exit, and its listening socket closes only with the last of them:
+    // wait until nothing listens, or a client could connect to the dying
+    // daemon and be reset.
+    let closed = wait_until(DEADLINE, || {
+        std::os::unix::net::UnixStream::connect(home.socket()).is_err()
+    });
+    assert!(closed, "the killed daemon's socket still accepts");
     assert!(home.socket().exists(), "SIGKILL leaves the socket file");
 
     let threads: Vec<_> = (0..20)
