@@ -55,12 +55,12 @@ impl Ancestor {
     }
 }
 
-/// The owner for a request from `caller_pid`: its parent, skipping forked
-/// copies. `lookup` returns what /proc says about a pid. `None` when the
-/// caller's parent cannot be read (the caller is gone or was orphaned).
-pub fn resolve_owner(caller_pid: u32, lookup: impl Fn(u32) -> Option<Ancestor>) -> Option<u32> {
-    let caller = lookup(caller_pid)?;
-    let mut candidate = lookup(caller.ppid)?;
+/// The owner for a request from a caller whose parent is `caller_ppid`: that
+/// parent, skipping forked copies. `lookup` returns what /proc says about a
+/// pid (the caller's own executable and command line are never needed).
+/// `None` when the parent cannot be read.
+pub fn resolve_owner(caller_ppid: u32, lookup: impl Fn(u32) -> Option<Ancestor>) -> Option<u32> {
+    let mut candidate = lookup(caller_ppid)?;
     // A bounded walk: a chain of copies longer than this is not a shell.
     for _ in 0..64 {
         if candidate.ppid == 0 {
@@ -145,7 +145,10 @@ mod tests {
             (22, 21, "/usr/bin/bash", "bash\0run.sh"),
             (23, 22, "/usr/bin/portctl", "portctl\0lease"),
         ]);
-        assert_eq!(resolve_owner(23, |p| t.get(&p).cloned()), Some(20));
+        assert_eq!(
+            resolve_owner(t.get(&23).map_or(20, |c| c.ppid), |p| t.get(&p).cloned()),
+            Some(20)
+        );
     }
 
     #[test]
@@ -155,7 +158,10 @@ mod tests {
             (20, 10, "/usr/bin/dash", "sh\0run.sh"),
             (23, 20, "/usr/bin/portctl", "portctl"),
         ]);
-        assert_eq!(resolve_owner(23, |p| t.get(&p).cloned()), Some(20));
+        assert_eq!(
+            resolve_owner(t.get(&23).map_or(20, |c| c.ppid), |p| t.get(&p).cloned()),
+            Some(20)
+        );
     }
 
     #[test]
@@ -165,12 +171,18 @@ mod tests {
             (20, 10, "", "bash"),
             (23, 20, "/p", "portctl"),
         ]);
-        assert_eq!(resolve_owner(23, |p| t.get(&p).cloned()), Some(20));
+        assert_eq!(
+            resolve_owner(t.get(&23).map_or(20, |c| c.ppid), |p| t.get(&p).cloned()),
+            Some(20)
+        );
     }
 
     #[test]
     fn a_vanished_parent_gives_no_owner() {
         let t = tree(&[(23, 20, "/p", "portctl")]);
-        assert_eq!(resolve_owner(23, |p| t.get(&p).cloned()), None);
+        assert_eq!(
+            resolve_owner(t.get(&23).map_or(20, |c| c.ppid), |p| t.get(&p).cloned()),
+            None
+        );
     }
 }

@@ -452,11 +452,14 @@ impl Leases {
                 let caller = peer.pid.ok_or_else(|| {
                     LeaseError::Invalid("the caller's pid is unknown; pass an owner".into())
                 })?;
-                resolve_owner(caller, ancestor_from_proc).ok_or_else(|| {
-                    LeaseError::Invalid(
-                        "cannot find the calling process's parent; pass --owner".into(),
-                    )
-                })?
+                let parent = procs::read_stat(caller).ok().map(|s| s.ppid);
+                parent
+                    .and_then(|ppid| resolve_owner(ppid, ancestor_from_proc))
+                    .ok_or_else(|| {
+                        LeaseError::Invalid(
+                            "cannot find the calling process's parent; pass --owner".into(),
+                        )
+                    })?
             }
         };
         let stat = procs::read_stat(pid)

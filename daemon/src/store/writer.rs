@@ -53,8 +53,26 @@ struct Batch {
 
 /// Most batches folded into one transaction.
 const MAX_FOLD: usize = 1024;
-/// Rows per multi-row statement (SQLite allows 32766 bound values).
-const ROWS_PER_STATEMENT: usize = 500;
+/// The row counts multi-row statements come in. A batch is cut greedily
+/// into these sizes, so each statement has one of a few shapes that sqlx's
+/// cache keeps prepared, instead of a new text (parsed and cached anew) for
+/// every batch size. The largest stays far below SQLite's 32766 bound values.
+const STATEMENT_ROWS: [usize; 5] = [256, 64, 16, 4, 1];
+
+/// Splits `items` into runs whose lengths are all in [`STATEMENT_ROWS`].
+fn shaped<T>(mut items: &[T]) -> Vec<&[T]> {
+    let mut runs = Vec::new();
+    while !items.is_empty() {
+        let size = STATEMENT_ROWS
+            .into_iter()
+            .find(|&n| n <= items.len())
+            .unwrap_or(1);
+        let (run, rest) = items.split_at(size);
+        runs.push(run);
+        items = rest;
+    }
+    runs
+}
 
 /// Called by the writer task after a commit failed, before it fails the
 /// batches already queued (they were decided on state that never reached
@@ -218,7 +236,7 @@ async fn write(pool: &SqlitePool, changes: &[&Change]) -> Result<(), sqlx::Error
     let net = net(changes);
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     // Ends first: they free ports that leases granted in this batch take.
-    for chunk in net.ended.chunks(ROWS_PER_STATEMENT) {
+    for chunk in shaped(&net.ended) {
         let values = vec!["(?, ?, ?)"; chunk.len()].join(", ");
         let sql = format!(
             "WITH e(id, reason, at) AS (VALUES {values})
@@ -233,7 +251,7 @@ async fn write(pool: &SqlitePool, changes: &[&Change]) -> Result<(), sqlx::Error
         }
         query.execute(&mut *tx).await?;
     }
-    for chunk in net.granted.chunks(ROWS_PER_STATEMENT) {
+    for chunk in shaped(&net.granted) {
         let values =
             vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
         let sql = format!(
@@ -264,7 +282,7 @@ async fn write(pool: &SqlitePool, changes: &[&Change]) -> Result<(), sqlx::Error
         query.execute(&mut *tx).await?;
     }
     let names: Vec<_> = net.names.iter().collect();
-    for chunk in names.chunks(ROWS_PER_STATEMENT) {
+    for chunk in shaped(&names) {
         let values = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
         let sql = format!(
             "INSERT INTO names (project, name, port, last_used) VALUES {values}
@@ -280,7 +298,7 @@ async fn write(pool: &SqlitePool, changes: &[&Change]) -> Result<(), sqlx::Error
         }
         query.execute(&mut *tx).await?;
     }
-    for chunk in net.events.chunks(ROWS_PER_STATEMENT) {
+    for chunk in shaped(&net.events) {
         let values = vec!["(?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
         let sql =
             format!("INSERT INTO events (at, kind, lease_id, port, pid, detail) VALUES {values}");
@@ -359,6 +377,16 @@ mod tests {
             ("ended", Some(6))
         );
         assert_eq!(net.granted[1].state, "active");
+    }
+
+    #[test]
+    fn batches_are_cut_into_a_few_statement_shapes() {
+        let items: Vec<u32> = (0..333).collect();
+        let runs = shaped(&items);
+        let sizes: Vec<usize> = runs.iter().map(|r| r.len()).collect();
+        assert_eq!(sizes, [256, 64, 4, 4, 4, 1]);
+        assert_eq!(runs.concat(), items, "in order, nothing lost");
+        assert!(shaped::<u32>(&[]).is_empty());
     }
 
     #[test]
