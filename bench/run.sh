@@ -7,9 +7,10 @@
 #             release daemon, beside portpicker.pick_unused_port() talking to
 #             Google's portserver and beside get-port's CLI (bench/oneshot.py:
 #             alternating runs, medians).
-#   throughput portd-bench (lease + release over keep-alive connections) with
-#             1, 8 and 64 clients, beside bench/portserver_load.py against a
-#             fresh portserver at the same concurrency, BENCH_ROUNDS rounds.
+#   throughput portd-bench, one event-loop thread driving 1, 8 and 64 clients:
+#             lease + release over keep-alive connections to portd, beside
+#             the portserver protocol against a fresh portserver at the same
+#             concurrency, BENCH_ROUNDS rounds.
 #   death     owner SIGKILL -> lease ended (bench/death.py).
 #   memory    daemon VmRSS idle after start, and with a 10,000-port range
 #             leased to distinct owner processes (bench/owners.py): as many
@@ -307,34 +308,31 @@ fi
 if want throughput; then
     install_comparators
     : >"$OUT/throughput.jsonl"
+    # Appends portd-bench's result ($TMP/r.json) with the server's CPU.
+    record() {
+        local tool=$1 round=$2 l=$3 ticks=$4
+        jq -c --arg tool "$tool" --arg load "$l" --argjson round "$round" --argjson cpu "$ticks" \
+            --argjson hz "$(getconf CLK_TCK)" \
+            '{tool: $tool, round: $round, load: $load} + . + {server_cpu: ($cpu / $hz / .seconds)}' \
+            "$TMP/r.json" | tee -a "$OUT/throughput.jsonl" >&2
+    }
     say "throughput: $ROUNDS rounds of 1, 8, 64 clients, $SECONDS_PER s each, portd and portserver alternating"
     for round in $(seq "$ROUNDS"); do
         wait_quiet "throughput round $round"
         for clients in 1 8 64; do
             l=$(load)
             t0=$(cpu_ticks "$MAIN_DAEMON")
-            if [[ -x /usr/bin/time ]]; then
-                /usr/bin/time -f '%U %S' -o "$TMP/time" \
-                    "$BIN/portd-bench" "$MAIN_SOCKET" "$clients" "$SECONDS_PER" "$PORTD_RANGE" >"$TMP/r.json"
-            else
-                "$BIN/portd-bench" "$MAIN_SOCKET" "$clients" "$SECONDS_PER" "$PORTD_RANGE" >"$TMP/r.json"
-                echo "0 0" >"$TMP/time"
-            fi
+            "$BIN/portd-bench" portd "$MAIN_SOCKET" "$clients" "$SECONDS_PER" "$PORTD_RANGE" >"$TMP/r.json"
             t1=$(cpu_ticks "$MAIN_DAEMON")
-            jq -c --arg load "$l" --argjson round "$round" --argjson cpu "$(((t1 - t0)))" \
-                --argjson hz "$(getconf CLK_TCK)" --argjson client "$(awk '{ print $1 + $2 }' "$TMP/time")" \
-                '{tool: "portd", round: $round, load: $load} + .
-                 + {client_cpu: ($client / .seconds), server_cpu: ($cpu / $hz / .seconds)}' \
-                "$TMP/r.json" | tee -a "$OUT/throughput.jsonl" >&2
+            record portd "$round" "$l" $((t1 - t0))
 
             l=$(load)
             start_portserver @portd-bench-load-$$ "$PS_LOAD_POOL" "$TMP/portserver-load.log"
-            "$VENV/bin/python" "$ROOT/bench/portserver_load.py" @portd-bench-load-$$ "$clients" \
-                "$SECONDS_PER" "$PS_LOAD_MAX" "$PS_PID" >"$TMP/r.json"
+            t0=$(cpu_ticks "$PS_PID")
+            "$BIN/portd-bench" portserver @portd-bench-load-$$ "$clients" "$SECONDS_PER" "$PS_LOAD_MAX" >"$TMP/r.json"
+            t1=$(cpu_ticks "$PS_PID")
             stop "$PS_PID"
-            jq -c --arg load "$l" --argjson round "$round" \
-                '{tool: "portserver", round: $round, load: $load} + .' "$TMP/r.json" |
-                tee -a "$OUT/throughput.jsonl" >&2
+            record portserver "$round" "$l" $((t1 - t0))
         done
     done
     rss_now() { awk '/^(VmRSS|RssAnon|RssFile|Threads)/ { printf "%s %s ", $1, $2 }' "/proc/$MAIN_DAEMON/status"; }
@@ -395,7 +393,7 @@ fi
 # ---------------------------------------------------------------- profile
 profile_throughput() {
     say "profiling portd under 64 clients"
-    "$BIN/portd-bench" "$MAIN_SOCKET" 64 7 "$PORTD_RANGE" >"$OUT/profile-bench.json" &
+    "$BIN/portd-bench" portd "$MAIN_SOCKET" 64 7 "$PORTD_RANGE" >"$OUT/profile-bench.json" &
     local bench=$!
     STARTED+=("$bench")
     sleep 1
@@ -412,7 +410,7 @@ profile_throughput() {
         perf report -i "$TMP/perf-throughput.data" --stdio --children --sort sym -g none --percent-limit 2 2>/dev/null | grep '%'
         echo "## selected inclusive entries over 0.5%: portd's own code, SQLite, syscalls"
         perf report -i "$TMP/perf-throughput.data" --stdio --children --sort sym -g none --percent-limit 0.5 2>/dev/null |
-            grep -E 'portd::|sqlite3_step|sqlite3RunParser|sqlite3_prepare|__libc_recv|writev|__socket|__close|__bind|futex|epoll_wait|_int_malloc|flume::|hyper::proto::h1::role' || true
+            grep -E 'portd::|sqlite3_step|sqlite3RunParser|sqlite3_prepare|__libc_recv|writev|__socket|__close|__bind|futex|epoll_wait|_int_malloc|pwrite|fsync|hyper::proto::h1::role' || true
     } >"$OUT/perf-throughput.txt"
 }
 profile_oneshot() {

@@ -1,49 +1,114 @@
-//! `portd-bench`: drives a running portd over its Unix socket with N
-//! concurrent keep-alive clients, each doing lease + release in a loop, and
-//! reports requests per second with p50/p99 latency per request.
+//! `portd-bench`: a load generator for portd, and for Google's portserver
+//! beside it, that keeps N clients busy from one event-loop thread (as wrk
+//! does), so that on a small machine the load costs little of the CPU the
+//! server under test needs.
 //!
-//! Usage: portd-bench SOCKET CLIENTS SECONDS RANGE
-//! Prints one JSON object on stdout.
+//! ```text
+//! portd-bench portd SOCKET CLIENTS SECONDS RANGE
+//! portd-bench portserver ADDRESS CLIENTS SECONDS MAX_REQUESTS
+//! ```
+//!
+//! - `portd`: each client has its own keep-alive connection to portd's Unix
+//!   socket and loops `POST /v1/leases {"range": RANGE}` then
+//!   `DELETE /v1/leases/PORT?id=ID`; both count as requests.
+//! - `portserver`: each client loops the portserver protocol as portpicker
+//!   speaks it: connect to ADDRESS (a leading `@` names an abstract socket),
+//!   send this process's pid, read the port until the server closes. One
+//!   request per connection is the only way the protocol works, and it has
+//!   no release, so the run also stops after MAX_REQUESTS grants, which
+//!   keeps a fresh server's pool from running dry.
+//!
+//! Prints one JSON object on stdout: clients, requests, failures, seconds,
+//! requests_per_sec, p50_us and p99_us (per request), and client_cpu (this
+//! process's CPU seconds per wall second).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Barrier};
+use std::cell::Cell;
+use std::os::linux::net::SocketAddrExt;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+
+const USAGE: &str = "usage: portd-bench portd SOCKET CLIENTS SECONDS RANGE\n       \
+                     portd-bench portserver ADDRESS CLIENTS SECONDS MAX_REQUESTS";
+
+/// What one client measured.
+#[derive(Default)]
+struct Tally {
+    latencies: Vec<Duration>,
+    failures: u64,
+}
+
+/// Shared by the clients of one run (one thread, so no atomics).
+struct Run {
+    deadline: Instant,
+    /// Grants left before a portserver run stops.
+    budget: Cell<u64>,
+}
+
+impl Run {
+    fn more(&self) -> bool {
+        Instant::now() < self.deadline
+    }
+
+    fn take_one(&self) -> bool {
+        let left = self.budget.get();
+        if left == 0 || !self.more() {
+            return false;
+        }
+        self.budget.set(left - 1);
+        true
+    }
+}
+
+/// A keep-alive HTTP/1.1 connection to portd.
 struct Conn {
-    reader: BufReader<UnixStream>,
-    writer: UnixStream,
+    stream: BufReader<UnixStream>,
+    out: Vec<u8>,
+    line: String,
 }
 
 impl Conn {
-    fn open(socket: &str) -> Conn {
-        let stream = UnixStream::connect(socket).expect("connect to portd");
+    async fn open(socket: &str) -> Conn {
+        let stream = UnixStream::connect(socket).await.expect("connect to portd");
         Conn {
-            reader: BufReader::new(stream.try_clone().expect("clone")),
-            writer: stream,
+            stream: BufReader::new(stream),
+            out: Vec::with_capacity(256),
+            line: String::new(),
         }
     }
 
-    /// One keep-alive request; returns (status, body).
-    fn request(&mut self, method: &str, path: &str, body: &str) -> (u16, String) {
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: portd\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+    /// One request, written with one `write`; returns (status, body).
+    async fn request(&mut self, method: &str, path: &str, body: &str) -> (u16, Vec<u8>) {
+        use std::io::Write;
+        self.out.clear();
+        write!(
+            self.out,
+            "{method} {path} HTTP/1.1\r\nHost: portd\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
-        );
-        self.writer.write_all(head.as_bytes()).expect("write");
-        self.writer.write_all(body.as_bytes()).expect("write");
-        let mut line = String::new();
-        self.reader.read_line(&mut line).expect("status line");
-        let status: u16 = line
+        )
+        .expect("format a request");
+        self.stream
+            .get_mut()
+            .write_all(&self.out)
+            .await
+            .expect("write");
+        self.line.clear();
+        self.stream
+            .read_line(&mut self.line)
+            .await
+            .expect("status line");
+        let status: u16 = self
+            .line
             .get(9..12)
             .and_then(|s| s.parse().ok())
             .expect("status");
         let mut length = 0;
         loop {
-            line.clear();
-            self.reader.read_line(&mut line).expect("header");
-            let header = line.trim_end();
+            self.line.clear();
+            self.stream.read_line(&mut self.line).await.expect("header");
+            let header = self.line.trim_end();
             if header.is_empty() {
                 break;
             }
@@ -54,9 +119,69 @@ impl Conn {
             }
         }
         let mut body = vec![0; length];
-        self.reader.read_exact(&mut body).expect("body");
-        (status, String::from_utf8(body).expect("utf-8"))
+        self.stream.read_exact(&mut body).await.expect("body");
+        (status, body)
     }
+}
+
+async fn portd_client(socket: Rc<str>, range: Rc<str>, run: Rc<Run>) -> Tally {
+    let mut conn = Conn::open(&socket).await;
+    let body = format!("{{\"range\":\"{range}\"}}");
+    let mut tally = Tally {
+        latencies: Vec::with_capacity(100_000),
+        failures: 0,
+    };
+    while run.more() {
+        let t = Instant::now();
+        let (status, lease) = conn.request("POST", "/v1/leases", &body).await;
+        tally.latencies.push(t.elapsed());
+        if status != 201 {
+            tally.failures += 1;
+            continue;
+        }
+        let lease: serde_json::Value = serde_json::from_slice(&lease).expect("lease json");
+        let path = format!(
+            "/v1/leases/{}?id={}",
+            lease["port"],
+            lease["id"].as_str().expect("id")
+        );
+        let t = Instant::now();
+        let (status, _) = conn.request("DELETE", &path, "").await;
+        tally.latencies.push(t.elapsed());
+        if status != 200 {
+            tally.failures += 1;
+        }
+    }
+    tally
+}
+
+async fn portserver_client(address: Rc<str>, run: Rc<Run>) -> Tally {
+    let request = format!("{}\n", std::process::id());
+    let addr = match address.strip_prefix('@') {
+        Some(name) => std::os::unix::net::SocketAddr::from_abstract_name(name),
+        None => std::os::unix::net::SocketAddr::from_pathname(&*address),
+    }
+    .expect("portserver address");
+    let mut tally = Tally::default();
+    let mut answer = Vec::with_capacity(16);
+    while run.take_one() {
+        let t = Instant::now();
+        let std_stream =
+            std::os::unix::net::UnixStream::connect_addr(&addr).expect("connect to portserver");
+        std_stream.set_nonblocking(true).expect("nonblocking");
+        let mut stream = UnixStream::from_std(std_stream).expect("register");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        answer.clear();
+        stream.read_to_end(&mut answer).await.expect("read");
+        tally.latencies.push(t.elapsed());
+        let port = std::str::from_utf8(&answer)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok());
+        if !matches!(port, Some(p) if p > 0) {
+            tally.failures += 1;
+        }
+    }
+    tally
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -67,71 +192,69 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[index].as_secs_f64() * 1e6
 }
 
+/// This process's user + system CPU time.
+fn cpu_time() -> Duration {
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
+        .expect("getrusage");
+    let (user, system) = (usage.user_time(), usage.system_time());
+    Duration::from_micros(
+        (user.tv_sec() + system.tv_sec()) as u64 * 1_000_000
+            + (user.tv_usec() + system.tv_usec()) as u64,
+    )
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.len() != 5 {
-        eprintln!("usage: portd-bench SOCKET CLIENTS SECONDS RANGE");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [kind, target, clients, seconds, last] = args.as_slice() else {
+        eprintln!("{USAGE}");
         std::process::exit(2);
-    }
-    let socket = args[1].clone();
-    let clients: usize = args[2].parse().expect("CLIENTS");
-    let seconds: f64 = args[3].parse().expect("SECONDS");
-    let range = args[4].clone();
-    let stop = Arc::new(AtomicBool::new(false));
-    let start = Arc::new(Barrier::new(clients + 1));
-    let workers: Vec<_> = (0..clients)
-        .map(|_| {
-            let (socket, range, stop, start) = (
-                socket.clone(),
-                range.clone(),
-                Arc::clone(&stop),
-                Arc::clone(&start),
-            );
-            std::thread::spawn(move || {
-                let mut conn = Conn::open(&socket);
-                let body = format!("{{\"range\":\"{range}\"}}");
-                let mut latencies = Vec::with_capacity(100_000);
-                let mut failures = 0u64;
-                start.wait();
-                while !stop.load(Ordering::Relaxed) {
-                    let t = Instant::now();
-                    let (status, lease) = conn.request("POST", "/v1/leases", &body);
-                    latencies.push(t.elapsed());
-                    if status != 201 {
-                        failures += 1;
-                        continue;
-                    }
-                    let lease: serde_json::Value =
-                        serde_json::from_str(&lease).expect("lease json");
-                    let path = format!(
-                        "/v1/leases/{}?id={}",
-                        lease["port"],
-                        lease["id"].as_str().expect("id")
-                    );
-                    let t = Instant::now();
-                    let (status, _) = conn.request("DELETE", &path, "");
-                    latencies.push(t.elapsed());
-                    if status != 200 {
-                        failures += 1;
+    };
+    let clients: usize = clients.parse().expect("CLIENTS");
+    let seconds: f64 = seconds.parse().expect("SECONDS");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .expect("runtime");
+    let local = tokio::task::LocalSet::new();
+    let target: Rc<str> = target.as_str().into();
+    let last: Rc<str> = last.as_str().into();
+    let (tallies, elapsed, cpu) = local.block_on(&runtime, async {
+        let began = Instant::now();
+        let cpu_began = cpu_time();
+        let run = Rc::new(Run {
+            deadline: began + Duration::from_secs_f64(seconds),
+            budget: Cell::new(match kind.as_str() {
+                "portserver" => last.parse().expect("MAX_REQUESTS"),
+                _ => u64::MAX,
+            }),
+        });
+        let tasks: Vec<_> = (0..clients)
+            .map(|_| {
+                let (target, last, run) = (Rc::clone(&target), Rc::clone(&last), Rc::clone(&run));
+                match kind.as_str() {
+                    "portd" => tokio::task::spawn_local(portd_client(target, last, run)),
+                    "portserver" => tokio::task::spawn_local(portserver_client(target, run)),
+                    other => {
+                        eprintln!("portd-bench: unknown kind {other:?}\n{USAGE}");
+                        std::process::exit(2);
                     }
                 }
-                (latencies, failures)
             })
-        })
-        .collect();
-    start.wait();
-    let began = Instant::now();
-    std::thread::sleep(Duration::from_secs_f64(seconds));
-    stop.store(true, Ordering::Relaxed);
-    let mut all = Vec::new();
+            .collect();
+        let mut tallies = Vec::with_capacity(clients);
+        for task in tasks {
+            tallies.push(task.await.expect("client"));
+        }
+        (tallies, began.elapsed(), cpu_time() - cpu_began)
+    });
+    let mut all: Vec<Duration> = Vec::new();
     let mut failures = 0;
-    for worker in workers {
-        let (latencies, failed) = worker.join().expect("worker");
-        all.extend(latencies);
-        failures += failed;
+    for tally in tallies {
+        all.extend(tally.latencies);
+        failures += tally.failures;
     }
-    let elapsed = began.elapsed().as_secs_f64();
     all.sort_unstable();
+    let elapsed = elapsed.as_secs_f64();
     let report = serde_json::json!({
         "clients": clients,
         "requests": all.len(),
@@ -140,6 +263,7 @@ fn main() {
         "requests_per_sec": all.len() as f64 / elapsed,
         "p50_us": percentile(&all, 0.50),
         "p99_us": percentile(&all, 0.99),
+        "client_cpu": cpu.as_secs_f64() / elapsed,
     });
     println!("{report}");
 }
