@@ -45,6 +45,8 @@ pub enum ServeError {
     Proc(&'static str, std::io::Error),
     #[error("cannot listen: {0}")]
     Listen(std::io::Error),
+    #[error("cannot start the database writer: {0}")]
+    Thread(std::io::Error),
 }
 
 /// Runs the daemon on `listener` until `shutdown` is cancelled: opens the
@@ -65,7 +67,8 @@ pub async fn serve(
     let listener = tokio::net::UnixListener::from_std(listener).map_err(ServeError::Listen)?;
 
     let (watcher, deaths) = Watcher::new();
-    let writer = Writer::spawn(store.writer().clone());
+    let writer =
+        Writer::spawn(store.open_writer()?, store.open_writer()?).map_err(ServeError::Thread)?;
     let reaper = Arc::new(Reaper::new(
         store.clone(),
         writer.clone(),
@@ -104,6 +107,7 @@ pub async fn serve(
     let _ = chores.await;
     let _ = deaths_task.await;
     watcher.stop_all();
+    state.leases.writer().close().await;
     store.close().await;
     tracing::info!("portd stopped");
     Ok(())

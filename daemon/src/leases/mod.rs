@@ -627,10 +627,8 @@ impl Leases {
 
     /// Prunes history past retention.
     pub async fn prune(&self, retention: std::time::Duration) -> Result<u64, LeaseError> {
-        let mut tx = self.store.begin().await?;
-        let removed = events::prune(&mut tx, now_ms(), retention.as_millis() as i64).await?;
-        tx.commit().await.map_err(StoreError::from)?;
-        Ok(removed)
+        let cutoff = now_ms() - retention.as_millis() as i64;
+        Ok(self.writer.prune(cutoff, events::MAX_HISTORY_ROWS).await?)
     }
 
     /// The active lease on `port`.

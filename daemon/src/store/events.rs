@@ -55,33 +55,3 @@ pub async fn count(conn: &mut SqliteConnection) -> Result<i64, sqlx::Error> {
         .fetch_one(conn)
         .await
 }
-
-/// Drops history older than `retention_ms` or past the row cap; returns
-/// rows removed.
-pub async fn prune(
-    conn: &mut SqliteConnection,
-    now_ms: i64,
-    retention_ms: i64,
-) -> Result<u64, sqlx::Error> {
-    let cutoff = now_ms - retention_ms;
-    let mut removed = 0;
-    removed += sqlx::query(
-        "DELETE FROM events WHERE at < ?1
-            OR seq <= (SELECT seq FROM events ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
-    )
-    .bind(cutoff)
-    .bind(MAX_HISTORY_ROWS)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    removed += sqlx::query(
-        "DELETE FROM leases WHERE state = 'ended' AND (ended_at < ?1 OR id IN (
-            SELECT id FROM leases WHERE state = 'ended' ORDER BY ended_at DESC LIMIT -1 OFFSET ?2))",
-    )
-    .bind(cutoff)
-    .bind(MAX_HISTORY_ROWS)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    Ok(removed)
-}

@@ -1,10 +1,11 @@
 //! The SQLite store: opening and migrating the database, and the queries on
 //! leases, names and events.
 //!
-//! One writer connection serialises every change, so a read-check-write in a
-//! transaction can never fail with SQLITE_BUSY or interleave with another
-//! grant; reads use a small pool of their own. WAL with `synchronous=NORMAL`
-//! survives `kill -9` of the daemon (not a power loss).
+//! One writer connection, owned by the group-commit writer's thread
+//! ([`writer`]), serialises every change, so no write can fail with
+//! SQLITE_BUSY or interleave with another; reads use a small sqlx pool of
+//! their own. WAL with `synchronous=NORMAL` survives `kill -9` of the daemon
+//! (not a power loss).
 
 pub mod events;
 pub mod leases;
@@ -17,8 +18,8 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::Flock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
 
 pub use leases::LeaseRow;
 
@@ -37,16 +38,21 @@ pub enum StoreError {
     InUse(PathBuf, String),
     #[error("database query failed: {0}")]
     Query(#[from] sqlx::Error),
+    #[error("cannot open database {0} for writing: {1}")]
+    OpenWriter(PathBuf, rusqlite::Error),
     #[error("database commit failed: {0}")]
     Commit(String),
 }
 
-/// A write transaction: holds the single writer connection until commit.
-pub type WriteTx = Transaction<'static, Sqlite>;
+/// How long a connection waits for a lock another connection holds.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Page cache per connection, in KiB when negative. The database stays
+/// small; SQLite's default 2 MB per connection was most of an idle daemon's
+/// heap.
+const CACHE_SIZE: i64 = -256;
 
 #[derive(Clone)]
 pub struct Store {
-    writer: SqlitePool,
     reader: SqlitePool,
     path: PathBuf,
     /// Held for the store's life: one database, one daemon, however the
@@ -67,23 +73,17 @@ impl Store {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5))
-            // The database stays small; SQLite's default 2 MB page cache per
-            // connection was most of an idle daemon's heap.
-            .pragma("cache_size", "-256")
+            .busy_timeout(BUSY_TIMEOUT)
+            .pragma("cache_size", CACHE_SIZE.to_string())
             .foreign_keys(true);
-        let writer = SqlitePoolOptions::new()
+        let migrator = SqlitePoolOptions::new()
             .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
             .connect_with(options.clone())
             .await
             .map_err(|e| StoreError::Open(path.to_path_buf(), e))?;
-        sqlx::migrate!("../migrations")
-            .run(&writer)
-            .await
-            .map_err(|e| StoreError::Migrate(path.to_path_buf(), e))?;
+        let migrated = sqlx::migrate!("../migrations").run(&migrator).await;
+        migrator.close().await;
+        migrated.map_err(|e| StoreError::Migrate(path.to_path_buf(), e))?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(0)
@@ -91,7 +91,6 @@ impl Store {
             .await
             .map_err(|e| StoreError::Open(path.to_path_buf(), e))?;
         Ok(Store {
-            writer,
             reader,
             path: path.to_path_buf(),
             _lock: std::sync::Arc::new(lock),
@@ -102,14 +101,26 @@ impl Store {
         &self.path
     }
 
-    /// Starts a write transaction (`BEGIN IMMEDIATE` on the one writer).
-    pub async fn begin(&self) -> Result<WriteTx, StoreError> {
-        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
-    }
-
-    /// The single writer connection, for the group-commit writer.
-    pub fn writer(&self) -> &SqlitePool {
-        &self.writer
+    /// Opens the single write connection, for the group-commit writer, with
+    /// the settings the readers have.
+    pub fn open_writer(&self) -> Result<rusqlite::Connection, StoreError> {
+        use rusqlite::OpenFlags;
+        let fail = |e| StoreError::OpenWriter(self.path.clone(), e);
+        let conn = rusqlite::Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(fail)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(fail)?;
+        conn.pragma_update(None, "journal_mode", "wal")
+            .map_err(fail)?;
+        conn.pragma_update(None, "synchronous", "normal")
+            .map_err(fail)?;
+        conn.pragma_update(None, "cache_size", CACHE_SIZE)
+            .map_err(fail)?;
+        conn.pragma_update(None, "foreign_keys", true)
+            .map_err(fail)?;
+        Ok(conn)
     }
 
     /// The pool for reads that need no transaction.
@@ -117,10 +128,10 @@ impl Store {
         &self.reader
     }
 
-    /// Closes both pools, letting SQLite checkpoint the WAL.
+    /// Closes the readers; once the writer has closed too, SQLite
+    /// checkpoints the WAL.
     pub async fn close(&self) {
         self.reader.close().await;
-        self.writer.close().await;
     }
 }
 

@@ -1,22 +1,32 @@
 //! Group commit: every change to leases, names and events goes through one
-//! writer task, which folds whatever has queued up into one transaction and
+//! writer, which folds whatever has queued up into one transaction and
 //! answers each submitter only after that transaction has committed.
 //!
 //! Decisions are made in memory under one lock and submitted in the order
 //! they were made (the send happens under that lock), so a batch holds a
 //! consistent history: a lease may be granted and released within it. The
-//! batch is written as its net effect, a handful of multi-row statements,
-//! which is what makes commits cheap under load.
+//! batch is written as its net effect.
+//!
+//! The writer owns the one write connection on a thread of its own, so a
+//! batch costs one wake-up of that thread and its statements run back to
+//! back on prepared, cached statements: no hand-off between threads per
+//! statement, which is what bounds a commit's latency under load.
+//!
+//! Checkpoints (copying the WAL back into the database file, with two
+//! fsyncs) run on a second thread and connection, not inside a commit as
+//! SQLite's automatic checkpoint would: a commit never waits for one.
 
+use std::cell::Cell;
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::ffi::c_int;
+use std::sync::{Arc, OnceLock, mpsc};
 
 use portd_api::EndReason;
-use sqlx::{AssertSqlSafe, SqlitePool};
-use tokio::sync::{mpsc, oneshot};
+use rusqlite::hooks::Wal;
+use rusqlite::{Connection, TransactionBehavior, params};
+use tokio::sync::oneshot;
 
 use super::{LeaseRow, StoreError};
-
 /// One change to the durable state.
 #[derive(Debug, Clone)]
 pub enum Change {
@@ -46,43 +56,37 @@ pub enum Change {
     },
 }
 
-struct Batch {
-    changes: Vec<Change>,
-    done: oneshot::Sender<Result<(), String>>,
+/// Work for the writer thread, in the order it was queued.
+enum Job {
+    Write {
+        changes: Vec<Change>,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+    /// Drops history older than `cutoff` (Unix ms) or past `keep` rows.
+    Prune {
+        cutoff: i64,
+        keep: i64,
+        done: oneshot::Sender<Result<u64, String>>,
+    },
+    /// Ends the thread; answered once its connection is closed.
+    Stop(oneshot::Sender<()>),
 }
 
 /// Most batches folded into one transaction.
 const MAX_FOLD: usize = 1024;
-/// The row counts multi-row statements come in. A batch is cut greedily
-/// into these sizes, so each statement has one of a few shapes that sqlx's
-/// cache keeps prepared, instead of a new text (parsed and cached anew) for
-/// every batch size. The largest stays far below SQLite's 32766 bound values.
-const STATEMENT_ROWS: [usize; 5] = [256, 64, 16, 4, 1];
+/// WAL frames (pages) after which a commit asks for a checkpoint: SQLite's
+/// own automatic threshold.
+const CHECKPOINT_FRAMES: c_int = 1000;
 
-/// Splits `items` into runs whose lengths are all in [`STATEMENT_ROWS`].
-fn shaped<T>(mut items: &[T]) -> Vec<&[T]> {
-    let mut runs = Vec::new();
-    while !items.is_empty() {
-        let size = STATEMENT_ROWS
-            .into_iter()
-            .find(|&n| n <= items.len())
-            .unwrap_or(1);
-        let (run, rest) = items.split_at(size);
-        runs.push(run);
-        items = rest;
-    }
-    runs
-}
-
-/// Called by the writer task after a commit failed, before it fails the
-/// batches already queued (they were decided on state that never reached
-/// the database).
+/// Called by the writer after a commit failed, before it fails the batches
+/// already queued (they were decided on state that never reached the
+/// database). It runs inside the daemon's tokio runtime.
 pub type FailureHook = Box<dyn Fn() + Send + Sync>;
 
-/// The handle to the writer task.
+/// The handle to the writer thread.
 #[derive(Clone)]
 pub struct Writer {
-    queue: mpsc::UnboundedSender<Batch>,
+    queue: mpsc::Sender<Job>,
     on_failure: Arc<OnceLock<FailureHook>>,
 }
 
@@ -97,19 +101,44 @@ impl Pending {
             Some(rx) => match rx.await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(message)) => Err(StoreError::Commit(message)),
-                Err(_) => Err(StoreError::Commit("the writer stopped".into())),
+                Err(_) => Err(stopped()),
             },
         }
     }
 }
 
+fn stopped() -> StoreError {
+    StoreError::Commit("the writer stopped".into())
+}
+
 impl Writer {
-    /// Starts the writer task on the single writer connection.
-    pub fn spawn(pool: SqlitePool) -> Writer {
-        let (queue, rx) = mpsc::unbounded_channel();
+    /// Starts the writer thread on `conn`, the single write connection, and
+    /// the checkpoint thread on `checkpoints`, a second connection to the
+    /// same database. Call inside the tokio runtime: the failure hook runs
+    /// in it.
+    pub fn spawn(conn: Connection, checkpoints: Connection) -> std::io::Result<Writer> {
+        let (queue, rx) = mpsc::channel();
         let on_failure = Arc::new(OnceLock::new());
-        tokio::spawn(run(pool, rx, Arc::clone(&on_failure)));
-        Writer { queue, on_failure }
+        let hook = Arc::clone(&on_failure);
+        let runtime = tokio::runtime::Handle::current();
+        // Room for one request: asks made while one waits add nothing.
+        let (ask, asked) = mpsc::sync_channel(1);
+        let checkpointer = std::thread::Builder::new()
+            .name("portd-checkpoint".into())
+            .spawn(move || checkpoint_when_asked(&checkpoints, &asked))?;
+        conn.wal_hook(Some(note_wal_frames));
+        std::thread::Builder::new()
+            .name("portd-writer".into())
+            .spawn(move || {
+                let _runtime = runtime.enter();
+                let stop = run(conn, &rx, &hook, ask);
+                // `run` dropped its connection and the checkpoint sender.
+                let _ = checkpointer.join();
+                if let Some(done) = stop {
+                    let _ = done.send(());
+                }
+            })?;
+        Ok(Writer { queue, on_failure })
     }
 
     /// Sets what runs when a commit fails (once; later calls are ignored).
@@ -138,49 +167,131 @@ impl Writer {
         self.barrier().committed().await
     }
 
+    /// Drops ended leases and events older than `cutoff` (Unix ms), and
+    /// all but the newest `keep` of each; returns the rows removed.
+    pub async fn prune(&self, cutoff: i64, keep: i64) -> Result<u64, StoreError> {
+        let (done, rx) = oneshot::channel();
+        self.queue
+            .send(Job::Prune { cutoff, keep, done })
+            .map_err(|_| stopped())?;
+        match rx.await {
+            Ok(result) => result.map_err(StoreError::Commit),
+            Err(_) => Err(stopped()),
+        }
+    }
+
+    /// Stops the writer once everything queued before has been written,
+    /// and waits until it has closed its connection. Later submissions fail.
+    pub async fn close(&self) {
+        let (done, rx) = oneshot::channel();
+        if self.queue.send(Job::Stop(done)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
     fn enqueue(&self, changes: Vec<Change>) -> Pending {
         let (done, rx) = oneshot::channel();
-        if self.queue.send(Batch { changes, done }).is_err() {
-            let (failed, rx) = oneshot::channel();
-            let _ = failed.send(Err("the writer stopped".into()));
-            return Pending(Some(rx));
-        }
+        // A failed send drops `done`, and the receiver reports the stop.
+        let _ = self.queue.send(Job::Write { changes, done });
         Pending(Some(rx))
     }
 }
+thread_local! {
+    /// Frames in the WAL after the writer thread's last commit.
+    static WAL_FRAMES: Cell<c_int> = const { Cell::new(0) };
+}
 
-async fn run(
-    pool: SqlitePool,
-    mut rx: mpsc::UnboundedReceiver<Batch>,
-    on_failure: Arc<OnceLock<FailureHook>>,
-) {
-    while let Some(first) = rx.recv().await {
-        let mut batches = vec![first];
-        while batches.len() < MAX_FOLD {
-            match rx.try_recv() {
-                Ok(batch) => batches.push(batch),
-                Err(_) => break,
-            }
-        }
-        let changes: Vec<&Change> = batches.iter().flat_map(|b| &b.changes).collect();
-        let result = write(&pool, &changes).await.map_err(|e| {
-            tracing::error!(error = %e, changes = changes.len(), "commit failed");
-            e.to_string()
+/// SQLite's WAL hook on the write connection, called after each commit on
+/// the writer thread. Setting it also turns off the automatic checkpoint.
+fn note_wal_frames(_: &Wal, frames: c_int) -> rusqlite::Result<()> {
+    WAL_FRAMES.set(frames);
+    Ok(())
+}
+
+/// The checkpoint thread: a passive checkpoint whenever the writer asks,
+/// until the writer is gone. Passive: it copies what no reader still needs
+/// and never blocks the writer or a reader.
+fn checkpoint_when_asked(conn: &Connection, asked: &mpsc::Receiver<()>) {
+    while asked.recv().is_ok() {
+        let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
         });
-        let failed = result.is_err();
-        for batch in batches {
-            let _ = batch.done.send(result.clone());
+        match result {
+            Ok((frames, copied)) => tracing::trace!(frames, copied, "checkpoint"),
+            Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
         }
-        if failed {
-            // The hook stops new decisions; what is queued already was
-            // decided on state the database does not have: fail it too.
-            if let Some(hook) = on_failure.get() {
-                hook();
+    }
+}
+
+/// The writer thread: takes jobs until stopped (returning the stop's
+/// answer) or until every handle is gone, folding queued writes into one
+/// transaction each time.
+fn run(
+    mut conn: Connection,
+    rx: &mpsc::Receiver<Job>,
+    on_failure: &OnceLock<FailureHook>,
+    checkpoint: mpsc::SyncSender<()>,
+) -> Option<oneshot::Sender<()>> {
+    let mut next = None;
+    loop {
+        let job = match next.take() {
+            Some(job) => job,
+            None => match rx.recv() {
+                Ok(job) => job,
+                Err(_) => return None,
+            },
+        };
+        match job {
+            Job::Stop(done) => return Some(done),
+            Job::Prune { cutoff, keep, done } => {
+                let result = prune(&mut conn, cutoff, keep).map_err(|e| e.to_string());
+                let _ = done.send(result);
             }
-            while let Ok(batch) = rx.try_recv() {
-                let _ = batch
-                    .done
-                    .send(Err("an earlier commit failed; ask again".into()));
+            Job::Write { changes, done } => {
+                let mut batches = vec![(changes, done)];
+                while batches.len() < MAX_FOLD {
+                    match rx.try_recv() {
+                        Ok(Job::Write { changes, done }) => batches.push((changes, done)),
+                        Ok(other) => {
+                            next = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let changes: Vec<&Change> = batches.iter().flat_map(|(c, _)| c).collect();
+                let result = write(&mut conn, &changes).map_err(|e| {
+                    tracing::error!(error = %e, changes = changes.len(), "commit failed");
+                    e.to_string()
+                });
+                let failed = result.is_err();
+                for (_, done) in batches {
+                    let _ = done.send(result.clone());
+                }
+                if WAL_FRAMES.get() >= CHECKPOINT_FRAMES {
+                    // Full means a checkpoint is already asked for.
+                    let _ = checkpoint.try_send(());
+                }
+                if failed {
+                    // The hook stops new decisions; the writes queued already
+                    // were decided on state the database does not have: fail
+                    // them too (a stop or a prune still runs).
+                    if let Some(hook) = on_failure.get() {
+                        hook();
+                    }
+                    while let Ok(job) = rx.try_recv() {
+                        match job {
+                            Job::Write { done, .. } => {
+                                let _ =
+                                    done.send(Err("an earlier commit failed; ask again".into()));
+                            }
+                            other => {
+                                next = Some(other);
+                                break;
+                            }
+                        }
+                    }
+                }
             }
         }
     }
@@ -229,81 +340,60 @@ fn net<'a>(changes: &[&'a Change]) -> Net<'a> {
     net
 }
 
-async fn write(pool: &SqlitePool, changes: &[&Change]) -> Result<(), sqlx::Error> {
+fn write(conn: &mut Connection, changes: &[&Change]) -> rusqlite::Result<()> {
     if changes.is_empty() {
         return Ok(());
     }
     let net = net(changes);
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    // Ends first: they free ports that leases granted in this batch take.
-    for chunk in shaped(&net.ended) {
-        let values = vec!["(?, ?, ?)"; chunk.len()].join(", ");
-        let sql = format!(
-            "WITH e(id, reason, at) AS (VALUES {values})
-             UPDATE leases SET state = 'ended',
-                end_reason = (SELECT reason FROM e WHERE e.id = leases.id),
-                ended_at = (SELECT at FROM e WHERE e.id = leases.id)
-             WHERE state = 'active' AND id IN (SELECT id FROM e)"
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for (id, reason, at) in chunk {
-            query = query.bind(*id).bind(reason.as_str()).bind(*at);
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    {
+        // Ends first: they free ports that leases granted in this batch take.
+        let mut end = tx.prepare_cached(
+            "UPDATE leases SET state = 'ended', end_reason = ?2, ended_at = ?3
+             WHERE id = ?1 AND state = 'active'",
+        )?;
+        for (id, reason, at) in &net.ended {
+            end.execute(params![id, reason.as_str(), at])?;
         }
-        query.execute(&mut *tx).await?;
-    }
-    for chunk in shaped(&net.granted) {
-        let values =
-            vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-        let sql = format!(
-            "INSERT INTO leases (id, port, name, project, owner_pid, owner_start_ticks, owner_start_time,
-                owner_uid, owner_sid, boot_id, state, end_reason, granted_at, granted_ticks, expires_at, ended_at)
-             VALUES {values}"
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for row in chunk {
-            query = query
-                .bind(&row.id)
-                .bind(row.port)
-                .bind(&row.name)
-                .bind(&row.project)
-                .bind(row.owner_pid)
-                .bind(row.owner_start_ticks)
-                .bind(row.owner_start_time)
-                .bind(row.owner_uid)
-                .bind(row.owner_sid)
-                .bind(&row.boot_id)
-                .bind(&row.state)
-                .bind(&row.end_reason)
-                .bind(row.granted_at)
-                .bind(row.granted_ticks)
-                .bind(row.expires_at)
-                .bind(row.ended_at);
+        let mut grant = tx.prepare_cached(
+            "INSERT INTO leases (id, port, name, project, owner_pid, owner_start_ticks,
+                owner_start_time, owner_uid, owner_sid, boot_id, state, end_reason, granted_at,
+                granted_ticks, expires_at, ended_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+        )?;
+        for row in &net.granted {
+            grant.execute(params![
+                row.id,
+                row.port,
+                row.name,
+                row.project,
+                row.owner_pid,
+                row.owner_start_ticks,
+                row.owner_start_time,
+                row.owner_uid,
+                row.owner_sid,
+                row.boot_id,
+                row.state,
+                row.end_reason,
+                row.granted_at,
+                row.granted_ticks,
+                row.expires_at,
+                row.ended_at,
+            ])?;
         }
-        query.execute(&mut *tx).await?;
-    }
-    let names: Vec<_> = net.names.iter().collect();
-    for chunk in shaped(&names) {
-        let values = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
-        let sql = format!(
-            "INSERT INTO names (project, name, port, last_used) VALUES {values}
-             ON CONFLICT (project, name) DO UPDATE SET port = excluded.port, last_used = excluded.last_used"
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for ((project, name), (port, at)) in chunk {
-            query = query
-                .bind(*project)
-                .bind(*name)
-                .bind(i64::from(*port))
-                .bind(*at);
+        let mut remember = tx.prepare_cached(
+            "INSERT INTO names (project, name, port, last_used) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (project, name) DO UPDATE
+                SET port = excluded.port, last_used = excluded.last_used",
+        )?;
+        for ((project, name), (port, at)) in &net.names {
+            remember.execute(params![project, name, port, at])?;
         }
-        query.execute(&mut *tx).await?;
-    }
-    for chunk in shaped(&net.events) {
-        let values = vec!["(?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-        let sql =
-            format!("INSERT INTO events (at, kind, lease_id, port, pid, detail) VALUES {values}");
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for change in chunk {
+        let mut record = tx.prepare_cached(
+            "INSERT INTO events (at, kind, lease_id, port, pid, detail)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for change in &net.events {
             if let Change::Event {
                 at,
                 kind,
@@ -313,23 +403,38 @@ async fn write(pool: &SqlitePool, changes: &[&Change]) -> Result<(), sqlx::Error
                 detail,
             } = change
             {
-                query = query
-                    .bind(*at)
-                    .bind(kind)
-                    .bind(lease_id)
-                    .bind(port.map(i64::from))
-                    .bind(pid.map(i64::from))
-                    .bind(detail);
+                record.execute(params![at, kind, lease_id, port, pid, detail])?;
             }
         }
-        query.execute(&mut *tx).await?;
     }
-    tx.commit().await
+    tx.commit()
+}
+
+/// Drops history older than `cutoff` or past the newest `keep` rows of each
+/// table; returns the rows removed.
+fn prune(conn: &mut Connection, cutoff: i64, keep: i64) -> rusqlite::Result<u64> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let events = tx.execute(
+        "DELETE FROM events WHERE at < ?1
+            OR seq <= (SELECT seq FROM events ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
+        params![cutoff, keep],
+    )?;
+    let leases = tx.execute(
+        "DELETE FROM leases WHERE state = 'ended' AND (ended_at < ?1 OR id IN (
+            SELECT id FROM leases WHERE state = 'ended' ORDER BY ended_at DESC LIMIT -1 OFFSET ?2))",
+        params![cutoff, keep],
+    )?;
+    tx.commit()?;
+    Ok((events + leases) as u64)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
     use super::*;
+    use crate::store::{Store, events, leases};
 
     fn row(id: &str, port: u16) -> LeaseRow {
         LeaseRow {
@@ -380,16 +485,6 @@ mod tests {
     }
 
     #[test]
-    fn batches_are_cut_into_a_few_statement_shapes() {
-        let items: Vec<u32> = (0..333).collect();
-        let runs = shaped(&items);
-        let sizes: Vec<usize> = runs.iter().map(|r| r.len()).collect();
-        assert_eq!(sizes, [256, 64, 4, 4, 4, 1]);
-        assert_eq!(runs.concat(), items, "in order, nothing lost");
-        assert!(shaped::<u32>(&[]).is_empty());
-    }
-
-    #[test]
     fn the_last_remembered_port_of_a_name_wins() {
         let changes = [
             Change::Remember {
@@ -407,5 +502,116 @@ mod tests {
         ];
         let refs: Vec<&Change> = changes.iter().collect();
         assert_eq!(net(&refs).names[&("/p", "api")], (8001, 2));
+    }
+
+    const DEADLINE: Duration = Duration::from_secs(20);
+
+    async fn open(dir: &Path) -> (Store, Writer) {
+        let store = Store::open(&dir.join("portd.db")).await.expect("open");
+        let writer = Writer::spawn(
+            store.open_writer().expect("writer"),
+            store.open_writer().expect("checkpointer"),
+        )
+        .expect("spawn");
+        (store, writer)
+    }
+
+    fn event(at: i64) -> Change {
+        Change::Event {
+            at,
+            kind: "granted".into(),
+            lease_id: None,
+            port: Some(8000),
+            pid: Some(1),
+            detail: None,
+        }
+    }
+
+    async fn active(store: &Store) -> Vec<String> {
+        let mut conn = store.reader().acquire().await.expect("reader");
+        let rows = leases::all_active(&mut conn).await.expect("read");
+        rows.into_iter().map(|r| r.id).collect()
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_is_reported_and_calls_the_hook_then_writing_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, writer) = open(dir.path()).await;
+        let (called, hook_ran) = mpsc::channel();
+        writer.on_failure(Box::new(move || {
+            let _ = called.send(());
+        }));
+        // Port 0 breaks the table's CHECK constraint: the commit fails.
+        let failed = writer.submit(vec![Change::Grant(row("bad", 0))]);
+        let error = failed.committed().await.expect_err("the commit must fail");
+        assert!(error.to_string().contains("CHECK"), "{error}");
+        hook_ran
+            .recv_timeout(DEADLINE)
+            .expect("the failure hook ran");
+        writer
+            .submit(vec![Change::Grant(row("good", 8000))])
+            .committed()
+            .await
+            .expect("a later batch commits");
+        assert_eq!(active(&store).await, ["good"]);
+        writer.close().await;
+    }
+
+    #[tokio::test]
+    async fn after_close_nothing_more_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, writer) = open(dir.path()).await;
+        let before = writer.submit(vec![Change::Grant(row("before", 8000))]);
+        writer.close().await;
+        before.committed().await.expect("queued before the close");
+        let after = writer.submit(vec![Change::Grant(row("after", 8001))]);
+        let error = after.committed().await.expect_err("the writer is gone");
+        assert!(error.to_string().contains("stopped"), "{error}");
+        assert!(writer.prune(i64::MAX, 0).await.is_err());
+        assert_eq!(active(&store).await, ["before"]);
+    }
+
+    #[tokio::test]
+    async fn prune_drops_history_past_the_cutoff_and_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, writer) = open(dir.path()).await;
+        let changes: Vec<Change> = (1..=10).map(event).collect();
+        writer.submit(changes).committed().await.unwrap();
+        // Older than 4: 1, 2, 3; of the rest, only the newest 5 are kept.
+        assert_eq!(writer.prune(4, 5).await.unwrap(), 5);
+        let mut conn = store.reader().acquire().await.unwrap();
+        assert_eq!(events::count(&mut conn).await.unwrap(), 5);
+        let newest = events::since(&mut conn, 6, 100).await.unwrap();
+        assert_eq!(newest.len(), 5, "the five left are the newest: {newest:?}");
+        drop(conn);
+        writer.close().await;
+    }
+
+    #[tokio::test]
+    async fn checkpoints_run_while_the_writer_stays_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_store, writer) = open(dir.path()).await;
+        let db = dir.path().join("portd.db");
+        let size = || std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
+        let initial = size();
+        // One commit per lease: well over CHECKPOINT_FRAMES frames in all.
+        for i in 0..2_000u16 {
+            let granted = row(&format!("lease-{i:05}"), 10_000 + i);
+            writer
+                .submit(vec![Change::Grant(granted), event(i64::from(i))])
+                .committed()
+                .await
+                .unwrap();
+        }
+        // Only a checkpoint moves pages from the WAL into the database file.
+        let deadline = Instant::now() + DEADLINE;
+        while size() <= initial {
+            assert!(
+                Instant::now() < deadline,
+                "the database file stayed at {initial} bytes: no checkpoint ran"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        writer.close().await;
     }
 }
