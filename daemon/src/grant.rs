@@ -3,6 +3,11 @@
 //! [`plan`] turns a request into the ports to try; [`choose`] walks them,
 //! asking a caller-supplied `verdict` about each port (the effectful part:
 //! leases, owner liveness, probe binds). Tests feed both with data.
+//!
+//! A caller that cannot answer for a port without a probe bind says
+//! [`Verdict::Unprobed`], and the walk stops there and asks for that probe
+//! ([`Choice::Probe`]): the daemon walks under its table lock and probes
+//! outside it, then walks again.
 
 use std::collections::HashSet;
 
@@ -45,6 +50,8 @@ pub enum Verdict {
     Busy,
     /// The daemon may not bind it.
     NotPermitted,
+    /// Not leased, but not probed yet.
+    Unprobed,
 }
 
 /// The outcome of a successful search.
@@ -54,6 +61,8 @@ pub enum Choice {
     Grant(u16),
     /// The owner already leases the port it asked for: answer that lease.
     Existing(u16),
+    /// The walk needs a probe of this port before it can go on.
+    Probe(u16),
 }
 
 /// Why no port was granted.
@@ -120,6 +129,7 @@ pub fn choose(
     if let Some(port) = plan.first {
         match verdict(port) {
             Verdict::Free => return Ok(Choice::Grant(port)),
+            Verdict::Unprobed => return Ok(Choice::Probe(port)),
             Verdict::OwnLease if plan.asked => {
                 return Ok(Choice::Existing(port));
             }
@@ -137,16 +147,25 @@ pub fn choose(
             skipped.push(port);
             continue;
         }
-        if verdict(port) == Verdict::Free {
-            return Ok(Choice::Grant(port));
+        if let Some(choice) = settles(port, verdict(port)) {
+            return Ok(choice);
         }
     }
     for port in skipped {
-        if verdict(port) == Verdict::Free {
-            return Ok(Choice::Grant(port));
+        if let Some(choice) = settles(port, verdict(port)) {
+            return Ok(choice);
         }
     }
     Err(NoPort::Exhausted(scan))
+}
+
+/// Whether a scanned port ends the walk.
+fn settles(port: u16, verdict: Verdict) -> Option<Choice> {
+    match verdict {
+        Verdict::Free => Some(Choice::Grant(port)),
+        Verdict::Unprobed => Some(Choice::Probe(port)),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -194,6 +213,31 @@ mod tests {
         assert_eq!(
             run(ask(Some(80), false), &[], &[(80, Verdict::NotPermitted)]),
             Err(NoPort::NotPermitted(80))
+        );
+    }
+
+    #[test]
+    fn an_unprobed_port_stops_the_walk_to_ask_for_its_probe() {
+        let unprobed = [
+            (8000, Verdict::Leased),
+            (8001, Verdict::Unprobed),
+            (8002, Verdict::Free),
+        ];
+        assert_eq!(
+            run(ask(None, false), &[], &unprobed),
+            Ok(Choice::Probe(8001))
+        );
+        // Never a verdict on an exact port before its probe.
+        assert_eq!(
+            run(ask(Some(8001), false), &[], &unprobed),
+            Ok(Choice::Probe(8001))
+        );
+        // Remembered-by-others ports are probed only when nothing else is free.
+        let mut world: Vec<_> = RANGE.ports().map(|p| (p, Verdict::Busy)).collect();
+        world[1] = (8001, Verdict::Unprobed);
+        assert_eq!(
+            run(ask(None, false), &[8001], &world),
+            Ok(Choice::Probe(8001))
         );
     }
 

@@ -6,7 +6,7 @@
 mod error;
 mod table;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use portd_api::procstat::same_start_time;
@@ -60,6 +60,8 @@ enum Decision {
     Existing(Box<LeaseRow>),
     Refused(LeaseError),
     NoPort(NoPort, Option<Box<LeaseRow>>),
+    /// The search needs a probe of this port, made outside the lock.
+    Probe(u16),
 }
 
 pub struct Leases {
@@ -190,52 +192,43 @@ impl Leases {
         }
     }
 
+    /// One grant: the search runs on the table under its lock, and every
+    /// probe bind it needs is made outside the lock, after which the search
+    /// runs again on the table as it is then (another grant may have taken
+    /// the port meanwhile). Each port is probed at most once per grant.
     async fn grant_once(
         &self,
         req: &LeaseRequest,
         owner: CheckedOwner,
     ) -> Result<Granted, LeaseError> {
-        let now = now_ms();
-        let mut changes = Vec::new();
+        let mut probed = HashMap::new();
         let mut ended = Vec::new();
-        let (decision, pending) = {
-            let mut table = self.table_for_change()?;
-            let decision = self.decide(&mut table, req, owner, now, &mut changes, &mut ended);
-            if let Decision::Granted { row, .. } = &decision {
-                table.insert((**row).clone());
-                changes.push(Change::Grant((**row).clone()));
-                if let (Some(name), Some(project)) = (&req.name, &req.project) {
-                    table.remember(project, name, row.port());
-                    changes.push(Change::Remember {
-                        project: project.clone(),
-                        name: name.clone(),
-                        port: row.port(),
-                        at: now,
-                    });
+        let mut pending = Vec::new();
+        let decided = loop {
+            match self.decide_and_submit(req, owner, &probed, &mut ended) {
+                Ok((Decision::Probe(port), submitted)) => {
+                    pending.push(submitted);
+                    probed.insert(port, probe(port));
                 }
-                changes.push(event(
-                    now,
-                    "granted",
-                    row,
-                    req.name.as_ref().map(|n| format!("name {n}")),
-                ));
+                Ok((decision, submitted)) => {
+                    pending.push(submitted);
+                    break Ok(decision);
+                }
+                Err(e) => break Err(e),
             }
-            // An existing lease may itself still be queued: answer after it.
-            let pending = match (&decision, changes.is_empty()) {
-                (Decision::Existing(_), true) => self.writer.barrier(),
-                _ => self.writer.submit(changes),
-            };
-            (decision, pending)
         };
-        self.committed(pending).await?;
+        for submitted in pending {
+            self.committed(submitted).await?;
+        }
         self.reap_later(&ended);
-        match decision {
+        match decided? {
             Decision::Existing(row) => Ok(Granted {
                 lease: row.to_api(),
                 created: false,
             }),
             Decision::Refused(error) => Err(error),
             Decision::NoPort(no_port, lease) => Err(self.explain(no_port, lease).await),
+            Decision::Probe(port) => unreachable!("probe of {port} is made in the loop"),
             Decision::Granted { row, moved_from } => {
                 let mut lease = row.to_api();
                 lease.moved_from = moved_from;
@@ -253,17 +246,60 @@ impl Leases {
         }
     }
 
-    /// The grant decision, on the table. Leases met whose owner is dead are
-    /// ended on the way (their changes go into `changes`).
+    /// One pass of a grant under the table lock: the decision, with its
+    /// changes (leases found dead on the way, the grant) submitted to the
+    /// writer under the same lock, so they reach it in decision order.
+    fn decide_and_submit(
+        &self,
+        req: &LeaseRequest,
+        owner: CheckedOwner,
+        probed: &HashMap<u16, Probe>,
+        ended: &mut Vec<LeaseRow>,
+    ) -> Result<(Decision, Pending), LeaseError> {
+        let mut changes = Vec::new();
+        let mut table = self.table_for_change()?;
+        let decision = self.decide(&mut table, req, owner, probed, &mut changes, ended);
+        if let Decision::Granted { row, .. } = &decision {
+            let now = row.granted_at;
+            table.insert((**row).clone());
+            changes.push(Change::Grant((**row).clone()));
+            if let (Some(name), Some(project)) = (&req.name, &req.project) {
+                table.remember(project, name, row.port());
+                changes.push(Change::Remember {
+                    project: project.clone(),
+                    name: name.clone(),
+                    port: row.port(),
+                    at: now,
+                });
+            }
+            changes.push(event(
+                now,
+                "granted",
+                row,
+                req.name.as_ref().map(|n| format!("name {n}")),
+            ));
+        }
+        // An existing lease may itself still be queued: answer after it.
+        let submitted = match (&decision, changes.is_empty()) {
+            (Decision::Existing(_), true) => self.writer.barrier(),
+            _ => self.writer.submit(changes),
+        };
+        Ok((decision, submitted))
+    }
+
+    /// The grant decision, on the table, with the probes made so far; a port
+    /// not yet probed ends the pass with [`Decision::Probe`]. Leases met whose
+    /// owner is dead are ended on the way (their changes go into `changes`).
     fn decide(
         &self,
         table: &mut Table,
         req: &LeaseRequest,
         owner: CheckedOwner,
-        now: i64,
+        probed: &HashMap<u16, Probe>,
         changes: &mut Vec<Change>,
         ended: &mut Vec<LeaseRow>,
     ) -> Decision {
+        let now = now_ms();
         // Leases met whose owner is gone: ended once the search is over.
         let mut dead = Vec::new();
         let mut remembered = None;
@@ -308,10 +344,11 @@ impl Leases {
                     dead.push(port);
                 }
             }
-            match probe(port) {
-                Probe::Free => Verdict::Free,
-                Probe::InUse => Verdict::Busy,
-                Probe::NotPermitted => Verdict::NotPermitted,
+            match probed.get(&port) {
+                Some(Probe::Free) => Verdict::Free,
+                Some(Probe::InUse) => Verdict::Busy,
+                Some(Probe::NotPermitted) => Verdict::NotPermitted,
+                None => Verdict::Unprobed,
             }
         });
         for port in dead {
@@ -332,6 +369,7 @@ impl Leases {
                     "port {port} changed; ask again"
                 ))),
             },
+            Ok(Choice::Probe(port)) => Decision::Probe(port),
             Ok(Choice::Grant(port)) => Decision::Granted {
                 row: Box::new(self.new_row(req, owner, port, now)),
                 moved_from: remembered.filter(|r| *r != port),
