@@ -55,14 +55,15 @@ pub enum Verdict {
 }
 
 /// The outcome of a successful search.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Choice {
     /// Grant this port.
     Grant(u16),
     /// The owner already leases the port it asked for: answer that lease.
     Existing(u16),
-    /// The walk needs a probe of this port before it can go on.
-    Probe(u16),
+    /// The walk needs probes of these ports, in this order, before it can
+    /// go on.
+    Probe(Vec<u16>),
 }
 
 /// Why no port was granted.
@@ -120,16 +121,22 @@ pub fn searched(plan: &Plan) -> PortRange {
 }
 
 /// Walks `plan`: the first port, then the scan, skipping ports other names
-/// remember unless nothing else is grantable.
+/// remember unless nothing else is grantable. The first unprobed port met
+/// ends the walk with a request to probe it, together with the unprobed
+/// ports that follow it in the walk, up to `probes` in all and up to the
+/// next port already known free: if the first turns out busy, the caller
+/// has the next candidates' probes too, and a range full of busy ports
+/// costs a few walks, not one per port.
 pub fn choose(
     plan: &Plan,
     remembered_by_others: &HashSet<u16>,
+    probes: usize,
     mut verdict: impl FnMut(u16) -> Verdict,
 ) -> Result<Choice, NoPort> {
     if let Some(port) = plan.first {
         match verdict(port) {
             Verdict::Free => return Ok(Choice::Grant(port)),
-            Verdict::Unprobed => return Ok(Choice::Probe(port)),
+            Verdict::Unprobed => return Ok(Choice::Probe(vec![port])),
             Verdict::OwnLease if plan.asked => {
                 return Ok(Choice::Existing(port));
             }
@@ -141,30 +148,53 @@ pub fn choose(
     let Some(scan) = plan.scan else {
         return Err(NoPort::Exhausted(searched(plan)));
     };
+    let mut walk = Walk {
+        unprobed: Vec::new(),
+        probes: probes.max(1),
+    };
     let mut skipped = Vec::new();
     for port in scan.ports().filter(|p| Some(*p) != plan.first) {
         if remembered_by_others.contains(&port) {
             skipped.push(port);
             continue;
         }
-        if let Some(choice) = settles(port, verdict(port)) {
+        if let Some(choice) = walk.visit(port, verdict(port)) {
             return Ok(choice);
         }
     }
     for port in skipped {
-        if let Some(choice) = settles(port, verdict(port)) {
+        if let Some(choice) = walk.visit(port, verdict(port)) {
             return Ok(choice);
         }
     }
-    Err(NoPort::Exhausted(scan))
+    walk.finish().ok_or(NoPort::Exhausted(scan))
 }
 
-/// Whether a scanned port ends the walk.
-fn settles(port: u16, verdict: Verdict) -> Option<Choice> {
-    match verdict {
-        Verdict::Free => Some(Choice::Grant(port)),
-        Verdict::Unprobed => Some(Choice::Probe(port)),
-        _ => None,
+/// The scan part of a walk: what it has gathered to probe.
+struct Walk {
+    unprobed: Vec<u16>,
+    probes: usize,
+}
+
+impl Walk {
+    /// The choice `port` settles the walk with, if it does.
+    fn visit(&mut self, port: u16, verdict: Verdict) -> Option<Choice> {
+        match verdict {
+            Verdict::Free if self.unprobed.is_empty() => Some(Choice::Grant(port)),
+            // A lower port still needs its probe before this one can win.
+            Verdict::Free => Some(Choice::Probe(std::mem::take(&mut self.unprobed))),
+            Verdict::Unprobed => {
+                self.unprobed.push(port);
+                (self.unprobed.len() >= self.probes)
+                    .then(|| Choice::Probe(std::mem::take(&mut self.unprobed)))
+            }
+            _ => None,
+        }
+    }
+
+    /// At the end of the scan: the probes gathered, if any.
+    fn finish(self) -> Option<Choice> {
+        (!self.unprobed.is_empty()).then_some(Choice::Probe(self.unprobed))
     }
 }
 
@@ -185,7 +215,12 @@ mod tests {
 
     fn run(ask: PortAsk, remembered: &[u16], entries: &[(u16, Verdict)]) -> Result<Choice, NoPort> {
         let plan = plan(&ask, RANGE).unwrap();
-        choose(&plan, &remembered.iter().copied().collect(), world(entries))
+        choose(
+            &plan,
+            &remembered.iter().copied().collect(),
+            1,
+            world(entries),
+        )
     }
 
     fn ask(port: Option<u16>, next: bool) -> PortAsk {
@@ -225,19 +260,60 @@ mod tests {
         ];
         assert_eq!(
             run(ask(None, false), &[], &unprobed),
-            Ok(Choice::Probe(8001))
+            Ok(Choice::Probe(vec![8001]))
         );
         // Never a verdict on an exact port before its probe.
         assert_eq!(
             run(ask(Some(8001), false), &[], &unprobed),
-            Ok(Choice::Probe(8001))
+            Ok(Choice::Probe(vec![8001]))
         );
         // Remembered-by-others ports are probed only when nothing else is free.
         let mut world: Vec<_> = RANGE.ports().map(|p| (p, Verdict::Busy)).collect();
         world[1] = (8001, Verdict::Unprobed);
         assert_eq!(
             run(ask(None, false), &[8001], &world),
-            Ok(Choice::Probe(8001))
+            Ok(Choice::Probe(vec![8001]))
+        );
+    }
+
+    #[test]
+    fn a_walk_gathers_the_probes_that_follow_up_to_a_free_port() {
+        let plan = plan(&ask(None, false), RANGE).unwrap();
+        let none = HashSet::new();
+        let world = |known: &'static [(u16, Verdict)]| {
+            move |p: u16| {
+                known
+                    .iter()
+                    .find(|(port, _)| *port == p)
+                    .map_or(Verdict::Unprobed, |(_, v)| *v)
+            }
+        };
+        // Nothing probed yet: the first four candidates, leased ones left out.
+        let leased = &[(8001, Verdict::Leased)];
+        assert_eq!(
+            choose(&plan, &none, 4, world(leased)),
+            Ok(Choice::Probe(vec![8000, 8002, 8003, 8004]))
+        );
+        // A port known free ends the gathering: 8000 must be probed first.
+        let later_free = &[(8002, Verdict::Free)];
+        assert_eq!(
+            choose(&plan, &none, 4, world(later_free)),
+            Ok(Choice::Probe(vec![8000, 8001]))
+        );
+        // The end of the range ends it too.
+        let busy_below = &[
+            (8000, Verdict::Busy),
+            (8001, Verdict::Busy),
+            (8002, Verdict::Busy),
+            (8003, Verdict::Busy),
+            (8004, Verdict::Busy),
+            (8005, Verdict::Busy),
+            (8006, Verdict::Busy),
+            (8007, Verdict::Busy),
+        ];
+        assert_eq!(
+            choose(&plan, &none, 4, world(busy_below)),
+            Ok(Choice::Probe(vec![8008, 8009]))
         );
     }
 

@@ -51,6 +51,17 @@ struct CheckedOwner {
 #[derive(Debug, Default)]
 pub struct OwnerCache(OnceLock<CheckedOwner>);
 
+/// Most probes one pass of a grant asks for.
+const MAX_PROBES_PER_PASS: usize = 64;
+
+/// What one pass of a grant's search knows: the probes made so far, and
+/// how many more it may ask for.
+#[derive(Clone, Copy)]
+struct Search<'a> {
+    probed: &'a HashMap<u16, Probe>,
+    probes: usize,
+}
+
 /// What a grant decided under the lock.
 enum Decision {
     Granted {
@@ -60,8 +71,8 @@ enum Decision {
     Existing(Box<LeaseRow>),
     Refused(LeaseError),
     NoPort(NoPort, Option<Box<LeaseRow>>),
-    /// The search needs a probe of this port, made outside the lock.
-    Probe(u16),
+    /// The search needs probes of these ports, made outside the lock.
+    Probe(Vec<u16>),
 }
 
 pub struct Leases {
@@ -204,11 +215,21 @@ impl Leases {
         let mut probed = HashMap::new();
         let mut ended = Vec::new();
         let mut pending = Vec::new();
+        // Probes a pass may ask for: one first (the common case: it is
+        // free), then twice as many each pass, for ranges full of servers.
+        let mut probes = 1;
         let decided = loop {
-            match self.decide_and_submit(req, owner, &probed, &mut ended) {
-                Ok((Decision::Probe(port), submitted)) => {
+            match self.decide_and_submit(req, owner, &probed, probes, &mut ended) {
+                Ok((Decision::Probe(ports), submitted)) => {
                     pending.push(submitted);
-                    probed.insert(port, probe(port));
+                    for port in ports {
+                        let found = probe(port);
+                        probed.insert(port, found);
+                        if found == Probe::Free {
+                            break;
+                        }
+                    }
+                    probes = (probes * 2).min(MAX_PROBES_PER_PASS);
                 }
                 Ok((decision, submitted)) => {
                     pending.push(submitted);
@@ -228,7 +249,7 @@ impl Leases {
             }),
             Decision::Refused(error) => Err(error),
             Decision::NoPort(no_port, lease) => Err(self.explain(no_port, lease).await),
-            Decision::Probe(port) => unreachable!("probe of {port} is made in the loop"),
+            Decision::Probe(ports) => unreachable!("probes of {ports:?} are made in the loop"),
             Decision::Granted { row, moved_from } => {
                 let mut lease = row.to_api();
                 lease.moved_from = moved_from;
@@ -254,11 +275,13 @@ impl Leases {
         req: &LeaseRequest,
         owner: CheckedOwner,
         probed: &HashMap<u16, Probe>,
+        probes: usize,
         ended: &mut Vec<LeaseRow>,
     ) -> Result<(Decision, Pending), LeaseError> {
         let mut changes = Vec::new();
         let mut table = self.table_for_change()?;
-        let decision = self.decide(&mut table, req, owner, probed, &mut changes, ended);
+        let search = Search { probed, probes };
+        let decision = self.decide(&mut table, req, owner, search, &mut changes, ended);
         if let Decision::Granted { row, .. } = &decision {
             let now = row.granted_at;
             table.insert((**row).clone());
@@ -295,7 +318,7 @@ impl Leases {
         table: &mut Table,
         req: &LeaseRequest,
         owner: CheckedOwner,
-        probed: &HashMap<u16, Probe>,
+        search: Search<'_>,
         changes: &mut Vec<Change>,
         ended: &mut Vec<LeaseRow>,
     ) -> Decision {
@@ -332,7 +355,7 @@ impl Leases {
         let (lo, hi) = span(&plan);
         let except = req.project.as_deref().zip(req.name.as_deref());
         let others: HashSet<u16> = table.remembered_by_others(lo, hi, except);
-        let choice = grant::choose(&plan, &others, |port| {
+        let choice = grant::choose(&plan, &others, search.probes, |port| {
             if let Some(lease) = table.get(port) {
                 if lease.owner() == owner.id {
                     return Verdict::OwnLease;
@@ -344,7 +367,7 @@ impl Leases {
                     dead.push(port);
                 }
             }
-            match probed.get(&port) {
+            match search.probed.get(&port) {
                 Some(Probe::Free) => Verdict::Free,
                 Some(Probe::InUse) => Verdict::Busy,
                 Some(Probe::NotPermitted) => Verdict::NotPermitted,
@@ -369,7 +392,7 @@ impl Leases {
                     "port {port} changed; ask again"
                 ))),
             },
-            Ok(Choice::Probe(port)) => Decision::Probe(port),
+            Ok(Choice::Probe(ports)) => Decision::Probe(ports),
             Ok(Choice::Grant(port)) => Decision::Granted {
                 row: Box::new(self.new_row(req, owner, port, now)),
                 moved_from: remembered.filter(|r| *r != port),
