@@ -107,8 +107,10 @@ pub async fn serve(
     let _ = chores.await;
     let _ = deaths_task.await;
     watcher.stop_all();
-    state.leases.writer().close().await;
+    // Readers first: the last connection to close checkpoints the WAL and
+    // removes it, and only a writing connection can.
     store.close().await;
+    state.leases.writer().close().await;
     tracing::info!("portd stopped");
     Ok(())
 }

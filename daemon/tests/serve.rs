@@ -64,6 +64,11 @@ async fn serves_until_cancelled_and_keeps_the_database() {
         .unwrap()
         .expect("clean exit");
     assert!(db.exists(), "the database outlives the daemon");
+    let wal = db.with_file_name("portd.db-wal");
+    assert!(
+        !wal.exists(),
+        "the last connection to close checkpoints the WAL and removes it"
+    );
     assert!(
         UnixStream::connect(&socket).is_err(),
         "nothing listens after shutdown"

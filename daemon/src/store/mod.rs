@@ -50,6 +50,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// small; SQLite's default 2 MB per connection was most of an idle daemon's
 /// heap.
 const CACHE_SIZE: i64 = -256;
+/// Bytes the WAL file keeps when it is reused from its start: about the
+/// 1,000 frames after which it is checkpointed.
+const WAL_SIZE_LIMIT: i64 = 4 << 20;
 
 #[derive(Clone)]
 pub struct Store {
@@ -119,6 +122,9 @@ impl Store {
         conn.pragma_update(None, "cache_size", CACHE_SIZE)
             .map_err(fail)?;
         conn.pragma_update(None, "foreign_keys", true)
+            .map_err(fail)?;
+        // When the WAL starts over after a burst, its file shrinks to this.
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)
             .map_err(fail)?;
         Ok(conn)
     }

@@ -77,6 +77,11 @@ const MAX_FOLD: usize = 1024;
 /// WAL frames (pages) after which a commit asks for a checkpoint: SQLite's
 /// own automatic threshold.
 const CHECKPOINT_FRAMES: c_int = 1000;
+/// WAL frames after which the writer checkpoints itself, between two
+/// commits. Under sustained writes the checkpoint thread never quite
+/// catches up (frames keep arriving while it copies), and the WAL restarts
+/// from its beginning only once every frame is copied: this bounds it.
+pub const MAX_WAL_FRAMES: c_int = 8 * CHECKPOINT_FRAMES;
 
 /// Called by the writer after a commit failed, before it fails the batches
 /// already queued (they were decided on state that never reached the
@@ -213,14 +218,23 @@ fn note_wal_frames(_: &Wal, frames: c_int) -> rusqlite::Result<()> {
 /// and never blocks the writer or a reader.
 fn checkpoint_when_asked(conn: &Connection, asked: &mpsc::Receiver<()>) {
     while asked.recv().is_ok() {
-        let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-            Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
-        });
-        match result {
-            Ok((frames, copied)) => tracing::trace!(frames, copied, "checkpoint"),
-            Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
+        if let Err(e) = passive_checkpoint(conn) {
+            tracing::warn!(error = %e, "checkpoint failed");
         }
     }
+}
+
+/// Copies what it can of the WAL into the database; never waits for locks.
+fn passive_checkpoint(conn: &Connection) -> rusqlite::Result<()> {
+    let (busy, frames, copied) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+        Ok((
+            row.get::<_, i64>(0)?,
+            row.get::<_, i64>(1)?,
+            row.get::<_, i64>(2)?,
+        ))
+    })?;
+    tracing::trace!(busy, frames, copied, "checkpoint");
+    Ok(())
 }
 
 /// The writer thread: takes jobs until stopped (returning the stop's
@@ -268,7 +282,14 @@ fn run(
                 for (_, done) in batches {
                     let _ = done.send(result.clone());
                 }
-                if WAL_FRAMES.get() >= CHECKPOINT_FRAMES {
+                let frames = WAL_FRAMES.get();
+                if frames >= MAX_WAL_FRAMES {
+                    // Busy (the checkpoint thread is at it) is fine: the
+                    // next commit tries again.
+                    if let Err(e) = passive_checkpoint(&conn) {
+                        tracing::warn!(error = %e, frames, "checkpoint failed");
+                    }
+                } else if frames >= CHECKPOINT_FRAMES {
                     // Full means a checkpoint is already asked for.
                     let _ = checkpoint.try_send(());
                 }
@@ -612,6 +633,40 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        writer.close().await;
+    }
+
+    #[tokio::test]
+    async fn the_writer_bounds_the_wal_when_the_checkpoint_thread_cannot() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("portd.db")).await.unwrap();
+        // A checkpoint thread on a read-only connection: it never copies a
+        // frame, as under writes that never pause.
+        let read_only =
+            Connection::open_with_flags(store.path(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .unwrap();
+        let writer = Writer::spawn(store.open_writer().unwrap(), read_only).unwrap();
+        let wal = dir.path().join("portd.db-wal");
+        let frame = 24 + 4096;
+        let bound = (MAX_WAL_FRAMES as u64 + 100) * frame;
+        let mut largest = 0;
+        for i in 0..4_000u16 {
+            let granted = row(&format!("lease-{i:05}"), 10_000 + i);
+            writer
+                .submit(vec![Change::Grant(granted), event(i64::from(i))])
+                .committed()
+                .await
+                .unwrap();
+            largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
+        }
+        assert!(
+            largest > bound / 2,
+            "the WAL reached only {largest} bytes: the test wrote too little to tell"
+        );
+        assert!(
+            largest <= bound,
+            "the WAL grew to {largest} bytes, over {bound}"
+        );
         writer.close().await;
     }
 }
