@@ -31,7 +31,7 @@
 #   BENCH_OUT      results directory (target/bench/run)
 #   BENCH_ONLY     sections to run, space-separated (all of the above)
 #   BENCH_RUNS     one-shot runs per command (40), BENCH_WARMUP (5)
-#   BENCH_SECONDS  seconds per throughput measurement (5), BENCH_ROUNDS (3)
+#   BENCH_SECONDS  seconds per throughput measurement (5), BENCH_ROUNDS (5)
 #   BENCH_DEATHS   owner deaths (50)
 #   BENCH_OWNERS   leases (and at most owners) for the memory test (10000)
 #   BENCH_PROFILE  auto | always | never (auto)
@@ -49,7 +49,7 @@ ONLY=${BENCH_ONLY:-who oneshot throughput death memory profile}
 RUNS=${BENCH_RUNS:-40}
 WARMUP=${BENCH_WARMUP:-5}
 SECONDS_PER=${BENCH_SECONDS:-5}
-ROUNDS=${BENCH_ROUNDS:-3}
+ROUNDS=${BENCH_ROUNDS:-5}
 DEATHS=${BENCH_DEATHS:-50}
 OWNERS=${BENCH_OWNERS:-10000}
 PROFILE=${BENCH_PROFILE:-auto}
