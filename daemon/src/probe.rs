@@ -30,7 +30,7 @@ pub enum Probe {
 
 /// Probes `port` on both families, or on IPv4 where the host has no IPv6.
 pub fn probe(port: u16) -> Probe {
-    match bind_dual_stack(port) {
+    match bind_v6(port, false) {
         Ok(()) => Probe::Free,
         // No IPv6 on this host: IPv4 alone.
         Err(Errno::EAFNOSUPPORT | Errno::EADDRNOTAVAIL) => match bind_v4(port) {
@@ -59,7 +59,9 @@ fn bind_v4(port: u16) -> Result<(), Errno> {
     bind(fd.as_raw_fd(), &SockaddrIn::new(0, 0, 0, 0, port))
 }
 
-fn bind_dual_stack(port: u16) -> Result<(), Errno> {
+/// A bind on `[::]`; with `v6only` off (the probe), whatever
+/// net.ipv6.bindv6only says, it covers IPv4 too.
+fn bind_v6(port: u16, v6only: bool) -> Result<(), Errno> {
     let fd = socket(
         AddressFamily::Inet6,
         SockType::Stream,
@@ -67,8 +69,7 @@ fn bind_dual_stack(port: u16) -> Result<(), Errno> {
         None,
     )?;
     setsockopt(&fd, sockopt::ReuseAddr, &true)?;
-    // Off whatever net.ipv6.bindv6only says: the bind must cover IPv4 too.
-    setsockopt(&fd, sockopt::Ipv6V6Only, &false)?;
+    setsockopt(&fd, sockopt::Ipv6V6Only, &v6only)?;
     let any = std::net::SocketAddrV6::new(std::net::Ipv6Addr::UNSPECIFIED, port, 0, 0);
     bind(fd.as_raw_fd(), &SockaddrIn6::from(any))
 }
@@ -112,19 +113,7 @@ mod tests {
 
     /// DESIGN's two binds: `0.0.0.0`, then `[::]` with IPV6_V6ONLY.
     fn two_binds(port: u16) -> Probe {
-        let v6only = || -> Result<(), Errno> {
-            let fd = socket(
-                AddressFamily::Inet6,
-                SockType::Stream,
-                SockFlag::SOCK_CLOEXEC,
-                None,
-            )?;
-            setsockopt(&fd, sockopt::ReuseAddr, &true)?;
-            setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
-            let any = std::net::SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, port, 0, 0);
-            bind(fd.as_raw_fd(), &SockaddrIn6::from(any))
-        };
-        match bind_v4(port).and_then(|()| v6only()) {
+        match bind_v4(port).and_then(|()| bind_v6(port, true)) {
             Ok(()) => Probe::Free,
             Err(errno) => classify(errno),
         }
