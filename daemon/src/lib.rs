@@ -107,8 +107,8 @@ pub async fn serve(
     let _ = chores.await;
     let _ = deaths_task.await;
     watcher.stop_all();
-    // Readers first: the last connection to close checkpoints the WAL and
-    // removes it, and only a writing connection can.
+    // Readers first, so that the writer's final checkpoint can empty the
+    // WAL; the last connection to close removes it if it may write.
     store.close().await;
     state.leases.writer().close().await;
     tracing::info!("portd stopped");

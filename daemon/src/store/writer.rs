@@ -256,7 +256,15 @@ fn run(
             },
         };
         match job {
-            Job::Stop(done) => return Some(done),
+            Job::Stop(done) => {
+                // Everything into the database file, the WAL emptied: a
+                // clean stop leaves one file that holds it all, whichever
+                // connection closes last.
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "final checkpoint failed");
+                }
+                return Some(done);
+            }
             Job::Prune { cutoff, keep, done } => {
                 let result = prune(&mut conn, cutoff, keep).map_err(|e| e.to_string());
                 let _ = done.send(result);
