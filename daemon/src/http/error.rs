@@ -59,7 +59,7 @@ impl From<LeaseError> for AppError {
             LeaseError::NameTaken { name, lease } => AppError::new(ErrorCode::NameTaken, message)
                 .with("name", json!(name))
                 .with("lease", json!(lease)),
-            LeaseError::Unavailable(_) => AppError::new(ErrorCode::Unavailable, message),
+            LeaseError::Unavailable => AppError::new(ErrorCode::Unavailable, message),
             LeaseError::Store(e) => {
                 tracing::error!(error = %e, "store failure");
                 AppError::new(ErrorCode::Internal, "internal error; see the daemon's log")

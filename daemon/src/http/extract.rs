@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use portd_api::ErrorCode;
 use serde::de::DeserializeOwned;
+use utoipa::IntoParams;
 
 use super::error::AppError;
 
@@ -50,23 +51,33 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
-/// Path parameters: 422 when a segment cannot be decoded (`%ff` is not
-/// UTF-8) or is not of the parameter's type.
-pub struct ApiPath<T>(pub T);
+/// The `{port}` of a path, 1-65535. It is read as text and answered with
+/// 422 `invalid_value` when it cannot be decoded (`%ff` is not UTF-8) or is
+/// not a port, so the router never rejects it with a 404 of its own. Its
+/// fields are also the path parameter of the OpenAPI document.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct Port {
+    /// A TCP port, 1-65535.
+    #[param(minimum = 1, maximum = 65535)]
+    pub port: u16,
+}
 
-impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+impl<S: Send + Sync> FromRequestParts<S> for Port {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Path::<T>::from_request_parts(parts, state)
+        let Path(text) = Path::<String>::from_request_parts(parts, state)
             .await
-            .map(|Path(value)| ApiPath(value))
             .map_err(|rejection| {
                 AppError::new(
                     ErrorCode::InvalidValue,
                     format!("invalid path: {}", rejection.body_text()),
                 )
-            })
+            })?;
+        let port =
+            portd_api::parse_port(&text).map_err(|e| AppError::new(ErrorCode::InvalidValue, e))?;
+        Ok(Port { port })
     }
 }
 

@@ -4,9 +4,9 @@ use axum::Json;
 use axum::extract::Extension;
 use portd_api::{ErrorBody, KillReport, KillRequest};
 
-use super::extract::{ApiJson, ApiPath};
-use super::openapi::{PortParam, ServerErrors};
-use super::{AppError, State, path_port};
+use super::extract::{ApiJson, Port};
+use super::openapi::ServerErrors;
+use super::{AppError, State};
 use crate::leases::Peer;
 use crate::reaper::Reaper;
 
@@ -16,7 +16,7 @@ use crate::reaper::Reaper;
     post,
     path = "/v1/ports/{port}/kill",
     tag = "ports",
-    params(PortParam),
+    params(Port),
     request_body(content = KillRequest, description = "Every field is optional"),
     responses(
         (status = 200, description = "What was signalled and what was skipped", body = KillReport),
@@ -31,10 +31,9 @@ use crate::reaper::Reaper;
 pub async fn kill(
     state: State,
     Extension(peer): Extension<Peer>,
-    ApiPath(port): ApiPath<String>,
+    Port { port }: Port,
     ApiJson(request): ApiJson<KillRequest>,
 ) -> Result<Json<KillReport>, AppError> {
-    let port = path_port(&port)?;
     let protected = Reaper::protected(peer.pid);
     Ok(Json(
         state

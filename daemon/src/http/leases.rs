@@ -7,9 +7,9 @@ use portd_api::{ErrorBody, Lease, LeaseList, LeaseRequest};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::extract::{ApiJson, ApiPath, ApiQuery};
-use super::openapi::{PortParam, ServerErrors};
-use super::{AppError, State, path_port};
+use super::extract::{ApiJson, ApiQuery, Port};
+use super::openapi::ServerErrors;
+use super::{AppError, State};
 use std::sync::Arc;
 
 use crate::leases::{OwnerCache, Peer};
@@ -81,7 +81,7 @@ pub async fn list(
     get,
     path = "/v1/leases/{port}",
     tag = "leases",
-    params(PortParam),
+    params(Port),
     responses(
         (status = 200, description = "The active lease on the port", body = Lease),
         (status = 404, description = "`not_found`: no active lease on the port", body = ErrorBody),
@@ -89,8 +89,8 @@ pub async fn list(
         ServerErrors,
     )
 )]
-pub async fn get(state: State, ApiPath(port): ApiPath<String>) -> Result<Json<Lease>, AppError> {
-    Ok(Json(state.leases.get(path_port(&port)?)?))
+pub async fn get(state: State, Port { port }: Port) -> Result<Json<Lease>, AppError> {
+    Ok(Json(state.leases.get(port)?))
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -107,7 +107,7 @@ pub struct ReleaseQuery {
     delete,
     path = "/v1/leases/{port}",
     tag = "leases",
-    params(PortParam, ReleaseQuery),
+    params(Port, ReleaseQuery),
     responses(
         (status = 200, description = "The lease, now ended as `released`", body = Lease),
         (status = 400, description = "`bad_request`: an unknown key or a bad value in the query", body = ErrorBody),
@@ -120,10 +120,9 @@ pub struct ReleaseQuery {
 pub async fn release(
     state: State,
     Extension(peer): Extension<Peer>,
-    ApiPath(port): ApiPath<String>,
+    Port { port }: Port,
     ApiQuery(query): ApiQuery<ReleaseQuery>,
 ) -> Result<Json<Lease>, AppError> {
-    let port = path_port(&port)?;
     Ok(Json(
         state
             .leases

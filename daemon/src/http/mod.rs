@@ -113,8 +113,3 @@ async fn guard(state: State, request: axum::extract::Request, next: Next) -> Res
         .insert(VERSION_HEADER, HeaderValue::from_static(VERSION));
     response
 }
-
-/// Parses a `{port}` path segment with our error body.
-pub fn path_port(text: &str) -> Result<u16, AppError> {
-    portd_api::parse_port(text).map_err(|e| AppError::new(ErrorCode::InvalidValue, e))
-}

@@ -66,17 +66,6 @@ pub async fn document() -> impl IntoResponse {
     )
 }
 
-/// The `{port}` of a path. It is read as text and answered with 422 when
-/// it is not a port, so the router never rejects it with a 404 of its own.
-#[derive(utoipa::IntoParams)]
-#[into_params(parameter_in = Path)]
-pub struct PortParam {
-    /// A TCP port, 1-65535.
-    #[param(minimum = 1, maximum = 65535)]
-    #[expect(dead_code, reason = "only its schema is used; handlers parse the text")]
-    port: u16,
-}
-
 /// The failures any endpoint but health may answer: 500 `internal` (details
 /// in the daemon's log; also a request past its 60 s limit) and 503
 /// (`shutting_down`, or `unavailable` while it recovers from a failed write).
