@@ -27,7 +27,7 @@ pub async fn on_owner_death(state: Arc<AppState>, mut deaths: mpsc::UnboundedRec
             owner = deaths.recv() => match owner { Some(owner) => owner, None => return },
         };
         match state.leases.end_owner(owner).await {
-            Ok(ended) => state.leases.reap_later(&ended),
+            Ok(ended) => state.leases.reap_later(ended),
             Err(e) => {
                 tracing::error!(pid = owner.pid, error = %e, "cannot end the leases of a dead owner")
             }
@@ -78,7 +78,7 @@ pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
         }
         // Owners without a pidfd are caught here; their orphans go too.
         match state.leases.reconcile().await {
-            Ok((_, ended)) => state.leases.reap_later(&ended),
+            Ok((_, ended)) => state.leases.reap_later(ended),
             Err(e) => tracing::error!(error = %e, "owner poll failed"),
         }
         if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {

@@ -42,9 +42,9 @@ pub enum LeaseError {
     },
     #[error("portd may not bind port {0} (permission denied)")]
     NotPermitted(u16),
-    /// Decisions are paused while the daemon recovers.
-    #[error("{0}")]
-    Unavailable(String),
+    /// Decisions are paused while the table is reloaded after a failed commit.
+    #[error("recovering from a failed database write; ask again")]
+    Unavailable,
     #[error(transparent)]
     Store(#[from] StoreError),
 }

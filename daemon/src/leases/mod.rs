@@ -137,23 +137,17 @@ impl Leases {
     fn table_for_change(&self) -> Result<MutexGuard<'_, Table>, LeaseError> {
         let table = self.table();
         if table.stale {
-            return Err(LeaseError::Unavailable(
-                "recovering from a failed database write; ask again".into(),
-            ));
+            return Err(LeaseError::Unavailable);
         }
         Ok(table)
     }
 
-    async fn committed(&self, pending: Pending) -> Result<(), LeaseError> {
-        Ok(pending.committed().await?)
-    }
-
     /// Reaps the orphans of leases that just ended, in the background.
-    pub fn reap_later(&self, ended: &[LeaseRow]) {
+    pub fn reap_later(&self, ended: Vec<LeaseRow>) {
         if ended.is_empty() {
             return;
         }
-        let ids: HashSet<String> = ended.iter().map(|l| l.id.clone()).collect();
+        let ids: HashSet<String> = ended.into_iter().map(|l| l.id).collect();
         let reaper = Arc::clone(&self.reaper);
         tokio::spawn(async move {
             if let Err(e) = reaper.reap(Some(ids), false, Reaper::protected(None)).await {
@@ -239,9 +233,9 @@ impl Leases {
             }
         };
         for submitted in pending {
-            self.committed(submitted).await?;
+            submitted.committed().await?;
         }
-        self.reap_later(&ended);
+        self.reap_later(ended);
         match decided? {
             Decision::Existing(row) => Ok(Granted {
                 lease: row.to_api(),
@@ -375,11 +369,10 @@ impl Leases {
             }
         });
         for port in dead {
-            let reason = EndReason::OwnerDied;
             ended.extend(self.end_in(
                 table,
                 port,
-                reason,
+                EndReason::OwnerDied,
                 now,
                 Some("owner found dead at a grant"),
                 changes,
@@ -530,10 +523,14 @@ impl Leases {
         let start_time = procs::ticks_to_unix(self.boot_time, stat.start_ticks);
         if let Some(named) = named {
             // The caller converted with the btime it just read; btime moves
-            // when the wall clock is stepped, so compare with a fresh one.
-            let now_btime = procs::boot_time().unwrap_or(self.boot_time);
-            let theirs = procs::ticks_to_unix(now_btime, stat.start_ticks);
-            if !same_start_time(named.start_time, theirs) {
+            // when the wall clock is stepped, so a mismatch is checked again
+            // with a fresh one (only then: /proc/stat is costly to read).
+            let same = same_start_time(named.start_time, start_time)
+                || procs::boot_time().is_ok_and(|btime| {
+                    let theirs = procs::ticks_to_unix(btime, stat.start_ticks);
+                    same_start_time(named.start_time, theirs)
+                });
+            if !same {
                 return Err(LeaseError::Invalid(format!(
                     "pid {pid} started at {start_time:.2}, not at {:.2}: it is another process",
                     named.start_time
@@ -597,7 +594,7 @@ impl Leases {
             );
             (row, self.writer.submit(changes))
         };
-        self.committed(pending).await?;
+        pending.committed().await?;
         row.map(|r| r.to_api())
             .ok_or_else(|| LeaseError::NotFound(format!("no active lease on port {port}")))
     }
@@ -635,7 +632,7 @@ impl Leases {
                 .collect();
             (rows, self.writer.submit(changes))
         };
-        self.committed(pending).await?;
+        pending.committed().await?;
         Ok(rows)
     }
 
