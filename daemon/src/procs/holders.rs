@@ -63,8 +63,6 @@ fn proc_net_listeners(port: u16) -> Vec<ListenSocket> {
             sockets.extend(parse_net_tcp(&text, port));
         }
     }
-    sockets.sort_by_key(|s| s.inode);
-    sockets.dedup();
     sockets
 }
 

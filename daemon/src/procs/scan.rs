@@ -4,7 +4,6 @@
 use std::collections::HashSet;
 use std::fs;
 
-use super::holders::listening_pids;
 use super::{Uids, lease_tag, read_stat, uids};
 
 /// One process as the reaper sees it.
@@ -50,14 +49,10 @@ pub fn all() -> Vec<ProcFacts> {
     pids().into_iter().filter_map(facts).collect()
 }
 
-/// Facts about the processes listening on `ports` and every process in
-/// their process groups: all that an ended lease's orphans can be. Only
-/// `stat` is read for the others, which is much cheaper than `environ`.
-pub fn around_listeners(ports: &[u16]) -> Vec<ProcFacts> {
-    let listeners: HashSet<u32> = ports
-        .iter()
-        .flat_map(|port| listening_pids(*port))
-        .collect();
+/// Facts about the `listeners` of ended leases' ports and every process in
+/// their process groups: all that those leases' orphans can be. Only `stat`
+/// is read for the others, which is much cheaper than `environ`.
+pub fn around_listeners(listeners: &HashSet<u32>) -> Vec<ProcFacts> {
     if listeners.is_empty() {
         return Vec::new();
     }

@@ -8,7 +8,7 @@
 pub mod policy;
 pub mod signal;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -68,24 +68,30 @@ impl Reaper {
         dry_run: bool,
         protected: HashSet<u32>,
     ) -> Result<ReapReport, StoreError> {
-        let (procs, ended) = match only {
+        // The pids listening on each ended lease's port, read once a port.
+        let (procs, ended, mut listening) = match only {
             // A sweep: every process, to find every tag.
             None => {
                 let procs = tokio::task::spawn_blocking(scan::all)
                     .await
                     .unwrap_or_default();
-                let ended = self.ended_leases(&procs, None).await?;
-                (procs, ended)
+                let ended = self.ended_leases(&procs).await?;
+                (procs, ended, HashMap::new())
             }
             // Known leases (an owner just died): only the processes around
             // their ports' listeners can be orphans, so only those are read.
             Some(ids) => {
                 let ended = self.leases_by_ids(&ids).await?;
                 let ports: Vec<u16> = ended.iter().map(|l| l.port).collect();
-                let procs = tokio::task::spawn_blocking(move || scan::around_listeners(&ports))
-                    .await
-                    .unwrap_or_default();
-                (procs, ended)
+                let (procs, listening) = tokio::task::spawn_blocking(move || {
+                    let listening: HashMap<u16, HashSet<u32>> =
+                        ports.into_iter().map(|p| (p, listening_pids(p))).collect();
+                    let listeners = listening.values().flatten().copied().collect();
+                    (scan::around_listeners(&listeners), listening)
+                })
+                .await
+                .unwrap_or_default();
+                (procs, ended, listening)
             }
         };
         let grace = self.grace;
@@ -93,8 +99,10 @@ impl Reaper {
             let mut targets = Vec::new();
             let mut reported = Vec::new();
             for lease in &ended {
-                let listens = listening_pids(lease.port);
-                for (pid, judgement) in judge(lease, &procs, &listens, &protected) {
+                let listens = listening
+                    .entry(lease.port)
+                    .or_insert_with(|| listening_pids(lease.port));
+                for (pid, judgement) in judge(lease, &procs, listens, &protected) {
                     let Some(facts) = procs.iter().find(|p| p.pid == pid).cloned() else { continue };
                     let cmdline = procs::cmdline(pid);
                     match judgement {
@@ -182,25 +190,16 @@ impl Reaper {
         Ok(self.reap(Some(tags), false, protected).await?.reaped.len())
     }
 
-    /// The ended leases a sweep looks at.
-    async fn ended_leases(
-        &self,
-        procs: &[ProcFacts],
-        only: Option<&HashSet<String>>,
-    ) -> Result<Vec<EndedLease>, StoreError> {
-        let mut tags: HashSet<String> = procs.iter().filter_map(|p| p.tag.clone()).collect();
-        if let Some(only) = only {
-            tags.retain(|t| only.contains(t));
-        }
+    /// The ended leases a sweep looks at: those running processes are
+    /// tagged with, and the last of each port whose owner died.
+    async fn ended_leases(&self, procs: &[ProcFacts]) -> Result<Vec<EndedLease>, StoreError> {
+        let tags: HashSet<String> = procs.iter().filter_map(|p| p.tag.clone()).collect();
         let mut ended = self.leases_by_ids(&tags).await?;
-        if only.is_none() {
-            let mut conn = self.store.reader().acquire().await?;
-            for row in
-                leases::last_dead_per_port(&mut conn, &self.boot_id, MAX_UNTAGGED_LEASES).await?
-            {
-                if !ended.iter().any(|e| e.id == row.id) {
-                    ended.push(self.ended_lease(row));
-                }
+        let mut conn = self.store.reader().acquire().await?;
+        for row in leases::last_dead_per_port(&mut conn, &self.boot_id, MAX_UNTAGGED_LEASES).await?
+        {
+            if !ended.iter().any(|e| e.id == row.id) {
+                ended.push(self.ended_lease(row));
             }
         }
         Ok(ended)
