@@ -145,10 +145,7 @@ mod tests {
             (22, 21, "/usr/bin/bash", "bash\0run.sh"),
             (23, 22, "/usr/bin/portctl", "portctl\0lease"),
         ]);
-        assert_eq!(
-            resolve_owner(t.get(&23).map_or(20, |c| c.ppid), |p| t.get(&p).cloned()),
-            Some(20)
-        );
+        assert_eq!(resolve_owner(t[&23].ppid, |p| t.get(&p).cloned()), Some(20));
     }
 
     #[test]
@@ -158,10 +155,7 @@ mod tests {
             (20, 10, "/usr/bin/dash", "sh\0run.sh"),
             (23, 20, "/usr/bin/portctl", "portctl"),
         ]);
-        assert_eq!(
-            resolve_owner(t.get(&23).map_or(20, |c| c.ppid), |p| t.get(&p).cloned()),
-            Some(20)
-        );
+        assert_eq!(resolve_owner(t[&23].ppid, |p| t.get(&p).cloned()), Some(20));
     }
 
     #[test]
@@ -171,18 +165,12 @@ mod tests {
             (20, 10, "", "bash"),
             (23, 20, "/p", "portctl"),
         ]);
-        assert_eq!(
-            resolve_owner(t.get(&23).map_or(20, |c| c.ppid), |p| t.get(&p).cloned()),
-            Some(20)
-        );
+        assert_eq!(resolve_owner(t[&23].ppid, |p| t.get(&p).cloned()), Some(20));
     }
 
     #[test]
     fn a_vanished_parent_gives_no_owner() {
         let t = tree(&[(23, 20, "/p", "portctl")]);
-        assert_eq!(
-            resolve_owner(t.get(&23).map_or(20, |c| c.ppid), |p| t.get(&p).cloned()),
-            None
-        );
+        assert_eq!(resolve_owner(t[&23].ppid, |p| t.get(&p).cloned()), None);
     }
 }

@@ -1,5 +1,5 @@
-//! Queries on the `leases` table. Functions take a connection so callers can
-//! compose them inside one write transaction.
+//! Reads of the `leases` table, on a connection from the reader pool; every
+//! write goes through the group-commit writer (`writer`).
 
 use portd_api::{EndReason, Lease, LeaseState, Owner};
 use sqlx::{FromRow, SqliteConnection};
