@@ -1,6 +1,6 @@
 //! Arguments several verbs share, parsed and resolved once.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use portd_api::{Lease, LeaseRequest, PortRange};
@@ -36,7 +36,7 @@ impl PortChoice {
             next: self.next,
             range: self.range,
             name: self.name.clone(),
-            project: Some(project_of(self.project.as_ref())?),
+            project: Some(project_dir(self.project.as_deref())?),
             ..LeaseRequest::default()
         })
     }
@@ -62,14 +62,17 @@ impl LeaseRef {
     pub fn lookup(&self, client: &Client) -> Result<Lease, ClientError> {
         match (self.port, &self.name) {
             (Some(port), _) => Ok(client.get(&format!("/v1/leases/{port}"))?.0),
-            (None, Some(name)) => lease_by_name(client, &project_of(self.project.as_ref())?, name),
+            (None, Some(name)) => {
+                lease_by_name(client, &project_dir(self.project.as_deref())?, name)
+            }
             (None, None) => Err(ClientError::Usage("give a port or --name".into())),
         }
     }
 }
 
-fn project_of(flag: Option<&PathBuf>) -> Result<String, ClientError> {
-    project::current(flag.map(PathBuf::as_path))
+/// The project of `--project`, else of the current directory, as text.
+fn project_dir(flag: Option<&Path>) -> Result<String, ClientError> {
+    project::current(flag)
         .map(|dir| dir.display().to_string())
         .map_err(|e| ClientError::Usage(format!("cannot work out the project directory: {e}")))
 }

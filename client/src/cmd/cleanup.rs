@@ -6,8 +6,8 @@
 use clap::Args;
 use portd_api::CleanupReport;
 
-use super::{json_errors, print_body, reap};
-use crate::client::{Client, decode};
+use super::{print_report, reap};
+use crate::client::Client;
 use crate::error::ClientError;
 
 #[derive(Debug, Args)]
@@ -25,14 +25,11 @@ pub struct CleanupArgs {
 }
 
 pub fn run(client: &Client, args: CleanupArgs) -> Result<(), ClientError> {
-    let response = json_errors(args.json, client.send("POST", "/v1/cleanup", None::<&()>))?;
-    let report: CleanupReport = decode(&response)?;
-    if args.json {
-        print_body(&response);
-    } else {
-        print!("{}", describe(&report));
-    }
-    Ok(())
+    print_report(
+        args.json,
+        client.send("POST", "/v1/cleanup", None::<&()>),
+        describe,
+    )
 }
 
 /// One summary line, then what `reap` would say about each process.

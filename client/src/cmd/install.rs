@@ -3,7 +3,7 @@
 //! Re-running rewrites nothing that is already right.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use portd_api::Health;
@@ -18,6 +18,8 @@ use crate::units::{
 
 /// How long a daemon that runs outside systemd gets to exit after SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+/// What starts portd at login.
+const ENABLE: [&str; 4] = ["enable", "--now", SOCKET_UNIT, SERVICE_UNIT];
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -50,23 +52,22 @@ pub fn run(args: InstallArgs) -> Result<(), ClientError> {
     }
 
     let reload = ["daemon-reload"];
-    let enable = ["enable", "--now", SOCKET_UNIT, SERVICE_UNIT];
     if !manager_answers() {
         println!("No systemd user manager answers; once one does, run:");
         println!("  {}", systemctl_line(&reload));
         if !args.no_enable {
-            println!("  {}", systemctl_line(&enable));
+            println!("  {}", systemctl_line(&ENABLE));
         }
         return Ok(());
     }
     systemctl(&reload)?;
     if args.no_enable {
         println!("Not enabled; to start portd at login, run:");
-        println!("  {}", systemctl_line(&enable));
+        println!("  {}", systemctl_line(&ENABLE));
         return Ok(());
     }
     stop_daemon_outside_systemd()?;
-    systemctl(&enable)?;
+    systemctl(&ENABLE)?;
     if updated {
         // A running service keeps the binary it started with.
         systemctl(&["try-restart", SERVICE_UNIT])?;
@@ -84,10 +85,11 @@ fn describe(written: Written) -> &'static str {
 }
 
 /// A daemon that `portctl` autostarted on the socket the unit is about to
-/// bind (`%t/portd/portd.sock` in portd.socket) would keep serving the same database beside systemd's, and remove
-/// systemd's socket file when it exits: stop it first (SIGTERM; leases live
-/// in the database and survive). The service's main process, or one in its
-/// cgroup, is systemd's own and stays.
+/// bind (`%t/portd/portd.sock` in portd.socket) would keep serving the same
+/// database beside systemd's, and remove systemd's socket file when it
+/// exits: stop it first (SIGTERM; leases live in the database and survive).
+/// The service's main process, or one in its cgroup, is systemd's own and
+/// stays.
 fn stop_daemon_outside_systemd() -> Result<(), ClientError> {
     let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) else {
         return Ok(());
@@ -131,13 +133,13 @@ fn stop_daemon_outside_systemd() -> Result<(), ClientError> {
             !s.is_running() || Some(s.start_ticks) != start_ticks
         })
     };
-    let deadline = std::time::Instant::now() + STOP_TIMEOUT;
+    let deadline = Instant::now() + STOP_TIMEOUT;
     while !gone() {
-        if std::time::Instant::now() >= deadline {
+        if Instant::now() >= deadline {
             return Err(ClientError::Other(format!(
                 "portd (pid {pid}) still runs {} s after SIGTERM; stop it, then run `{}`",
                 STOP_TIMEOUT.as_secs(),
-                systemctl_line(&["enable", "--now", SOCKET_UNIT, SERVICE_UNIT])
+                systemctl_line(&ENABLE)
             )));
         }
         std::thread::sleep(Duration::from_millis(20));

@@ -5,8 +5,8 @@ use std::time::Duration;
 use clap::Args;
 use portd_api::{KillReport, KillRequest, parse_duration};
 
-use super::{command_text, json_errors, port_arg, print_body};
-use crate::client::{Client, decode};
+use super::{command_text, port_arg, print_report};
+use crate::client::Client;
 use crate::error::ClientError;
 
 #[derive(Debug, Args)]
@@ -38,14 +38,11 @@ pub fn run(client: &Client, args: KillArgs) -> Result<(), ClientError> {
         force: args.force,
     };
     let path = format!("/v1/ports/{}/kill", args.port);
-    let response = json_errors(args.json, client.send("POST", &path, Some(&request)))?;
-    let report: KillReport = decode(&response)?;
-    if args.json {
-        print_body(&response);
-    } else {
-        print!("{}", describe(&report));
-    }
-    Ok(())
+    print_report(
+        args.json,
+        client.send("POST", &path, Some(&request)),
+        describe,
+    )
 }
 
 pub fn describe(report: &KillReport) -> String {

@@ -40,9 +40,7 @@ pub fn run(cli: clap::Command, args: ManArgs) -> Result<(), ClientError> {
             .cloned(),
     );
     for page in pages {
-        let man = page_of(page);
-        let path = dir.join(man.get_filename());
-        man.generate_to(&dir).map_err(io_error)?;
+        let path = page_of(page).generate_to(&dir).map_err(io_error)?;
         println!("wrote {}", path.display());
     }
     Ok(())

@@ -21,8 +21,9 @@ pub mod who;
 use std::io::Write;
 
 use portd_api::{Lease, LeaseList};
+use serde::de::DeserializeOwned;
 
-use crate::client::Client;
+use crate::client::{Client, decode};
 use crate::error::ClientError;
 use crate::transport::Response;
 
@@ -50,6 +51,23 @@ pub fn json_errors<T>(json: bool, result: Result<T, ClientError>) -> Result<T, C
         println!("{raw}");
     }
     result
+}
+
+/// Prints the report an action answered (`kill`, `reap`, `cleanup`): with
+/// `--json` its body as it came, else `describe`'s text.
+pub fn print_report<T: DeserializeOwned>(
+    json: bool,
+    answer: Result<Response, ClientError>,
+    describe: fn(&T) -> String,
+) -> Result<(), ClientError> {
+    let response = json_errors(json, answer)?;
+    let report: T = decode(&response)?;
+    if json {
+        print_body(&response);
+    } else {
+        print!("{}", describe(&report));
+    }
+    Ok(())
 }
 
 /// The active lease `name` holds in `project`.

@@ -3,8 +3,8 @@
 use clap::Args;
 use portd_api::{ReapReport, ReapRequest};
 
-use super::{command_text, json_errors, print_body};
-use crate::client::{Client, decode};
+use super::{command_text, print_report};
+use crate::client::Client;
 use crate::error::ClientError;
 
 #[derive(Debug, Args)]
@@ -26,14 +26,11 @@ pub fn run(client: &Client, args: ReapArgs) -> Result<(), ClientError> {
     let request = ReapRequest {
         dry_run: args.dry_run,
     };
-    let response = json_errors(args.json, client.send("POST", "/v1/reap", Some(&request)))?;
-    let report: ReapReport = decode(&response)?;
-    if args.json {
-        print_body(&response);
-    } else {
-        print!("{}", describe(&report));
-    }
-    Ok(())
+    print_report(
+        args.json,
+        client.send("POST", "/v1/reap", Some(&request)),
+        describe,
+    )
 }
 
 pub fn describe(report: &ReapReport) -> String {

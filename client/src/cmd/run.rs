@@ -18,7 +18,7 @@ use std::process::Command;
 use clap::Args;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, pthread_sigmask};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{Pid, getpgrp, isatty, setpgid, tcgetpgrp, tcsetpgrp};
+use nix::unistd::{Pid, getpgrp, setpgid, tcgetpgrp, tcsetpgrp};
 use portd_api::{LEASE_ENV, Lease, LeaseRequest, NameList};
 
 use super::args::PortChoice;
@@ -113,7 +113,6 @@ pub fn run(client: &Client, args: RunArgs) -> Result<(), ClientError> {
         owner: Some(owner_ref(std::process::id())?),
         ..args.choice.request(args.port)?
     };
-    let project = request.project.clone().unwrap_or_default();
     let lease: Lease = decode(&client.send("POST", "/v1/leases", Some(&request))?)?;
     note_moved(&lease);
     let release = || {
@@ -122,7 +121,8 @@ pub fn run(client: &Client, args: RunArgs) -> Result<(), ClientError> {
             eprintln!("portctl: could not release port {}: {e}", lease.port);
         }
     };
-    match start(client, &args, &lease, &project) {
+    let project = request.project.as_deref().unwrap_or_default();
+    match start(client, &args, &lease, project) {
         Ok(child) => {
             let status = supervise(child);
             release();
@@ -216,9 +216,7 @@ fn start(
 
     // Hand the terminal over only if we are its foreground job: a
     // background `portctl run ... &` must leave it to the shell.
-    let stdin = std::io::stdin();
-    let terminal =
-        isatty(&stdin).unwrap_or(false) && tcgetpgrp(&stdin).is_ok_and(|fg| fg == getpgrp());
+    let terminal = in_foreground();
     let listen_raw = listener.as_ref().map(|l| l.as_raw_fd());
     // SAFETY: only async-signal-safe calls (setpgid, signal, tcsetpgrp, dup2,
     // fcntl) run between fork and exec.
@@ -340,11 +338,16 @@ fn suspend_with(child: &Started, group: Pid) {
     // discards SIGTSTP, and we go straight on to continue the child instead
     // of stopping where nobody could resume us.
     let _ = nix::sys::signal::raise(Signal::SIGTSTP);
-    let stdin = std::io::stdin();
-    if child.took_terminal && tcgetpgrp(&stdin).is_ok_and(|fg| fg == getpgrp()) {
+    if child.took_terminal && in_foreground() {
         set_terminal_group(child.pid);
     }
     let _ = kill(group, Signal::SIGCONT);
+}
+
+/// True when stdin is our controlling terminal and our group is its
+/// foreground group (tcgetpgrp fails on anything else).
+fn in_foreground() -> bool {
+    tcgetpgrp(std::io::stdin()).is_ok_and(|fg| fg == getpgrp())
 }
 
 /// Makes `group` the terminal's foreground group. Called from whatever
