@@ -26,51 +26,15 @@ Writes OUT.json with every run and median, p90, min and max of each.
 """
 
 import datetime
-import http.client
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
 
-
-class Unix(http.client.HTTPConnection):
-    def __init__(self, path):
-        super().__init__("portd")
-        self.path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.connect(self.path)
-
-
-def call(conn, method, path, body=None):
-    headers = {"Content-Type": "application/json"} if body is not None else {}
-    conn.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
-    answer = conn.getresponse()
-    data = answer.read()
-    return answer.status, json.loads(data) if data else None
-
-
-def boot_time():
-    with open("/proc/stat") as f:
-        for line in f:
-            if line.startswith("btime "):
-                return int(line.split()[1])
-    raise SystemExit("no btime in /proc/stat")
-
-
-def start_time(pid, btime):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return btime + int(fields[19]) / 100  # field 22; USER_HZ is 100 on Linux
-
-
-def at(event):
-    return datetime.datetime.fromisoformat(event["at"].replace("Z", "+00:00")).timestamp()
+from portd_http import Unix, at, boot_time, call, start_time
 
 
 def summary(values):

@@ -26,37 +26,24 @@ every run; prints a Markdown table on stdout.
 """
 
 import argparse
-import http.client
 import json
 import os
 import shlex
 import shutil
-import socket
 import statistics
 import sys
 import time
 
-
-class Unix(http.client.HTTPConnection):
-    def __init__(self, path):
-        super().__init__("portd")
-        self.path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.connect(self.path)
+from portd_http import Unix, call
 
 
 def release(sock_path, port):
     conn = Unix(sock_path)
-    conn.request("GET", f"/v1/leases/{port}")
-    lease = json.loads(conn.getresponse().read())
-    conn.request("DELETE", f"/v1/leases/{port}?id={lease['id']}")
-    answer = conn.getresponse()
-    answer.read()
+    _, lease = call(conn, "GET", f"/v1/leases/{port}")
+    status, _ = call(conn, "DELETE", f"/v1/leases/{port}?id={lease['id']}")
     conn.close()
-    if answer.status != 200:
-        sys.exit(f"oneshot.py: releasing port {port} answered {answer.status}")
+    if status != 200:
+        sys.exit(f"oneshot.py: releasing port {port} answered {status}")
 
 
 def run_once(argv, capture):

@@ -27,34 +27,16 @@ OWNERS (one pidfd per owner).
 
 import ctypes
 import gc
-import http.client
 import json
 import os
 import signal
-import socket
 import sys
 import threading
 import time
 
+from portd_http import Unix, boot_time, call, start_time
+
 PR_SET_PDEATHSIG = 1
-
-
-class Unix(http.client.HTTPConnection):
-    def __init__(self, path):
-        super().__init__("portd")
-        self.path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.connect(self.path)
-
-
-def call(conn, method, path, body=None):
-    headers = {"Content-Type": "application/json"} if body is not None else {}
-    conn.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
-    answer = conn.getresponse()
-    data = answer.read()
-    return answer.status, json.loads(data) if data else None
 
 
 def status_of(pid):
@@ -66,20 +48,6 @@ def status_of(pid):
                 values[key] = int(value.split()[0])
     values["fds"] = len(os.listdir(f"/proc/{pid}/fd"))
     return values
-
-
-def boot_time():
-    with open("/proc/stat") as f:
-        for line in f:
-            if line.startswith("btime "):
-                return int(line.split()[1])
-    raise SystemExit("no btime in /proc/stat")
-
-
-def start_time(pid, btime):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return btime + int(fields[19]) / 100  # field 22; USER_HZ is 100 on Linux
 
 
 def main():

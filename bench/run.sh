@@ -62,11 +62,10 @@ PS_LOAD_POOL=10000-19999
 PS_LOAD_MAX=9500 # requests per portserver run: fewer than its pool holds
 MEM_FIRST=10000
 
-PYTHON=$(command -v python3)
-[[ -x /usr/bin/python3 ]] && PYTHON=/usr/bin/python3
 BIN=$ROOT/target/release
 
-say() { printf '==> %s\n' "$*" >&2; }
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 want() { [[ " $ONLY " == *" $1 "* ]]; }
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 # Percent of the machine's CPU time that was busy over one second.
@@ -127,22 +126,12 @@ stop() {
 }
 
 # ---------------------------------------------------------------- tools
-for tool in jq npm node curl "$PYTHON"; do
-    command -v "$tool" >/dev/null || { echo "bench/run.sh: $tool is missing" >&2; exit 1; }
-done
+need jq npm node curl "$PYTHON"
 "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || {
     echo "bench/run.sh: $PYTHON cannot make a venv (apt-get install python3-venv)" >&2
     exit 1
 }
-if ! command -v hyperfine >/dev/null; then
-    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-        say "installing hyperfine"
-        apt-get install -y hyperfine >/dev/null
-    else
-        echo "bench/run.sh: hyperfine is missing (apt-get install hyperfine)" >&2
-        exit 1
-    fi
-fi
+need_hyperfine
 if [[ $PROFILE != never ]] && ! command -v perf >/dev/null; then
     say "perf is missing: no profiles (apt-get install linux-perf)"
     PROFILE=never
@@ -232,7 +221,6 @@ start_portd() {
     exit 1
 }
 active_leases() { curl -s --unix-socket "$1" http://portd/v1/leases | jq '.leases | length'; }
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 MAIN_SOCKET=
 if want oneshot || want throughput || want death || want profile; then

@@ -33,23 +33,11 @@ OUT=${BENCH_OUT:-$ROOT/target/bench/who}
 FIRST=${RANGE%-*}
 WHO_PORT=$FIRST
 DEATH_PORT=$((FIRST + 1))
-PYTHON=$(command -v python3)
-[[ -x /usr/bin/python3 ]] && PYTHON=/usr/bin/python3
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
-say() { printf '==> %s\n' "$*" >&2; }
-
-for tool in ss lsof jq "$PYTHON"; do
-    command -v "$tool" >/dev/null || { echo "bench/who.sh: $tool is missing" >&2; exit 1; }
-done
-if ! command -v hyperfine >/dev/null; then
-    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-        say "installing hyperfine"
-        apt-get install -y hyperfine >/dev/null
-    else
-        echo "bench/who.sh: hyperfine is missing (apt-get install hyperfine)" >&2
-        exit 1
-    fi
-fi
+need ss lsof jq "$PYTHON"
+need_hyperfine
 
 say "building release binaries"
 (cd "$ROOT" && cargo build --release --quiet -p portd -p portctl)
@@ -138,7 +126,6 @@ hyperfine -N --warmup 5 --runs "$RUNS" \
     -n "lsof -ti :$WHO_PORT" "lsof -ti :$WHO_PORT"
 
 # hyperfine counts portctl's own CPU time only; the work is in the daemon.
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 before=$(cpu_ticks "$DAEMON")
 start=$EPOCHREALTIME
 for _ in $(seq "$RUNS"); do "$BIN/portctl" who "$WHO_PORT" >/dev/null; done
@@ -149,26 +136,19 @@ awk -v runs="$RUNS" -v start="$start" -v end="$EPOCHREALTIME" -v before="$before
     }' | tee "$OUT/who-daemon-cpu.txt"
 
 say "owner death -> lease ended -> orphan terminated, $DEATHS runs on port $DEATH_PORT"
-"$PYTHON" - "$BIN/portctl" "$DEATH_PORT" "$DEATHS" "$TMP" "$OUT/death.json" <<'EOF'
-import datetime, http.client, json, os, select, signal, socket, statistics, subprocess, sys, time
+PYTHONPATH="$ROOT/bench${PYTHONPATH:+:$PYTHONPATH}" \
+    "$PYTHON" - "$BIN/portctl" "$DEATH_PORT" "$DEATHS" "$TMP" "$OUT/death.json" <<'EOF'
+import json, os, select, signal, statistics, subprocess, sys, time
+from portd_http import Unix, at, call
 
 portctl, port, runs, tmp, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
 sock_path = os.environ["PORTD_SOCKET"]
 
-class Unix(http.client.HTTPConnection):
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.connect(sock_path)
-
 def events():
-    conn = Unix("portd")
-    conn.request("GET", "/v1/events")
-    body = json.loads(conn.getresponse().read())
+    conn = Unix(sock_path)
+    _, body = call(conn, "GET", "/v1/events")
     conn.close()
     return body["events"]
-
-def at(event):
-    return datetime.datetime.fromisoformat(event["at"].replace("Z", "+00:00")).timestamp()
 
 def wait_file(path):
     for _ in range(1000):

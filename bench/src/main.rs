@@ -211,6 +211,14 @@ fn main() {
     };
     let clients: usize = clients.parse().expect("CLIENTS");
     let seconds: f64 = seconds.parse().expect("SECONDS");
+    let portd = match kind.as_str() {
+        "portd" => true,
+        "portserver" => false,
+        other => {
+            eprintln!("portd-bench: unknown kind {other:?}\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()
@@ -223,21 +231,19 @@ fn main() {
         let cpu_began = cpu_time();
         let run = Rc::new(Run {
             deadline: began + Duration::from_secs_f64(seconds),
-            budget: Cell::new(match kind.as_str() {
-                "portserver" => last.parse().expect("MAX_REQUESTS"),
-                _ => u64::MAX,
+            budget: Cell::new(if portd {
+                u64::MAX
+            } else {
+                last.parse().expect("MAX_REQUESTS")
             }),
         });
         let tasks: Vec<_> = (0..clients)
             .map(|_| {
-                let (target, last, run) = (Rc::clone(&target), Rc::clone(&last), Rc::clone(&run));
-                match kind.as_str() {
-                    "portd" => tokio::task::spawn_local(portd_client(target, last, run)),
-                    "portserver" => tokio::task::spawn_local(portserver_client(target, run)),
-                    other => {
-                        eprintln!("portd-bench: unknown kind {other:?}\n{USAGE}");
-                        std::process::exit(2);
-                    }
+                let (target, run) = (Rc::clone(&target), Rc::clone(&run));
+                if portd {
+                    tokio::task::spawn_local(portd_client(target, Rc::clone(&last), run))
+                } else {
+                    tokio::task::spawn_local(portserver_client(target, run))
                 }
             })
             .collect();
