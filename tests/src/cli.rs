@@ -88,8 +88,18 @@ impl Gate {
 
     /// Lets `scripts` readers through, one line each.
     pub fn release(&mut self, scripts: usize) {
+        self.write("go\n".repeat(scripts));
+    }
+
+    /// Lets one reader through with `line` as what it reads (`read -r
+    /// VAR < "$GATE"`).
+    pub fn pass(&mut self, line: &str) {
+        self.write(format!("{line}\n"));
+    }
+
+    fn write(&mut self, lines: String) {
         self.fifo
-            .write_all("go\n".repeat(scripts).as_bytes())
+            .write_all(lines.as_bytes())
             .unwrap_or_else(|e| panic!("write {}: {e}", self.path.display()));
     }
 }

@@ -26,12 +26,12 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use portd_api::PortRange;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::bins::portd_bin;
 use crate::http::{self, Response};
-use crate::procs::die_with_parent;
+use crate::procs::{ChildGuard, die_with_parent};
 use crate::wait::wait_for;
 
 /// How long a daemon may take to answer `/v1/health` after it is started.
@@ -314,6 +314,106 @@ impl TestDaemon {
     /// Writes raw bytes on a new connection; returns what came back.
     pub fn send_raw(&self, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
         http::send_raw(&self.socket, bytes)
+    }
+
+    /// Asserts that the daemon answers health, as the same process;
+    /// `after` says after what.
+    #[track_caller]
+    pub fn assert_healthy(&self, after: &str) {
+        let answer = self.get("/v1/health");
+        assert_eq!(answer.status, 200, "health after {after}: {}", answer.body);
+        assert_eq!(
+            answer.json()["pid"],
+            self.pid(),
+            "the daemon was replaced after {after}"
+        );
+    }
+
+    /// Leases exactly `port` for `owner`; returns the lease id. Panics
+    /// unless the lease is granted (201).
+    #[track_caller]
+    pub fn lease(&self, port: u16, owner: &ChildGuard) -> String {
+        let answer = self.post("/v1/leases", &json!({"port": port, "owner": owner.owner()}));
+        assert_eq!(answer.status, 201, "lease {port}: {}", answer.body);
+        answer.json()["id"]
+            .as_str()
+            .expect("a lease id")
+            .to_string()
+    }
+
+    /// The active lease on `port`, `None` on 404; panics on any other
+    /// answer.
+    pub fn active_lease(&self, port: u16) -> Option<Value> {
+        let answer = self.get(&format!("/v1/leases/{port}"));
+        match answer.status {
+            200 => Some(answer.json()),
+            404 => None,
+            other => panic!("GET /v1/leases/{port}: {other} {}", answer.body),
+        }
+    }
+
+    /// Lease `id` as the full history (`?all=true`) shows it, if it is
+    /// there.
+    pub fn lease_by_id(&self, id: &str) -> Option<Value> {
+        let answer = self.get("/v1/leases?all=true");
+        assert_eq!(
+            answer.status, 200,
+            "GET /v1/leases?all=true: {}",
+            answer.body
+        );
+        answer.json()["leases"]
+            .as_array()
+            .expect("a list of leases")
+            .iter()
+            .find(|l| l["id"] == id)
+            .cloned()
+    }
+
+    /// Waits up to `timeout` until lease `id` has ended; returns it as the
+    /// history shows it. Panics at once if the history lacks it.
+    #[track_caller]
+    pub fn wait_lease_ended(&self, id: &str, timeout: Duration) -> Value {
+        let in_history = || {
+            self.lease_by_id(id)
+                .unwrap_or_else(|| panic!("lease {id} is not in ?all=true"))
+        };
+        wait_for(timeout, || {
+            let lease = in_history();
+            (lease["state"] == "ended").then_some(lease)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "lease {id} still active after {timeout:?}: {}",
+                in_history()
+            )
+        })
+    }
+
+    /// Every event of `kind`, oldest first.
+    pub fn events(&self, kind: &str) -> Vec<Value> {
+        let answer = self.get("/v1/events");
+        assert_eq!(answer.status, 200, "GET /v1/events: {}", answer.body);
+        answer.json()["events"]
+            .as_array()
+            .expect("a list of events")
+            .iter()
+            .filter(|e| e["kind"] == kind)
+            .cloned()
+            .collect()
+    }
+
+    /// Waits up to `timeout` for the `kind` event about `pid`; returns it.
+    #[track_caller]
+    pub fn wait_event(&self, kind: &str, pid: u32, timeout: Duration) -> Value {
+        wait_for(timeout, || {
+            self.events(kind).into_iter().find(|e| e["pid"] == pid)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no {kind} event for pid {pid} within {timeout:?}: {}",
+                self.get("/v1/events").body
+            )
+        })
     }
 }
 

@@ -63,6 +63,16 @@ pub fn try_request(
     path: &str,
     body: Option<&str>,
 ) -> io::Result<Response> {
+    let bytes = request_bytes(method, path, body.map(str::as_bytes));
+    // No half-close here: hyper ends a connection whose reading side sees
+    // EOF before it has answered, and real clients (curl) never half-close.
+    let raw = exchange(socket, &bytes, false)?;
+    parse_response(&raw)
+}
+
+/// The bytes of `METHOD PATH` with an optional JSON body, `Connection:
+/// close`.
+pub fn request_bytes(method: &str, path: &str, body: Option<&[u8]>) -> Vec<u8> {
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: portd\r\nConnection: close\r\n");
     if let Some(body) = body {
         head.push_str("Content-Type: application/json\r\n");
@@ -70,11 +80,8 @@ pub fn try_request(
     }
     head.push_str("\r\n");
     let mut bytes = head.into_bytes();
-    bytes.extend_from_slice(body.unwrap_or_default().as_bytes());
-    // No half-close here: hyper ends a connection whose reading side sees
-    // EOF before it has answered, and real clients (curl) never half-close.
-    let raw = exchange(socket, &bytes, false)?;
-    parse_response(&raw)
+    bytes.extend_from_slice(body.unwrap_or_default());
+    bytes
 }
 
 /// Writes `bytes` on a new connection, closes the writing half (as a client

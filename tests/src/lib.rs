@@ -3,12 +3,18 @@
 //!
 //! - [`bins`]: where the built binaries are.
 //! - [`ports`]: a block of ports that no other test (in this process or any
-//!   other) uses at the same time.
+//!   other) uses at the same time, and whether a port is free or held.
 //! - [`daemon`]: a `portd` on a temp socket and a temp database, stopped,
-//!   killed or restarted at will, and never left running.
+//!   killed or restarted at will, and never left running; and what tests
+//!   ask it most (leases, events, health).
 //! - [`http`]: a raw HTTP/1.1 client over the Unix socket.
 //! - [`procs`]: helper processes (`sleep`, `bash`, a Python web server) that
-//!   are killed and reaped when the test ends, and process start times.
+//!   are killed and reaped when the test ends, commands run to their end
+//!   ([`Done`]), and process start times.
+//! - [`cli`]: `portctl` as users and their scripts run it, FIFO gates, and
+//!   fresh sockets for autostart.
+//! - [`servers`]: dev-server look-alikes and the processes they leave behind.
+//! - [`pty`]: a command on a pseudo-terminal of its own.
 //! - [`wait`]: waiting for a condition with a deadline, never a bare sleep.
 //!
 //! Every process the harness starts gets `PR_SET_PDEATHSIG(SIGKILL)`, so even
@@ -30,5 +36,5 @@ pub use bins::{portctl_bin, portd_bin};
 pub use daemon::{TestDaemon, portd_command, via_bash};
 pub use http::Response;
 pub use ports::PortBlock;
-pub use procs::{ChildGuard, output_within, start_time};
+pub use procs::{ChildGuard, Done, finish, output_within, start_time};
 pub use wait::{wait_for, wait_until};

@@ -20,9 +20,12 @@ use std::net::{Ipv4Addr, Ipv6Addr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use nix::fcntl::{Flock, FlockArg};
 use portd_api::PortRange;
+
+use crate::wait::wait_until;
 
 /// Ports in one block.
 pub const BLOCK_LEN: u16 = 20;
@@ -121,6 +124,25 @@ pub fn port_is_free(port: u16) -> bool {
         Err(e) if e.kind() == io::ErrorKind::AddrInUse => false,
         Err(_) => TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).is_ok(),
     }
+}
+
+/// How long a port may take to bind again once its holder has exited.
+pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Asserts that the test itself can bind `host:port`, within
+/// [`RELEASE_TIMEOUT`]: a socket closes as its process exits, and the exit
+/// may be seen first.
+#[track_caller]
+pub fn assert_port_free(host: &str, port: u16) {
+    let bound = wait_until(RELEASE_TIMEOUT, || TcpListener::bind((host, port)).is_ok());
+    assert!(bound, "{host}:{port} still cannot be bound");
+}
+
+/// Asserts that `host:port` is taken.
+#[track_caller]
+pub fn assert_port_held(host: &str, port: u16) {
+    let err = TcpListener::bind((host, port)).expect_err("the port should still be held");
+    assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
 }
 
 #[cfg(test)]

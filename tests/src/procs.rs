@@ -6,6 +6,7 @@
 //! process is unreaped (a zombie keeps its pid, so the pid cannot name
 //! anyone else yet).
 
+use std::fmt;
 use std::fs;
 use std::io::{self, Read};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -199,6 +200,55 @@ pub fn output_within(cmd: &mut Command, timeout: Duration) -> Output {
         status,
         stdout: collect(stdout, "stdout"),
         stderr: collect(stderr, "stderr"),
+    }
+}
+
+/// How a command that ran to its end ended, and what it printed, as text.
+#[derive(Debug)]
+pub struct Done {
+    /// The command, as failure messages name it.
+    pub what: String,
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl fmt::Display for Done {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ended with {}\n  stdout: {:?}\n  stderr: {:?}",
+            self.what, self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Done {
+    /// Asserts the exit code; returns `self` for more checks.
+    #[track_caller]
+    pub fn expect(&self, code: i32) -> &Done {
+        assert_eq!(self.status.code(), Some(code), "{self}");
+        self
+    }
+
+    /// stdout as JSON; panics if it is not.
+    #[track_caller]
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self}"))
+    }
+}
+
+/// [`output_within`], as text; messages name the command by its `Debug`
+/// form (set `what` for a shorter name).
+pub fn finish(cmd: &mut Command, timeout: Duration) -> Done {
+    let what = format!("{cmd:?}");
+    let out = output_within(cmd, timeout);
+    Done {
+        what,
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
 

@@ -124,13 +124,6 @@ impl Scratch {
         self.dir.path().join(name)
     }
 
-    /// Writes `text` to `name` atomically (a reader never sees half of it).
-    pub fn write(&self, name: &str, text: &str) {
-        let tmp = self.path(&format!("{name}.tmp"));
-        fs::write(&tmp, text).expect("write a scratch file");
-        fs::rename(&tmp, self.path(name)).expect("rename a scratch file");
-    }
-
     /// The contents of `name`, empty if it does not exist (yet).
     pub fn read(&self, name: &str) -> String {
         fs::read_to_string(self.path(name)).unwrap_or_default()
@@ -336,10 +329,6 @@ pub struct Server {
 impl Server {
     pub fn pid(&self) -> u32 {
         self.guard.pid()
-    }
-
-    pub fn pids(&self) -> Vec<u32> {
-        self.procs.iter().map(|p| p.pid).collect()
     }
 }
 

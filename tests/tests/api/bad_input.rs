@@ -120,7 +120,7 @@ fn bad_requests_get_json_errors_and_never_break_the_daemon() {
             Some("application/json"),
             "{method} {path}"
         );
-        assert_healthy(&d, &format!("{method} {path}"));
+        d.assert_healthy(&format!("{method} {path}"));
     }
 
     let noise: Vec<u8> = (0u32..4096)
@@ -147,12 +147,12 @@ fn bad_requests_get_json_errors_and_never_break_the_daemon() {
         // Whatever comes back (an error, nothing, a reset) is fine; the
         // daemon must survive it.
         let _ = d.send_raw(bytes);
-        assert_healthy(&d, what);
+        d.assert_healthy(what);
     }
 
     // A client that connects and says nothing does not hold the daemon.
     let idle = UnixStream::connect(d.socket()).expect("connect");
-    assert_healthy(&d, "an idle connection");
+    d.assert_healthy("an idle connection");
     drop(idle);
 
     // And it still grants.
@@ -171,7 +171,7 @@ fn the_body_limit_is_64_kib_exactly() {
     let over = format!("{at_limit} ");
     let answer = call(&d, "POST", "/v1/leases", Some(&over));
     expect_error(&answer, 413, "body_too_large");
-    assert_healthy(&d, "bodies at the limit");
+    d.assert_healthy("bodies at the limit");
 }
 
 /// More idle clients than the connection cap (512) cannot lock others out:

@@ -113,7 +113,7 @@ fn a_ttl_beyond_year_9999_gets_an_answer_and_leaves_listings_working() {
     let answer = http::try_request(d.socket(), "POST", "/v1/leases", Some(&body));
     let list = http::try_request(d.socket(), "GET", "/v1/leases", None);
     let one = http::try_request(d.socket(), "GET", &format!("/v1/leases/{port}"), None);
-    assert_healthy(&d, "a huge ttl");
+    d.assert_healthy("a huge ttl");
 
     let mut problems = Vec::new();
     match &answer {

@@ -115,18 +115,6 @@ fn has_event(d: &TestDaemon, kind: &str, id: &Value) -> bool {
         .any(|e| e["kind"] == kind && e["lease_id"] == *id)
 }
 
-/// The daemon still answers health, as the same process.
-#[track_caller]
-fn assert_healthy(d: &TestDaemon, after: &str) {
-    let answer = d.request("GET", "/v1/health", None);
-    assert_eq!(answer.status, 200, "health after {after}: {}", answer.body);
-    assert_eq!(
-        answer.json()["pid"],
-        d.pid(),
-        "the daemon was replaced after {after}"
-    );
-}
-
 fn uid() -> u32 {
     nix::unistd::getuid().as_raw()
 }

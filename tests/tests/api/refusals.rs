@@ -36,7 +36,7 @@ fn a_second_daemon_on_the_same_socket_exits_saying_already_running() {
         "names the running pid: {stderr}"
     );
 
-    assert_healthy(&d, "a second daemon's attempt");
+    d.assert_healthy("a second daemon's attempt");
     assert!(d.socket().exists(), "the first daemon keeps its socket");
 }
 

@@ -7,6 +7,7 @@
 //! their socket path and stops them. They serve the default range
 //! (8000-8999), so leases here always name a range inside the test's block.
 
+use std::os::unix::fs::PermissionsExt;
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Instant;
@@ -18,7 +19,7 @@ use super::*;
 
 /// `portctl ARGS` with autostart on `home`; checks stderr for warnings.
 #[track_caller]
-fn autostarting(home: &FreshSocket, args: &[&str]) -> Run {
+fn autostarting(home: &FreshSocket, args: &[&str]) -> Done {
     run(
         home.portctl().args(args).current_dir("/tmp"),
         format!("portctl {} (autostart)", args.join(" ")),
@@ -60,7 +61,6 @@ fn ls_with_no_daemon_starts_one_detached_with_its_log_beside_the_db() {
         "autostart passes no range: {status}"
     );
 
-    use std::os::unix::fs::PermissionsExt;
     let mode = fs::metadata(socket_dir).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700, "{}", socket_dir.display());
     assert!(

@@ -55,7 +55,7 @@ fn a_port_held_by_a_listener_exits_3_naming_it_and_next_skips_it() {
         held.stderr.contains("http.server"),
         "names its command: {held}"
     );
-    assert_eq!(active_lease(&d, port), None);
+    assert_eq!(d.active_lease(port), None);
 
     let next = portctl(&d, &["lease", &port.to_string(), "--next"]);
     next.expect(0);
@@ -76,7 +76,7 @@ fn shell_output_evals_to_port_and_tag() {
 
     let shell = portctl(&d, &["lease", &port.to_string(), "--shell"]);
     shell.expect(0);
-    let id = lease_on(&d, port)["id"].as_str().unwrap().to_string();
+    let id = id_of(&lease_on(&d, port)).to_string();
     assert_eq!(
         shell.stdout,
         format!("export PORT={port} PORTD_LEASE={id}\n"),
@@ -144,7 +144,7 @@ fn owner_names_the_process_the_lease_lives_with() {
     assert_eq!(lease["owner"]["pid"], owner.pid(), "{lease}");
 
     owner.kill9();
-    let ended = wait_for_end(&d, port, &lease["id"]);
+    let ended = wait_for_end(&d, &lease);
     assert_eq!(ended["end_reason"], "owner_died", "{ended}");
 }
 
@@ -161,7 +161,7 @@ fn an_owner_that_does_not_exist_is_bad_usage() {
     out.expect(2);
     assert!(out.stderr.contains(pid), "names the pid: {out}");
     assert_eq!(out.stdout, "", "{out}");
-    assert_eq!(active_lease(&d, port), None);
+    assert_eq!(d.active_lease(port), None);
 }
 
 #[test]
@@ -186,7 +186,7 @@ fn a_ttl_expires_the_lease_while_its_owner_lives() {
     let lease = lease_on(&d, port);
     assert!(lease["expires_at"].is_string(), "{lease}");
 
-    let ended = wait_for_end(&d, port, &lease["id"]);
+    let ended = wait_for_end(&d, &lease);
     assert_eq!(ended["end_reason"], "expired", "{ended}");
     assert!(owner.is_running(), "only the lease ended");
 }

@@ -21,14 +21,13 @@ mod names;
 mod owners;
 mod verbs;
 
-use std::fmt;
 use std::fs;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use portd_e2e::cli::{Gate, script_path};
 use portd_e2e::servers::Scratch;
-use portd_e2e::{ChildGuard, PortBlock, TestDaemon, cli, output_within, wait_until};
+use portd_e2e::{ChildGuard, Done, PortBlock, TestDaemon, cli, finish, output_within, wait_until};
 use serde_json::Value;
 
 /// How long the daemon may take to notice a death or an expiry, and a
@@ -37,50 +36,13 @@ const DEADLINE: Duration = Duration::from_secs(10);
 /// The longest one `portctl` call may take.
 const PORTCTL_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// What one `portctl` (or shell) run left: exit code and output.
-struct Run {
-    what: String,
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl fmt::Display for Run {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} exited {:?}\n  stdout: {:?}\n  stderr: {:?}",
-            self.what, self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-impl Run {
-    /// Asserts the exit code; returns `self` for more checks.
-    #[track_caller]
-    fn expect(&self, code: i32) -> &Run {
-        assert_eq!(self.code, Some(code), "{self}");
-        self
-    }
-
-    /// stdout as JSON.
-    #[track_caller]
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self}"))
-    }
-}
-
-/// Runs `cmd` to completion; asserts that nothing on stderr warns (of a
-/// version mismatch or anything else).
+/// Runs `cmd` to completion, named `what` in messages; asserts that
+/// nothing on stderr warns (of a version mismatch or anything else).
 #[track_caller]
-fn run(cmd: &mut Command, what: String) -> Run {
-    let out = output_within(cmd, PORTCTL_TIMEOUT);
-    let run = Run {
+fn run(cmd: &mut Command, what: String) -> Done {
+    let run = Done {
         what,
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        ..finish(cmd, PORTCTL_TIMEOUT)
     };
     assert!(
         !run.stderr.to_lowercase().contains("warning"),
@@ -92,54 +54,45 @@ fn run(cmd: &mut Command, what: String) -> Run {
 /// `portctl ARGS` against `d` (autostart off); run from the test, so a
 /// lease it takes without `--owner` belongs to the test process.
 #[track_caller]
-fn portctl(d: &TestDaemon, args: &[&str]) -> Run {
+fn portctl(d: &TestDaemon, args: &[&str]) -> Done {
     run(
         cli::portctl(d.socket()).args(args).current_dir("/tmp"),
         format!("portctl {}", args.join(" ")),
     )
 }
 
-/// The active lease on `port`, or `None` (404).
-fn active_lease(d: &TestDaemon, port: u16) -> Option<Value> {
-    let answer = d.get(&format!("/v1/leases/{port}"));
-    match answer.status {
-        200 => Some(answer.json()),
-        404 => None,
-        other => panic!("GET /v1/leases/{port}: {other} {}", answer.body),
-    }
-}
-
 /// The active lease on `port`; panics if there is none.
 #[track_caller]
 fn lease_on(d: &TestDaemon, port: u16) -> Value {
-    active_lease(d, port).unwrap_or_else(|| panic!("no active lease on {port}"))
+    d.active_lease(port)
+        .unwrap_or_else(|| panic!("no active lease on {port}"))
 }
 
-/// Lease `id` as the full history shows it.
-fn lease_by_id(d: &TestDaemon, id: &Value) -> Option<Value> {
-    let all = d.get("/v1/leases?all=true").json();
-    all["leases"]
-        .as_array()
-        .expect("a list of leases")
-        .iter()
-        .find(|l| l["id"] == *id)
-        .cloned()
+/// The id of `lease`.
+fn id_of(lease: &Value) -> &str {
+    lease["id"].as_str().expect("a lease id")
 }
 
-/// Waits until lease `id` on `port` is no longer active; returns it ended.
+/// Waits until `lease` has ended; returns it as the history shows it.
 #[track_caller]
-fn wait_for_end(d: &TestDaemon, port: u16, id: &Value) -> Value {
-    let ended = wait_until(DEADLINE, || {
-        active_lease(d, port).is_none_or(|lease| lease["id"] != *id)
-    });
-    assert!(
-        ended,
-        "lease {id} on {port} still active after {DEADLINE:?}: {:?}",
-        active_lease(d, port)
-    );
-    let lease = lease_by_id(d, id).unwrap_or_else(|| panic!("lease {id} is not in ?all=true"));
-    assert_eq!(lease["state"], "ended", "{lease}");
-    lease
+fn wait_for_end(d: &TestDaemon, lease: &Value) -> Value {
+    d.wait_lease_ended(id_of(lease), DEADLINE)
+}
+
+/// `portctl lease EXTRA... --name NAME --project DIR --owner PID`.
+#[track_caller]
+fn lease_named(
+    d: &TestDaemon,
+    name: &str,
+    project: &str,
+    owner: &ChildGuard,
+    extra: &[&str],
+) -> Done {
+    let pid = owner.pid().to_string();
+    let mut args = vec!["lease"];
+    args.extend_from_slice(extra);
+    args.extend(["--name", name, "--project", project, "--owner", &pid]);
+    portctl(d, &args)
 }
 
 /// The shells start scripts are written for.
@@ -260,6 +213,16 @@ impl Script {
             self.name
         );
     }
+}
+
+/// A daemon on a block of ports of its own, a scratch directory, and the
+/// `--project` directory `app` in it.
+fn setup() -> (PortBlock, TestDaemon, Scratch, String) {
+    let block = PortBlock::reserve();
+    let d = TestDaemon::start(block.range());
+    let scratch = Scratch::new();
+    let project = project_dir(&scratch, "app");
+    (block, d, scratch, project)
 }
 
 /// A `--project` directory named `name` in the scratch dir.

@@ -4,33 +4,18 @@
 
 use super::*;
 
-/// `portctl lease --name NAME --project DIR --owner PID --json`.
+/// `portctl lease --json --name NAME --project DIR --owner PID`: asserts
+/// exit 0; returns the lease it printed.
 #[track_caller]
-fn lease_name(d: &TestDaemon, name: &str, project: &str, owner: &ChildGuard) -> (Value, Run) {
-    let pid = owner.pid().to_string();
-    let out = portctl(
-        d,
-        &[
-            "lease",
-            "--name",
-            name,
-            "--project",
-            project,
-            "--owner",
-            &pid,
-            "--json",
-        ],
-    );
+fn lease_name(d: &TestDaemon, name: &str, project: &str, owner: &ChildGuard) -> (Value, Done) {
+    let out = lease_named(d, name, project, owner, &["--json"]);
     out.expect(0);
     (out.json(), out)
 }
 
 #[test]
 fn a_name_keeps_its_port_until_a_listener_takes_it_then_moves() {
-    let block = PortBlock::reserve();
-    let d = TestDaemon::start(block.range());
-    let scratch = Scratch::new();
-    let project = project_dir(&scratch, "app");
+    let (block, d, _scratch, project) = setup();
     let (a, b, c) = (
         ChildGuard::sleep(60),
         ChildGuard::sleep(60),
@@ -56,19 +41,7 @@ fn a_name_keeps_its_port_until_a_listener_takes_it_then_moves() {
 
     // A listener on the remembered port: the name moves, and says so.
     let _server = ChildGuard::http_server(remembered);
-    let pid = c.pid().to_string();
-    let moved = portctl(
-        &d,
-        &[
-            "lease",
-            "--name",
-            "api",
-            "--project",
-            &project,
-            "--owner",
-            &pid,
-        ],
-    );
+    let moved = lease_named(&d, "api", &project, &c, &[]);
     moved.expect(0);
     let new_port: u16 = moved.stdout.trim().parse().expect("the port alone");
     assert_ne!(new_port, remembered, "{moved}");
@@ -111,10 +84,7 @@ fn the_same_name_in_two_projects_gets_two_ports() {
 /// second gets the first's lease, not a new one.
 #[test]
 fn a_script_asking_twice_for_a_name_gets_one_lease() {
-    let block = PortBlock::reserve();
-    let d = TestDaemon::start(block.range());
-    let scratch = Scratch::new();
-    let project = project_dir(&scratch, "app");
+    let (_block, d, scratch, project) = setup();
     let gate = Gate::new(scratch.path("gate"));
     let body = format!(
         r#"A=$(portctl lease --name api --project {project}) || exit 7

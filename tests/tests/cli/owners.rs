@@ -134,7 +134,7 @@ fn scripts_own_their_leases_while_they_live(shell: Shell) {
                 script.guard.wait_exit(DEADLINE).expect("killed");
             }
         }
-        let ended = wait_for_end(&d, *port, &lease["id"]);
+        let ended = wait_for_end(&d, &lease);
         assert_eq!(
             ended["end_reason"], "owner_died",
             "{}: {ended}",
@@ -169,7 +169,7 @@ read go < "$GATE"
     let mut script = Script::spawn(Shell::Bash, &d, &scratch, "restart", Some(&gate), &body);
     let (pid, reported) = script.report();
     assert_eq!((pid, reported), (script.pid(), port.to_string()));
-    let id = lease_on(&d, port)["id"].clone();
+    let lease = lease_on(&d, port);
 
     d.kill9();
     d.restart();
@@ -181,10 +181,10 @@ read go < "$GATE"
             .contains(&format!("leased to pid {}", script.pid())),
         "the lease outlived the daemon: {who}"
     );
-    assert!(who.stdout.contains(id.as_str().unwrap()), "{who}");
+    assert!(who.stdout.contains(id_of(&lease)), "{who}");
 
     script.guard.kill9();
-    let ended = wait_for_end(&d, port, &id);
+    let ended = wait_for_end(&d, &lease);
     assert_eq!(ended["end_reason"], "owner_died", "{ended}");
     script.assert_quiet();
 }
@@ -300,16 +300,16 @@ exec sleep 60
     // An exec is no death: the lease stays (watched for a moment, long
     // against the daemon's reaction time to a real death).
     let ended_early = wait_until(Duration::from_millis(300), || {
-        active_lease(&d, port).is_none_or(|l| l["id"] != lease["id"])
+        d.active_lease(port).is_none_or(|l| l["id"] != lease["id"])
     });
     assert!(
         !ended_early,
         "the lease ended at the exec: {:?}",
-        lease_by_id(&d, &lease["id"])
+        d.lease_by_id(id_of(&lease))
     );
 
     script.guard.kill9();
-    let ended = wait_for_end(&d, port, &lease["id"]);
+    let ended = wait_for_end(&d, &lease);
     assert_eq!(ended["end_reason"], "owner_died", "{ended}");
     script.assert_quiet();
 }

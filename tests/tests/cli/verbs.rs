@@ -5,53 +5,36 @@ use super::*;
 
 #[test]
 fn release_ends_a_lease_by_port_or_by_name() {
-    let block = PortBlock::reserve();
-    let d = TestDaemon::start(block.range());
-    let scratch = Scratch::new();
-    let project = project_dir(&scratch, "app");
+    let (block, d, scratch, project) = setup();
     let owner = ChildGuard::sleep(60);
     let pid = owner.pid().to_string();
 
     let port = block.port(0);
     portctl(&d, &["lease", &port.to_string(), "--owner", &pid]).expect(0);
-    let id = lease_on(&d, port)["id"].clone();
+    let id = id_of(&lease_on(&d, port)).to_string();
     let released = portctl(&d, &["release", &port.to_string()]);
     released.expect(0);
     assert!(released.stderr.contains(&port.to_string()), "{released}");
-    assert_eq!(active_lease(&d, port), None);
-    assert_eq!(lease_by_id(&d, &id).unwrap()["end_reason"], "released");
+    assert_eq!(d.active_lease(port), None);
+    assert_eq!(d.lease_by_id(&id).unwrap()["end_reason"], "released");
     portctl(&d, &["release", &port.to_string()]).expect(4);
 
-    let named = portctl(
-        &d,
-        &[
-            "lease",
-            "--name",
-            "web",
-            "--project",
-            &project,
-            "--owner",
-            &pid,
-        ],
-    );
+    let named = lease_named(&d, "web", &project, &owner, &[]);
     named.expect(0);
     let named_port: u16 = named.stdout.trim().parse().expect("a port");
-    let id = lease_on(&d, named_port)["id"].clone();
+    let id = id_of(&lease_on(&d, named_port)).to_string();
     // Another project's "web" is not this one.
     let elsewhere = project_dir(&scratch, "elsewhere");
     portctl(&d, &["release", "--name", "web", "--project", &elsewhere]).expect(4);
     portctl(&d, &["release", "--name", "web", "--project", &project]).expect(0);
-    assert_eq!(active_lease(&d, named_port), None);
-    assert_eq!(lease_by_id(&d, &id).unwrap()["end_reason"], "released");
+    assert_eq!(d.active_lease(named_port), None);
+    assert_eq!(d.lease_by_id(&id).unwrap()["end_reason"], "released");
     portctl(&d, &["release", "--name", "web", "--project", &project]).expect(4);
 }
 
 #[test]
 fn ls_lists_leases_as_a_table_all_of_them_or_as_json() {
-    let block = PortBlock::reserve();
-    let d = TestDaemon::start(block.range());
-    let scratch = Scratch::new();
-    let project = project_dir(&scratch, "app");
+    let (block, d, _scratch, project) = setup();
     let owner = ChildGuard::sleep(60);
     let pid = owner.pid().to_string();
 
@@ -59,18 +42,7 @@ fn ls_lists_leases_as_a_table_all_of_them_or_as_json() {
     empty.expect(0);
     assert_eq!(empty.stdout, "", "{empty}");
 
-    let api = portctl(
-        &d,
-        &[
-            "lease",
-            "--name",
-            "api",
-            "--project",
-            &project,
-            "--owner",
-            &pid,
-        ],
-    );
+    let api = lease_named(&d, "api", &project, &owner, &[]);
     api.expect(0);
     let api_port = api.stdout.trim().to_string();
     let gone = block.port(15).to_string();
@@ -171,30 +143,13 @@ fn client_and_daemon_of_one_build_have_one_version() {
 
 #[test]
 fn env_prints_an_existing_lease_as_shell_dotenv_or_json() {
-    let block = PortBlock::reserve();
-    let d = TestDaemon::start(block.range());
-    let scratch = Scratch::new();
-    let project = project_dir(&scratch, "app");
+    let (block, d, _scratch, project) = setup();
     let owner = ChildGuard::sleep(60);
-    let pid = owner.pid().to_string();
     let port = block.port(1);
     let p = port.to_string();
-    portctl(
-        &d,
-        &[
-            "lease",
-            &p,
-            "--name",
-            "api",
-            "--project",
-            &project,
-            "--owner",
-            &pid,
-        ],
-    )
-    .expect(0);
+    lease_named(&d, "api", &project, &owner, &[&p]).expect(0);
     let lease = lease_on(&d, port);
-    let id = lease["id"].as_str().unwrap();
+    let id = id_of(&lease);
 
     let shell = portctl(&d, &["env", &p]);
     shell.expect(0);

@@ -88,14 +88,18 @@ fn portd_serves_the_socket_systemd_socket_activate_passes_it() {
     let socket_file = fs::symlink_metadata(&socket).unwrap().ino();
 
     // It serves for real, with the database -E named.
-    let status = success(&run(portctl_at(&d).args(["status", "--json"])), "status");
+    let status = success(
+        &run(cli::portctl(d.socket()).args(["status", "--json"])),
+        "status",
+    );
     let status: Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status["pid"], pid, "{status}");
     assert_eq!(status["db"], db.to_str().unwrap(), "{status}");
     assert_eq!(status["range"], block.range().to_string(), "{status}");
     let owner = portd_e2e::ChildGuard::sleep(60);
     let port = block.port(5).to_string();
-    let leased = run(portctl_at(&d).args(["lease", &port, "--owner", &owner.pid().to_string()]));
+    let leased =
+        run(cli::portctl(d.socket()).args(["lease", &port, "--owner", &owner.pid().to_string()]));
     assert_eq!(success(&leased, "lease"), format!("{port}\n"));
     assert!(db.exists(), "no database at {}", db.display());
 

@@ -6,30 +6,11 @@
 use std::os::unix::process::ExitStatusExt;
 
 use nix::sys::signal::Signal;
-use portd_e2e::ChildGuard;
+use portd_e2e::ports::{assert_port_free, assert_port_held};
 use portd_e2e::servers::{Listener, Scratch};
 use serde_json::json;
 
 use super::*;
-
-/// Leases exactly `port` for `owner`; returns the lease id.
-#[track_caller]
-fn lease(d: &TestDaemon, port: u16, owner: &ChildGuard) -> String {
-    let answer = d.post("/v1/leases", &json!({"port": port, "owner": owner.owner()}));
-    assert_eq!(answer.status, 201, "lease {port}: {}", answer.body);
-    answer.json()["id"]
-        .as_str()
-        .expect("a lease id")
-        .to_string()
-}
-
-/// Asserts that 127.0.0.1:`port` is taken.
-#[track_caller]
-fn assert_port_held(port: u16) {
-    let err =
-        std::net::TcpListener::bind(("127.0.0.1", port)).expect_err("the port should be held");
-    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
-}
 
 #[test]
 fn a_daemon_that_starts_reaps_the_server_of_an_owner_that_died_while_it_was_down() {
@@ -38,7 +19,7 @@ fn a_daemon_that_starts_reaps_the_server_of_an_owner_that_died_while_it_was_down
     let scratch = Scratch::new();
     let port = block.port(1);
     let mut owner = ChildGuard::sleep(600);
-    let id = lease(&d, port, &owner);
+    let id = d.lease(port, &owner);
     let mut server = Listener::new(port, scratch.path("server"))
         .tagged(&id)
         .spawn();
@@ -47,7 +28,7 @@ fn a_daemon_that_starts_reaps_the_server_of_an_owner_that_died_while_it_was_down
     owner.kill9();
     // Nobody watches: the server goes on holding the port.
     assert!(server.procs[0].stays_alive(Duration::from_millis(300)));
-    assert_port_held(port);
+    assert_port_held("127.0.0.1", port);
 
     d.launch();
     let status = server
@@ -55,13 +36,13 @@ fn a_daemon_that_starts_reaps_the_server_of_an_owner_that_died_while_it_was_down
         .wait_exit(DEADLINE)
         .expect("the orphan still runs after the daemon started");
     assert_eq!(status.signal(), Some(Signal::SIGTERM as i32), "{status:?}");
-    let ended = lease_by_id(&d, &id);
+    let ended = d.lease_by_id(&id).expect("the lease is in history");
     assert_eq!(ended["state"], "ended", "{ended}");
     assert_eq!(ended["end_reason"], "owner_died", "{ended}");
-    let event = wait_event(&d, "reaped", server.pid());
+    let event = d.wait_event("reaped", server.pid(), DEADLINE);
     assert_eq!(event["lease_id"], id.as_str(), "{event}");
     assert_eq!(event["port"], port, "{event}");
-    assert_port_free(port);
+    assert_port_free("127.0.0.1", port);
 }
 
 #[test]
@@ -71,9 +52,9 @@ fn portctl_cleanup_reaps_the_server_of_a_released_lease_and_keeps_live_ones() {
     let scratch = Scratch::new();
     let (kept_port, port) = (block.port(2), block.port(3));
     let live_owner = ChildGuard::sleep(600);
-    let kept = lease(&d, kept_port, &live_owner);
+    let kept = d.lease(kept_port, &live_owner);
     let owner = ChildGuard::sleep(600);
-    let id = lease(&d, port, &owner);
+    let id = d.lease(port, &owner);
     let mut server = Listener::new(port, scratch.path("server"))
         .tagged(&id)
         .spawn();
@@ -82,7 +63,7 @@ fn portctl_cleanup_reaps_the_server_of_a_released_lease_and_keeps_live_ones() {
     assert_eq!(released.status, 200, "{}", released.body);
     assert!(server.procs[0].stays_alive(Duration::from_millis(300)));
 
-    let out = run(portctl_at(&d).arg("cleanup"));
+    let out = run(cli::portctl(d.socket()).arg("cleanup"));
     let said = success(&out, "portctl cleanup");
     let mut lines = said.lines();
     assert_eq!(
@@ -99,10 +80,11 @@ fn portctl_cleanup_reaps_the_server_of_a_released_lease_and_keeps_live_ones() {
     );
     // cleanup waited for the reaping: the server is gone when it returns.
     assert!(server.guard.wait_exit(Duration::from_millis(100)).is_some());
-    let event = wait_event(&d, "reaped", server.pid());
+    let event = d.wait_event("reaped", server.pid(), DEADLINE);
     assert_eq!(event["lease_id"], id.as_str(), "{event}");
-    assert_port_free(port);
-    assert_eq!(lease_by_id(&d, &kept)["state"], "active");
+    assert_port_free("127.0.0.1", port);
+    let kept = d.lease_by_id(&kept).expect("the kept lease is in history");
+    assert_eq!(kept["state"], "active", "{kept}");
 }
 
 /// `--json` prints the API's body: the counts and every reaped process.
@@ -113,7 +95,7 @@ fn portctl_cleanup_json_prints_the_report() {
     let scratch = Scratch::new();
     let port = block.port(4);
     let owner = ChildGuard::sleep(600);
-    let id = lease(&d, port, &owner);
+    let id = d.lease(port, &owner);
     let mut server = Listener::new(port, scratch.path("server"))
         .tagged(&id)
         .spawn();
@@ -121,7 +103,7 @@ fn portctl_cleanup_json_prints_the_report() {
     assert_eq!(released.status, 200, "{}", released.body);
 
     let body = success(
-        &run(portctl_at(&d).args(["cleanup", "--json"])),
+        &run(cli::portctl(d.socket()).args(["cleanup", "--json"])),
         "portctl cleanup --json",
     );
     let report: Value = serde_json::from_str(&body).expect("cleanup --json prints JSON");
@@ -137,7 +119,10 @@ fn portctl_cleanup_json_prints_the_report() {
     assert!(server.guard.wait_exit(Duration::from_millis(100)).is_some());
 
     // Nothing left to do: a second cleanup reaps nothing.
-    let body = success(&run(portctl_at(&d).args(["cleanup", "--json"])), "again");
+    let body = success(
+        &run(cli::portctl(d.socket()).args(["cleanup", "--json"])),
+        "again",
+    );
     let again: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(again["reap"]["reaped"], json!([]), "{again}");
 }

@@ -29,11 +29,11 @@ use std::ffi::OsString;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use portd_e2e::daemon::SCRUBBED_ENV;
-use portd_e2e::{PortBlock, TestDaemon, output_within, portctl_bin, wait_until};
+use portd_e2e::cli::{self, scrub};
+use portd_e2e::{ChildGuard, PortBlock, TestDaemon, http, output_within, portctl_bin, wait_until};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -57,19 +57,21 @@ fn portctl() -> Command {
     cmd
 }
 
-/// `portctl` aimed at `d`.
-fn portctl_at(d: &TestDaemon) -> Command {
-    let mut cmd = portctl();
-    cmd.env("PORTD_SOCKET", d.socket());
-    cmd
-}
-
-/// Removes the variables that would point a daemon or client elsewhere.
-fn scrub(cmd: &mut Command) -> &mut Command {
-    for name in SCRUBBED_ENV {
-        cmd.env_remove(name);
-    }
-    cmd
+/// Starts `cmd`, a `portd` on `socket` that is not a [`TestDaemon`] (as one
+/// `portctl` autostarted, for `install` to find and stop), and waits until
+/// it answers.
+#[track_caller]
+fn start_stray(cmd: &mut Command, socket: &Path) -> ChildGuard {
+    let stray = ChildGuard::spawn(cmd.stdout(Stdio::null()).stderr(Stdio::null()));
+    let up = wait_until(DEADLINE, || {
+        http::try_request(socket, "GET", "/v1/health", None).is_ok_and(|r| r.status == 200)
+    });
+    assert!(
+        up,
+        "the stray daemon does not answer on {}",
+        socket.display()
+    );
+    stray
 }
 
 /// Runs `cmd` to its end (within [`COMMAND_TIMEOUT`]).
@@ -217,55 +219,6 @@ fn parse_listing(listing: &str) -> Vec<(PathBuf, String)> {
         }
     }
     files
-}
-
-/// Every event of `kind`, oldest first.
-fn events(d: &TestDaemon, kind: &str) -> Vec<Value> {
-    let answer = d.get("/v1/events");
-    assert_eq!(answer.status, 200, "GET /v1/events: {}", answer.body);
-    answer.json()["events"]
-        .as_array()
-        .expect("a list of events")
-        .iter()
-        .filter(|e| e["kind"] == kind)
-        .cloned()
-        .collect()
-}
-
-/// Waits for the `kind` event about `pid` and returns it.
-#[track_caller]
-fn wait_event(d: &TestDaemon, kind: &str, pid: u32) -> Value {
-    portd_e2e::wait_for(DEADLINE, || {
-        events(d, kind).into_iter().find(|e| e["pid"] == pid)
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "no {kind} event for pid {pid} within {DEADLINE:?}: {}",
-            d.get("/v1/events").body
-        )
-    })
-}
-
-/// The lease `id` as GET /v1/leases?all=true shows it.
-fn lease_by_id(d: &TestDaemon, id: &str) -> Value {
-    let answer = d.get("/v1/leases?all=true");
-    assert_eq!(answer.status, 200, "{}", answer.body);
-    answer.json()["leases"]
-        .as_array()
-        .expect("a list of leases")
-        .iter()
-        .find(|l| l["id"] == id)
-        .cloned()
-        .unwrap_or_else(|| panic!("no lease {id}: {}", answer.body))
-}
-
-/// Asserts that the test itself can bind 127.0.0.1:`port` again.
-#[track_caller]
-fn assert_port_free(port: u16) {
-    let bound = wait_until(DEADLINE, || {
-        std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
-    });
-    assert!(bound, "127.0.0.1:{port} still cannot be bound");
 }
 
 #[test]

@@ -12,12 +12,10 @@
 //! Where this cannot be done (not root, no systemd, no unshare), the test
 //! says why and passes.
 
-use std::process::Stdio;
-
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use portd_e2e::servers::ProcId;
-use portd_e2e::{ChildGuard, portd_command, wait_for};
+use portd_e2e::{portd_command, wait_for};
 use serde_json::json;
 
 use super::*;
@@ -166,20 +164,13 @@ fn install_and_uninstall_under_a_real_user_manager() {
 
     // A daemon portctl autostarted earlier, on the socket and database the
     // service is about to use, with a lease on it.
-    let mut stray = ChildGuard::spawn(
-        portd_command(&socket, &db, block.range())
-            .env("XDG_CONFIG_HOME", manager.home.config())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
+    let mut stray = start_stray(
+        portd_command(&socket, &db, block.range()).env("XDG_CONFIG_HOME", manager.home.config()),
+        &socket,
     );
-    let up = wait_until(DEADLINE, || {
-        portd_e2e::http::try_request(&socket, "GET", "/v1/health", None)
-            .is_ok_and(|r| r.status == 200)
-    });
-    assert!(up, "the stray daemon does not answer");
     let mut owner = ChildGuard::sleep(600);
     let port = block.port(3);
-    let lease = portd_e2e::http::request(
+    let lease = http::request(
         &socket,
         "POST",
         "/v1/leases",

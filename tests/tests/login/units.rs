@@ -5,7 +5,7 @@
 
 use std::os::unix::fs::{PermissionsExt, symlink};
 
-use portd_e2e::{ChildGuard, portd_bin, portd_command};
+use portd_e2e::{portd_bin, portd_command};
 
 use super::*;
 
@@ -265,19 +265,9 @@ fn with_a_user_manager_install_stops_a_stray_daemon_then_enables_and_uninstall_d
 
     // A daemon that portctl autostarted on the socket systemd is to bind.
     let socket = home.manager_socket();
-    let mut stray = ChildGuard::spawn(
-        portd_command(&socket, &home.path("state/portd.db"), block.range())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null()),
-    );
-    let up = wait_until(DEADLINE, || {
-        portd_e2e::http::try_request(&socket, "GET", "/v1/health", None)
-            .is_ok_and(|r| r.status == 200)
-    });
-    assert!(
-        up,
-        "the stray daemon does not answer on {}",
-        socket.display()
+    let mut stray = start_stray(
+        &mut portd_command(&socket, &home.path("state/portd.db"), block.range()),
+        &socket,
     );
 
     let mut cmd = portctl();

@@ -2,15 +2,16 @@
 //! the port's listeners (tagged or not), never its clients, and never take a
 //! port another live owner leases.
 
-use portd_e2e::servers::{Client, Listener, Scratch};
+use std::process::Command;
+
+use portd_e2e::portctl_bin;
+use portd_e2e::servers::{Client, Listener, python};
 
 use super::*;
 
 #[test]
 fn kill_ends_the_listener_and_spares_a_connected_client() {
-    let block = PortBlock::reserve();
-    let d = daemon(&block);
-    let scratch = Scratch::new();
+    let (block, d, scratch) = setup();
     let port = block.port(0);
     let mut server = Listener::new(port, scratch.path("server")).spawn();
     let client = Client::connect("127.0.0.1", port, &scratch, "client");
@@ -31,9 +32,9 @@ fn kill_ends_the_listener_and_spares_a_connected_client() {
         client.proc.stays_alive(SETTLE),
         "the connected client was signalled"
     );
-    let killed = wait_event(&d, "killed", server.pid());
+    let killed = d.wait_event("killed", server.pid(), DEADLINE);
     assert!(
-        events(&d, "killed")
+        d.events("killed")
             .iter()
             .all(|e| e["pid"] != client.proc.pid),
         "{killed}"
@@ -43,21 +44,17 @@ fn kill_ends_the_listener_and_spares_a_connected_client() {
 
 #[test]
 fn kill_exits_4_when_nothing_listens() {
-    let block = PortBlock::reserve();
-    let d = daemon(&block);
+    let (block, d, _scratch) = setup();
     let port = block.port(1);
     let out = portctl(&d, &["kill", &port.to_string()]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(4), "stderr: {stderr}");
-    assert!(stderr.contains("nothing listens"), "{stderr}");
-    assert!(events(&d, "killed").is_empty());
+    out.expect(4);
+    assert!(out.stderr.contains("nothing listens"), "{out}");
+    assert_no_events(&d, "killed");
 }
 
 #[test]
 fn kill_sends_the_signal_asked_for() {
-    let block = PortBlock::reserve();
-    let d = daemon(&block);
-    let scratch = Scratch::new();
+    let (block, d, scratch) = setup();
     let port = block.port(2);
     let log = scratch.path("signals");
     let mut server = Listener::new(port, scratch.path("server"))
@@ -91,47 +88,37 @@ fn kill_sends_the_signal_asked_for() {
 
 #[test]
 fn lease_kill_frees_a_port_held_by_our_untagged_process_and_leases_it() {
-    let block = PortBlock::reserve();
-    let d = daemon(&block);
-    let scratch = Scratch::new();
+    let (block, d, scratch) = setup();
     let port = block.port(3);
     let mut server = Listener::new(port, scratch.path("server")).spawn();
     let owner = ChildGuard::sleep(600);
 
     // Without --kill the port is taken.
     let owner_pid = owner.pid().to_string();
-    let refused = portctl(&d, &["lease", &port.to_string(), "--owner", &owner_pid]);
-    assert_eq!(refused.status.code(), Some(3), "{refused:?}");
+    portctl(&d, &["lease", &port.to_string(), "--owner", &owner_pid]).expect(3);
     assert!(server.guard.is_running());
 
     let out = portctl(
         &d,
         &["lease", &port.to_string(), "--kill", "--owner", &owner_pid],
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{port}\n"));
+    out.expect(0);
+    assert_eq!(out.stdout, format!("{port}\n"), "{out}");
     assert!(
         server.guard.wait_exit(DEADLINE).is_some(),
         "the holder survived"
     );
-    wait_event(&d, "killed", server.pid());
-    let lease = active_lease(&d, port).expect("the port is leased");
+    d.wait_event("killed", server.pid(), DEADLINE);
+    let lease = d.active_lease(port).expect("the port is leased");
     assert_eq!(lease["owner"]["pid"], owner.pid(), "{lease}");
 }
 
 #[test]
 fn lease_kill_never_takes_another_live_owners_lease() {
-    let block = PortBlock::reserve();
-    let d = daemon(&block);
-    let scratch = Scratch::new();
+    let (block, d, scratch) = setup();
     let port = block.port(4);
     let holder = ChildGuard::sleep(600);
-    let id = lease(&d, port, &holder);
+    let id = d.lease(port, &holder);
     let server = Listener::new(port, scratch.path("server"))
         .tagged(&id)
         .spawn();
@@ -147,28 +134,22 @@ fn lease_kill_never_takes_another_live_owners_lease() {
             &intruder.pid().to_string(),
         ],
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "stderr: {stderr}");
-    assert!(out.stdout.is_empty(), "no port on stdout: {out:?}");
-    let lease = active_lease(&d, port).expect("the live owner's lease");
+    out.expect(3);
+    assert!(out.stdout.is_empty(), "no port on stdout: {out}");
+    let lease = d.active_lease(port).expect("the live owner's lease");
     assert_eq!(lease["id"], id.as_str(), "{lease}");
     assert_eq!(lease["owner"]["pid"], holder.pid(), "{lease}");
     assert!(
         server.procs[0].stays_alive(SETTLE),
         "its server was signalled"
     );
-    assert!(
-        events(&d, "killed").is_empty(),
-        "{}",
-        d.get("/v1/events").body
-    );
+    assert_no_events(&d, "killed");
     assert_port_held("127.0.0.1", port);
 }
 
 #[test]
 fn kill_never_signals_its_caller_or_the_callers_ancestors() {
-    let block = PortBlock::reserve();
-    let d = daemon(&block);
+    let (block, d, _scratch) = setup();
     let port = block.port(6);
     // A server that itself runs `bash -c 'portctl kill PORT'`: the listener
     // is portctl's grandparent.
@@ -182,8 +163,8 @@ sock.listen(16)
 done = subprocess.run(["bash", "-c", '"$0" kill "$1" --json; exit $?', portctl, str(port)])
 sys.exit(done.returncode)
 "#;
-    let out = output_within(
-        Command::new(portd_e2e::servers::python())
+    let out = finish(
+        Command::new(python())
             .args(["-c", script, &port.to_string()])
             .arg(portctl_bin())
             .env("PORTD_SOCKET", d.socket())
@@ -191,56 +172,28 @@ sys.exit(done.returncode)
             .env_remove(portd_api::LEASE_ENV),
         PORTCTL_TIMEOUT,
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(5),
-        "stdout {stdout}, stderr {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let body: Value = serde_json::from_str(&stdout).expect("the error body");
+    out.expect(5);
+    let body = out.json();
     assert_eq!(body["error"]["code"], "forbidden", "{body}");
     let skipped = &body["error"]["skipped"];
     assert_eq!(skipped.as_array().map(Vec::len), Some(1), "{body}");
     let reason = skipped[0]["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("protected"), "{body}");
-    assert!(
-        events(&d, "killed").is_empty(),
-        "{}",
-        d.get("/v1/events").body
-    );
+    assert_no_events(&d, "killed");
 }
 
 /// A grace longer than the daemon's 60 s request timeout could not be
 /// answered with its result, so the daemon refuses it up front (at most
-/// 50 s): exit 2 and nothing signalled. A grace within the cap completes.
+/// 50 s): exit 2 and nothing signalled.
 #[test]
 fn a_kill_grace_longer_than_the_request_timeout_is_refused() {
-    let block = PortBlock::reserve();
-    let d = daemon(&block);
-    let scratch = Scratch::new();
+    let (block, d, scratch) = setup();
     let port = block.port(5);
     let mut server = Listener::new(port, scratch.path("server"))
         .ignore_sigterm()
         .spawn();
-    let out = output_within(
-        Command::new(portctl_bin())
-            .args(["kill", &port.to_string(), "--grace", "61s", "--json"])
-            .env("PORTD_SOCKET", d.socket())
-            .env("PORTD_NO_AUTOSTART", "1")
-            .env_remove(portd_api::LEASE_ENV),
-        Duration::from_secs(30),
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "stdout {stdout}, stderr {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        server.guard.is_running(),
-        "refused, yet signalled: {stdout}"
-    );
-    assert!(events(&d, "killed").is_empty());
+    let out = portctl(&d, &["kill", &port.to_string(), "--grace", "61s", "--json"]);
+    out.expect(2);
+    assert!(server.guard.is_running(), "refused, yet signalled: {out}");
+    assert_no_events(&d, "killed");
 }

@@ -20,10 +20,11 @@ mod spared;
 mod who;
 
 use std::net::TcpListener;
-use std::process::{Command, Output};
 use std::time::Duration;
 
-use portd_e2e::{ChildGuard, PortBlock, TestDaemon, output_within, portctl_bin, wait_until};
+use portd_e2e::ports::{assert_port_free, assert_port_held};
+use portd_e2e::servers::Scratch;
+use portd_e2e::{ChildGuard, Done, PortBlock, TestDaemon, cli, finish, wait_until};
 use serde_json::{Value, json};
 
 /// The reap grace every test daemon runs with.
@@ -37,113 +38,47 @@ const SETTLE: Duration = Duration::from_millis(1000);
 /// The longest a `portctl` call may take.
 const PORTCTL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A daemon on `block` with a [`GRACE`] reap grace.
-fn daemon(block: &PortBlock) -> TestDaemon {
+/// What every test starts with: a block of ports, a daemon on it with a
+/// [`GRACE`] reap grace, and a scratch directory for pid files.
+fn setup() -> (PortBlock, TestDaemon, Scratch) {
+    let block = PortBlock::reserve();
     let mut d = TestDaemon::new(block.range());
     d.args(&["--grace", "500ms"]).launch();
-    d
+    (block, d, Scratch::new())
 }
 
 /// Runs `portctl ARGS` against `d` (no autostart, untagged).
-fn portctl(d: &TestDaemon, args: &[&str]) -> Output {
-    output_within(
-        Command::new(portctl_bin())
-            .args(args)
-            .env("PORTD_SOCKET", d.socket())
-            .env("PORTD_NO_AUTOSTART", "1")
-            .env_remove(portd_api::LEASE_ENV),
-        PORTCTL_TIMEOUT,
-    )
+fn portctl(d: &TestDaemon, args: &[&str]) -> Done {
+    Done {
+        what: format!("portctl {}", args.join(" ")),
+        ..finish(cli::portctl(d.socket()).args(args), PORTCTL_TIMEOUT)
+    }
 }
 
 /// Runs `portctl ARGS`, asserts its exit code, and returns stdout as JSON.
 #[track_caller]
 fn portctl_json(d: &TestDaemon, args: &[&str], code: i32) -> Value {
-    let out = portctl(d, args);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "portctl {args:?}: stdout {stdout}, stderr {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("portctl {args:?}: stdout is not JSON ({e}): {stdout}"))
+    portctl(d, args).expect(code).json()
 }
 
-/// Leases exactly `port` for `owner`; returns the lease id.
+/// `portctl reap --json` (or `--dry-run`): asserts exit 0 and returns the
+/// report.
 #[track_caller]
-fn lease(d: &TestDaemon, port: u16, owner: &ChildGuard) -> String {
-    let answer = d.post("/v1/leases", &json!({"port": port, "owner": owner.owner()}));
-    assert_eq!(answer.status, 201, "lease {port}: {}", answer.body);
-    answer.json()["id"]
-        .as_str()
-        .expect("a lease id")
-        .to_string()
+fn reap(d: &TestDaemon, dry_run: bool) -> Value {
+    let args: &[&str] = if dry_run {
+        &["reap", "--dry-run", "--json"]
+    } else {
+        &["reap", "--json"]
+    };
+    let report = portctl_json(d, args, 0);
+    assert_eq!(report["dry_run"], dry_run, "{report}");
+    report
 }
 
-/// The active lease on `port`, if any.
-fn active_lease(d: &TestDaemon, port: u16) -> Option<Value> {
-    let answer = d.get(&format!("/v1/leases/{port}"));
-    match answer.status {
-        200 => Some(answer.json()),
-        404 => None,
-        other => panic!("GET /v1/leases/{port}: {other} {}", answer.body),
-    }
-}
-
-/// Waits until lease `id` on `port` has ended.
+/// Asserts that the daemon wrote no `kind` event.
 #[track_caller]
-fn wait_lease_ended(d: &TestDaemon, port: u16, id: &str) {
-    let ended = wait_until(DEADLINE, || {
-        active_lease(d, port).is_none_or(|l| l["id"] != id)
-    });
-    assert!(
-        ended,
-        "lease {id} on {port} still active after {DEADLINE:?}"
-    );
-}
-
-/// Every event of `kind`, oldest first.
-fn events(d: &TestDaemon, kind: &str) -> Vec<Value> {
-    let answer = d.get("/v1/events");
-    assert_eq!(answer.status, 200, "GET /v1/events: {}", answer.body);
-    answer.json()["events"]
-        .as_array()
-        .expect("a list of events")
-        .iter()
-        .filter(|e| e["kind"] == kind)
-        .cloned()
-        .collect()
-}
-
-/// Waits for the `kind` event about `pid` and returns it.
-#[track_caller]
-fn wait_event(d: &TestDaemon, kind: &str, pid: u32) -> Value {
-    portd_e2e::wait_for(DEADLINE, || {
-        events(d, kind).into_iter().find(|e| e["pid"] == pid)
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "no {kind} event for pid {pid} within {DEADLINE:?}: {}",
-            d.get("/v1/events").body
-        )
-    })
-}
-
-/// Asserts that the test itself can bind `host:port` (within [`DEADLINE`]:
-/// a socket closes as its process exits, but the exit is observed first).
-#[track_caller]
-fn assert_port_free(host: &str, port: u16) {
-    let bound = wait_until(DEADLINE, || TcpListener::bind((host, port)).is_ok());
-    assert!(bound, "{host}:{port} still cannot be bound");
-}
-
-/// Asserts that `host:port` is still taken.
-#[track_caller]
-fn assert_port_held(host: &str, port: u16) {
-    let err = TcpListener::bind((host, port)).expect_err("the port should still be held");
-    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
+fn assert_no_events(d: &TestDaemon, kind: &str) {
+    assert!(d.events(kind).is_empty(), "{}", d.get("/v1/events").body);
 }
 
 /// The entries of a report list (`reaped`, `reported`, `signalled`, ...)
@@ -163,6 +98,14 @@ fn one_about(list: &Value, pid: u32) -> Value {
     let found = about(list, pid);
     assert_eq!(found.len(), 1, "expected one entry for pid {pid} in {list}");
     found.into_iter().next().unwrap()
+}
+
+/// The entry about `pid` in the `reported` list of a reap report; asserts
+/// that it is there once and that `reaped` does not list `pid`.
+#[track_caller]
+fn reported_not_reaped(report: &Value, pid: u32) -> Value {
+    assert!(about(&report["reaped"], pid).is_empty(), "{report}");
+    one_about(&report["reported"], pid)
 }
 
 /// Pids in a list of holders or signalled processes, sorted.

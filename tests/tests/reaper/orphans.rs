@@ -5,32 +5,31 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use portd_e2e::servers::{Listener, ProcId, Scratch, Strays, in_new_session, wait_pid_file};
+use nix::sys::signal::Signal;
+use portd_e2e::servers::{Listener, ProcId, Strays, in_new_session, wait_pid_file};
 
 use super::*;
 
 #[test]
 fn the_orphan_of_a_killed_owner_is_reaped_and_its_port_binds_again() {
-    let block = PortBlock::reserve();
-    let d = daemon(&block);
-    let scratch = Scratch::new();
+    let (block, d, scratch) = setup();
     let port = block.port(2);
     let mut owner = ChildGuard::sleep(600);
-    let id = lease(&d, port, &owner);
+    let id = d.lease(port, &owner);
     let mut server = Listener::new(port, scratch.path("server"))
         .tagged(&id)
         .spawn();
     assert_port_held("127.0.0.1", port);
 
     owner.kill9();
-    wait_lease_ended(&d, port, &id);
+    d.wait_lease_ended(&id, DEADLINE);
     let status = server
         .guard
         .wait_exit(DEADLINE)
         .expect("the orphan still runs after its owner died");
-    assert_eq!(status.signal(), Some(libc_sigterm()), "{status:?}");
+    assert_eq!(status.signal(), Some(Signal::SIGTERM as i32), "{status:?}");
 
-    let event = wait_event(&d, "reaped", server.pid());
+    let event = d.wait_event("reaped", server.pid(), DEADLINE);
     assert_eq!(event["lease_id"], id.as_str(), "{event}");
     assert_eq!(event["port"], port, "{event}");
     let detail = event["detail"].as_str().unwrap_or_default();
@@ -44,9 +43,7 @@ fn the_orphan_of_a_killed_owner_is_reaped_and_its_port_binds_again() {
 
 #[test]
 fn a_reloader_and_its_worker_sharing_the_socket_both_go() {
-    let block = PortBlock::reserve();
-    let d = daemon(&block);
-    let scratch = Scratch::new();
+    let (block, d, scratch) = setup();
     let host = if has_ipv6_loopback() {
         "::1"
     } else {
@@ -54,7 +51,7 @@ fn a_reloader_and_its_worker_sharing_the_socket_both_go() {
     };
     let port = block.port(4);
     let mut owner = ChildGuard::sleep(600);
-    let id = lease(&d, port, &owner);
+    let id = d.lease(port, &owner);
     let server = Listener::new(port, scratch.path("server"))
         .host(host)
         .tagged(&id)
@@ -76,7 +73,7 @@ fn a_reloader_and_its_worker_sharing_the_socket_both_go() {
     owner.kill9();
     for proc in [reloader, worker] {
         assert!(proc.wait_gone(DEADLINE), "pid {} survived", proc.pid);
-        let event = wait_event(&d, "reaped", proc.pid);
+        let event = d.wait_event("reaped", proc.pid, DEADLINE);
         assert_eq!(event["lease_id"], id.as_str(), "{event}");
     }
     assert_port_free(host, port);
@@ -84,12 +81,10 @@ fn a_reloader_and_its_worker_sharing_the_socket_both_go() {
 
 #[test]
 fn the_whole_process_group_of_a_tagged_listener_goes() {
-    let block = PortBlock::reserve();
-    let d = daemon(&block);
-    let scratch = Scratch::new();
+    let (block, d, scratch) = setup();
     let port = block.port(6);
     let mut owner = ChildGuard::sleep(600);
-    let id = lease(&d, port, &owner);
+    let id = d.lease(port, &owner);
 
     // npm -> node (listens) + esbuild (does not): a tagged bash leads its own
     // group, with a listening child and a non-listening one.
@@ -126,7 +121,7 @@ fn the_whole_process_group_of_a_tagged_listener_goes() {
     owner.kill9();
     for proc in [server, sleeper, bash] {
         assert!(proc.wait_gone(DEADLINE), "pid {} survived", proc.pid);
-        let event = wait_event(&d, "reaped", proc.pid);
+        let event = d.wait_event("reaped", proc.pid, DEADLINE);
         assert_eq!(event["lease_id"], id.as_str(), "{event}");
     }
     assert_port_free("127.0.0.1", port);
@@ -134,12 +129,10 @@ fn the_whole_process_group_of_a_tagged_listener_goes() {
 
 #[test]
 fn an_orphan_that_ignores_sigterm_is_sigkilled_after_the_grace() {
-    let block = PortBlock::reserve();
-    let d = daemon(&block);
-    let scratch = Scratch::new();
+    let (block, d, scratch) = setup();
     let port = block.port(8);
     let mut owner = ChildGuard::sleep(600);
-    let id = lease(&d, port, &owner);
+    let id = d.lease(port, &owner);
     let mut server = Listener::new(port, scratch.path("server"))
         .tagged(&id)
         .ignore_sigterm()
@@ -152,13 +145,13 @@ fn an_orphan_that_ignores_sigterm_is_sigkilled_after_the_grace() {
         .wait_exit(DEADLINE)
         .expect("the orphan still runs");
     let took = killed_at.elapsed();
-    assert_eq!(status.signal(), Some(libc_sigkill()), "{status:?}");
+    assert_eq!(status.signal(), Some(Signal::SIGKILL as i32), "{status:?}");
     assert!(
         took >= GRACE,
         "SIGKILL came {took:?} after the owner died, before the grace"
     );
 
-    let event = wait_event(&d, "reaped", server.pid());
+    let event = d.wait_event("reaped", server.pid(), DEADLINE);
     let detail = event["detail"].as_str().unwrap_or_default();
     assert!(
         detail.starts_with("SIGKILL"),
@@ -169,12 +162,10 @@ fn an_orphan_that_ignores_sigterm_is_sigkilled_after_the_grace() {
 
 #[test]
 fn a_grant_of_a_port_held_by_an_orphan_of_an_ended_lease_reaps_it_and_succeeds() {
-    let block = PortBlock::reserve();
-    let d = daemon(&block);
-    let scratch = Scratch::new();
+    let (block, d, scratch) = setup();
     let port = block.port(10);
     let first_owner = ChildGuard::sleep(600);
-    let old = lease(&d, port, &first_owner);
+    let old = d.lease(port, &first_owner);
     let mut server = Listener::new(port, scratch.path("server"))
         .tagged(&old)
         .spawn();
@@ -193,43 +184,28 @@ fn a_grant_of_a_port_held_by_an_orphan_of_an_ended_lease_reaps_it_and_succeeds()
             &next_owner.pid().to_string(),
         ],
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{port}\n"));
+    out.expect(0);
+    assert_eq!(out.stdout, format!("{port}\n"), "{out}");
 
     assert!(
         server.procs[0].wait_gone(DEADLINE),
         "the orphan survived the grant"
     );
-    let event = wait_event(&d, "reaped", server.pid());
+    let event = d.wait_event("reaped", server.pid(), DEADLINE);
     assert_eq!(event["lease_id"], old.as_str(), "{event}");
-    let lease = active_lease(&d, port).expect("the new lease is active");
+    let lease = d.active_lease(port).expect("the new lease is active");
     assert_eq!(lease["owner"]["pid"], next_owner.pid(), "{lease}");
     assert_ne!(lease["id"], old.as_str());
     assert!(server.guard.wait_exit(DEADLINE).is_some());
     assert_port_free("127.0.0.1", port);
 }
 
-fn libc_sigterm() -> i32 {
-    nix::sys::signal::Signal::SIGTERM as i32
-}
-
-fn libc_sigkill() -> i32 {
-    nix::sys::signal::Signal::SIGKILL as i32
-}
-
 #[test]
 fn an_orphan_whose_owner_died_while_the_daemon_was_down_is_reaped_at_start_up() {
-    let block = PortBlock::reserve();
-    let mut d = daemon(&block);
-    let scratch = Scratch::new();
+    let (block, mut d, scratch) = setup();
     let port = block.port(12);
     let mut owner = ChildGuard::sleep(600);
-    let id = lease(&d, port, &owner);
+    let id = d.lease(port, &owner);
     let mut server = Listener::new(port, scratch.path("server"))
         .tagged(&id)
         .spawn();
@@ -245,15 +221,9 @@ fn an_orphan_whose_owner_died_while_the_daemon_was_down_is_reaped_at_start_up() 
         server.guard.wait_exit(DEADLINE).is_some(),
         "the start-up sweep left the orphan"
     );
-    let event = wait_event(&d, "reaped", server.pid());
+    let event = d.wait_event("reaped", server.pid(), DEADLINE);
     assert_eq!(event["lease_id"], id.as_str(), "{event}");
-    let ended = d.get("/v1/leases?all=true").json()["leases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["id"] == id.as_str())
-        .cloned()
-        .expect("the lease is in history");
+    let ended = d.lease_by_id(&id).expect("the lease is in history");
     assert_eq!(ended["end_reason"], "owner_died", "{ended}");
     assert_port_free("127.0.0.1", port);
 }

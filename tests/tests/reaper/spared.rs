@@ -4,31 +4,30 @@
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
-use portd_e2e::servers::{Listener, ProcId, Scratch, boot_ticks_now, wait_pid_file};
+use portd_e2e::cli::Gate;
+use portd_e2e::servers::{Listener, ProcId, boot_ticks_now, wait_pid_file};
 
 use super::*;
 
-/// `portctl reap --json` (or `--dry-run`): asserts exit 0 and returns the report.
+/// After `portctl reap`: `proc` still runs and holds `port`, and nothing was
+/// reaped.
 #[track_caller]
-fn reap(d: &TestDaemon, dry_run: bool) -> Value {
-    let args: &[&str] = if dry_run {
-        &["reap", "--dry-run", "--json"]
-    } else {
-        &["reap", "--json"]
-    };
-    let report = portctl_json(d, args, 0);
-    assert_eq!(report["dry_run"], dry_run, "{report}");
-    report
+fn assert_spared(d: &TestDaemon, proc: ProcId, port: u16) {
+    assert!(
+        proc.stays_alive(SETTLE),
+        "`portctl reap` signalled pid {}",
+        proc.pid
+    );
+    assert_no_events(d, "reaped");
+    assert_port_held("127.0.0.1", port);
 }
 
 #[test]
 fn a_tagged_process_that_does_not_listen_and_is_outside_the_group_survives() {
-    let block = PortBlock::reserve();
-    let d = daemon(&block);
-    let scratch = Scratch::new();
+    let (block, d, scratch) = setup();
     let port = block.port(1);
     let mut owner = ChildGuard::sleep(600);
-    let id = lease(&d, port, &owner);
+    let id = d.lease(port, &owner);
     // The server leads its own group; the editor started from the shell that
     // eval'd the tag leads another.
     let listener = Listener::new(port, scratch.path("server")).tagged(&id);
@@ -45,20 +44,19 @@ fn a_tagged_process_that_does_not_listen_and_is_outside_the_group_survives() {
 
     owner.kill9();
     assert!(server.procs[0].wait_gone(DEADLINE), "the listener survived");
-    wait_event(&d, "reaped", server.pid());
+    d.wait_event("reaped", server.pid(), DEADLINE);
     assert!(
         editor.stays_alive(SETTLE),
         "the tagged non-listener was signalled"
     );
     assert!(
-        events(&d, "reaped").iter().all(|e| e["pid"] != editor.pid),
+        d.events("reaped").iter().all(|e| e["pid"] != editor.pid),
         "{}",
         d.get("/v1/events").body
     );
 
     let dry = reap(&d, true);
-    assert!(about(&dry["reaped"], editor.pid).is_empty(), "{dry}");
-    let reported = one_about(&dry["reported"], editor.pid);
+    let reported = reported_not_reaped(&dry, editor.pid);
     assert_eq!(reported["lease_id"], id.as_str(), "{dry}");
     assert_eq!(reported["suspect"], false, "{dry}");
     let reason = reported["reason"].as_str().unwrap_or_default();
@@ -71,36 +69,24 @@ fn a_tagged_process_that_does_not_listen_and_is_outside_the_group_survives() {
 
 #[test]
 fn an_untagged_holder_is_never_reaped_automatically() {
-    let block = PortBlock::reserve();
-    let d = daemon(&block);
-    let scratch = Scratch::new();
+    let (block, d, scratch) = setup();
     let port = block.port(3);
     let mut owner = ChildGuard::sleep(600);
-    let id = lease(&d, port, &owner);
+    let id = d.lease(port, &owner);
     // Started by hand, without the tag (the owner and it share the test's
     // session, so it is a suspect: reported, never signalled).
     let server = Listener::new(port, scratch.path("server")).spawn();
     let proc = server.procs[0];
 
     owner.kill9();
-    wait_lease_ended(&d, port, &id);
+    d.wait_lease_ended(&id, DEADLINE);
     assert!(proc.stays_alive(SETTLE), "an untagged holder was signalled");
 
     let report = reap(&d, false);
-    assert!(about(&report["reaped"], proc.pid).is_empty(), "{report}");
-    let reported = one_about(&report["reported"], proc.pid);
+    let reported = reported_not_reaped(&report, proc.pid);
     assert_eq!(reported["suspect"], true, "{report}");
     assert!(reported["lease_id"].is_null(), "{report}");
-    assert!(
-        proc.stays_alive(SETTLE),
-        "`portctl reap` signalled an untagged holder"
-    );
-    assert!(
-        events(&d, "reaped").is_empty(),
-        "{}",
-        d.get("/v1/events").body
-    );
-    assert_port_held("127.0.0.1", port);
+    assert_spared(&d, proc, port);
 }
 
 #[test]
@@ -109,12 +95,11 @@ fn a_tagged_orphan_of_another_uid_is_reported_not_reaped() {
         eprintln!("skipped: needs root to run a server as uid 65534");
         return;
     }
-    let block = PortBlock::reserve();
-    let d = daemon(&block);
-    let scratch = Scratch::new().open_to_all();
+    let (block, d, scratch) = setup();
+    let scratch = scratch.open_to_all();
     let port = block.port(5);
     let mut owner = ChildGuard::sleep(600);
-    let id = lease(&d, port, &owner);
+    let id = d.lease(port, &owner);
     let listener = Listener::new(port, scratch.path("server")).tagged(&id);
     let mut cmd = Command::new("setpriv");
     cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
@@ -133,15 +118,14 @@ fn a_tagged_orphan_of_another_uid_is_reported_not_reaped() {
     );
 
     owner.kill9();
-    wait_lease_ended(&d, port, &id);
+    d.wait_lease_ended(&id, DEADLINE);
     assert!(
         proc.stays_alive(SETTLE),
         "root's lease reaped uid 65534's server"
     );
 
     let report = reap(&d, false);
-    assert!(about(&report["reaped"], proc.pid).is_empty(), "{report}");
-    let reported = one_about(&report["reported"], proc.pid);
+    let reported = reported_not_reaped(&report, proc.pid);
     assert_eq!(reported["uid"], 65534, "{report}");
     assert_eq!(reported["lease_id"], id.as_str(), "{report}");
     let reason = reported["reason"].as_str().unwrap_or_default();
@@ -149,28 +133,20 @@ fn a_tagged_orphan_of_another_uid_is_reported_not_reaped() {
         reason.contains("65534"),
         "the reason names the uid: {report}"
     );
-    assert!(proc.stays_alive(SETTLE), "`portctl reap` signalled it");
-    assert!(
-        events(&d, "reaped").is_empty(),
-        "{}",
-        d.get("/v1/events").body
-    );
-    assert_port_held("127.0.0.1", port);
+    assert_spared(&d, proc, port);
 }
 
 #[test]
 fn a_process_tagged_before_the_lease_was_granted_survives() {
-    let block = PortBlock::reserve();
-    let d = daemon(&block);
-    let scratch = Scratch::new();
+    let (block, d, scratch) = setup();
     let port = block.port(7);
-    let id_file = scratch.path("lease-id");
+    let mut gate = Gate::new(scratch.path("lease-id"));
     let listener = Listener::new(port, scratch.path("server"));
     // Starts now, learns the lease id later, and only then becomes a tagged
     // server: its start time is that of this bash, before the grant.
     let script = format!(
-        "until [ -s {f} ]; do sleep 0.01; done\nread -r ID < {f}\nexec env PORTD_LEASE=\"$ID\" {line}\n",
-        f = id_file.display(),
+        "read -r ID < {gate}\nexec env PORTD_LEASE=\"$ID\" {line}\n",
+        gate = gate.path().display(),
         line = listener.shell_line()
     );
     let mut early = ChildGuard::bash(&script);
@@ -180,8 +156,8 @@ fn a_process_tagged_before_the_lease_was_granted_survives() {
     assert!(wait_until(DEADLINE, || boot_ticks_now() > started.start_ticks + 1));
 
     let mut owner = ChildGuard::sleep(600);
-    let id = lease(&d, port, &owner);
-    scratch.write("lease-id", &id);
+    let id = d.lease(port, &owner);
+    gate.pass(&id);
     let pids = wait_pid_file(&scratch.path("server"), || early.is_running());
     assert_eq!(
         pids,
@@ -191,35 +167,26 @@ fn a_process_tagged_before_the_lease_was_granted_survives() {
     assert!(started.is_alive(), "same process, same start time");
 
     owner.kill9();
-    wait_lease_ended(&d, port, &id);
+    d.wait_lease_ended(&id, DEADLINE);
     assert!(
         started.stays_alive(SETTLE),
         "a process older than the lease was reaped"
     );
 
     let report = reap(&d, false);
-    assert!(about(&report["reaped"], started.pid).is_empty(), "{report}");
-    let reported = one_about(&report["reported"], started.pid);
+    let reported = reported_not_reaped(&report, started.pid);
     assert_eq!(reported["lease_id"], id.as_str(), "{report}");
     let reason = reported["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("before the lease was granted"), "{report}");
-    assert!(started.stays_alive(SETTLE));
-    assert!(
-        events(&d, "reaped").is_empty(),
-        "{}",
-        d.get("/v1/events").body
-    );
-    assert_port_held("127.0.0.1", port);
+    assert_spared(&d, started, port);
 }
 
 #[test]
 fn a_dry_run_names_the_orphan_and_changes_nothing() {
-    let block = PortBlock::reserve();
-    let d = daemon(&block);
-    let scratch = Scratch::new();
+    let (block, d, scratch) = setup();
     let port = block.port(9);
     let owner = ChildGuard::sleep(600);
-    let id = lease(&d, port, &owner);
+    let id = d.lease(port, &owner);
     let mut server = Listener::new(port, scratch.path("server"))
         .tagged(&id)
         .spawn();
@@ -252,6 +219,6 @@ fn a_dry_run_names_the_orphan_and_changes_nothing() {
     assert_eq!(reaped["signal"], "SIGTERM", "{real}");
     assert_eq!(reaped["exited"], true, "{real}");
     assert!(server.guard.wait_exit(DEADLINE).is_some());
-    wait_event(&d, "reaped", proc.pid);
+    d.wait_event("reaped", proc.pid, DEADLINE);
     assert_port_free("127.0.0.1", port);
 }

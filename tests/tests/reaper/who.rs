@@ -4,18 +4,17 @@
 
 use std::process::{Command, Stdio};
 
-use portd_e2e::servers::{Client, Listener, Scratch, Strays, in_new_session, wait_pid_file};
+use portd_e2e::cli::Gate;
+use portd_e2e::servers::{Client, Listener, Strays, in_new_session, wait_pid_file};
 
 use super::*;
 
 #[test]
 fn who_lists_listeners_only_with_the_lease_of_tagged_holders() {
-    let block = PortBlock::reserve();
-    let d = daemon(&block);
-    let scratch = Scratch::new();
+    let (block, d, scratch) = setup();
     let port = block.port(0);
     let owner = ChildGuard::sleep(600);
-    let id = lease(&d, port, &owner);
+    let id = d.lease(port, &owner);
     let server = Listener::new(port, scratch.path("server"))
         .tagged(&id)
         .spawn();
@@ -52,28 +51,26 @@ fn who_lists_listeners_only_with_the_lease_of_tagged_holders() {
 
 #[test]
 fn an_untagged_listener_left_in_a_dead_owners_session_is_a_suspect() {
-    let block = PortBlock::reserve();
-    let d = daemon(&block);
-    let scratch = Scratch::new();
+    let (block, d, scratch) = setup();
     let port = block.port(1);
     // The owner: a shell in its own session that, once it has its lease,
     // starts a server with a plain `&` (untagged) and is then SIGKILLed.
     let listener = Listener::new(port, scratch.path("server"));
-    let go = scratch.path("go");
+    let mut gate = Gate::new(scratch.path("go"));
     let mut shell_cmd = Command::new("bash");
     shell_cmd
         .arg("-c")
         .arg(format!(
-            "until [ -e {go} ]; do sleep 0.01; done\n{} &\nwait\n",
-            listener.shell_line(),
-            go = go.display()
+            "read go < {}\n{} &\nwait\n",
+            gate.path().display(),
+            listener.shell_line()
         ))
         .env_remove(portd_api::LEASE_ENV)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let mut shell = ChildGuard::spawn(in_new_session(&mut shell_cmd));
-    let id = lease(&d, port, &shell);
-    scratch.write("go", "");
+    let id = d.lease(port, &shell);
+    gate.release(1);
     let mut strays = Strays::default();
     let pid = wait_pid_file(&scratch.path("server"), || shell.is_running())[0];
     let server = strays.adopt_pid(pid);
@@ -84,7 +81,7 @@ fn an_untagged_listener_left_in_a_dead_owners_session_is_a_suspect() {
     );
 
     shell.kill9();
-    wait_lease_ended(&d, port, &id);
+    d.wait_lease_ended(&id, DEADLINE);
     assert!(server.stays_alive(SETTLE), "a suspect was signalled");
 
     let who = portctl_json(&d, &["who", &port.to_string(), "--json"], 0);
@@ -94,18 +91,12 @@ fn an_untagged_listener_left_in_a_dead_owners_session_is_a_suspect() {
     assert_eq!(holder["suspect"], true, "{who}");
     assert!(holder["lease_id"].is_null(), "{who}");
     let out = portctl(&d, &["who", &port.to_string()]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("suspect"), "people see it too: {text}");
+    assert!(out.stdout.contains("suspect"), "people see it too: {out}");
 
-    let dry = portctl_json(&d, &["reap", "--dry-run", "--json"], 0);
-    let reported = one_about(&dry["reported"], server.pid);
+    let dry = reap(&d, true);
+    let reported = reported_not_reaped(&dry, server.pid);
     assert_eq!(reported["suspect"], true, "{dry}");
-    assert!(about(&dry["reaped"], server.pid).is_empty(), "{dry}");
     assert!(server.is_alive());
-    assert!(
-        events(&d, "reaped").is_empty(),
-        "{}",
-        d.get("/v1/events").body
-    );
+    assert_no_events(&d, "reaped");
     assert_port_held("127.0.0.1", port);
 }

@@ -24,10 +24,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use portd_e2e::http::request_bytes;
 use portd_e2e::{ChildGuard, PortBlock, TestDaemon, output_within, wait_until};
 use serde_json::{Value, json};
 
-use super::{Failure, assert_no_panic, exchange, request_bytes, wait_for_socket};
+use super::{Failure, assert_no_panic, exchange, wait_for_socket};
 
 const WORKERS: usize = 4;
 const OWNERS_PER_WORKER: usize = 3;

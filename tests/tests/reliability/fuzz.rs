@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use portd_api::{ErrorBody, LeaseRequest, PortRange, parse_port};
+use portd_e2e::http::request_bytes;
 use portd_e2e::ports::port_is_free;
 use portd_e2e::{PortBlock, TestDaemon};
 use proptest::prelude::*;
@@ -33,7 +34,7 @@ use proptest::strategy::Union;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{Map, Value, json};
 
-use super::{Failure, assert_healthy, assert_no_panic, exchange, request_bytes};
+use super::{Failure, assert_no_panic, exchange};
 
 /// Most cases run; the time budget below usually ends the run first.
 const CASES: u32 = 6000;
@@ -176,7 +177,7 @@ fn generated_requests_never_get_a_5xx_or_break_the_daemon() {
         started.elapsed(),
         skipped.into_inner()
     );
-    assert_healthy(&d, "the fuzzing");
+    d.assert_healthy("the fuzzing");
     assert_no_panic(&d);
 }
 

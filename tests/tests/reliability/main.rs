@@ -66,36 +66,6 @@ fn exchange(socket: &Path, bytes: &[u8]) -> Result<Response, Failure> {
     parse_response(&answer).map_err(Failure::Unanswered)
 }
 
-/// `METHOD PATH` with an optional JSON body, `Connection: close`.
-fn request_bytes(method: &str, path: &str, body: Option<&[u8]>) -> Vec<u8> {
-    let mut bytes =
-        format!("{method} {path} HTTP/1.1\r\nHost: portd\r\nConnection: close\r\n").into_bytes();
-    if let Some(body) = body {
-        bytes.extend_from_slice(
-            format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                body.len()
-            )
-            .as_bytes(),
-        );
-    }
-    bytes.extend_from_slice(b"\r\n");
-    bytes.extend_from_slice(body.unwrap_or_default());
-    bytes
-}
-
-/// The daemon answers health, as the same process.
-#[track_caller]
-fn assert_healthy(d: &TestDaemon, after: &str) {
-    let answer = d.request("GET", "/v1/health", None);
-    assert_eq!(answer.status, 200, "health after {after}: {}", answer.body);
-    assert_eq!(
-        answer.json()["pid"],
-        d.pid(),
-        "the daemon was replaced after {after}"
-    );
-}
-
 /// The daemon's log holds no panic (a panicking handler task does not stop
 /// the daemon, so only the log shows it).
 #[track_caller]

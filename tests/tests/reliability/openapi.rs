@@ -13,8 +13,6 @@ use oas3::spec::ObjectOrReference;
 use portd_e2e::{PortBlock, TestDaemon};
 use serde_json::Value;
 
-use super::assert_healthy;
-
 /// The routes of the API (DESIGN "HTTP API", docs/API.md), method and path.
 const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/health"),
@@ -202,5 +200,5 @@ fn every_documented_route_is_served_and_nothing_else() {
         assert_eq!(answer.status, 404, "{unknown}: {}", answer.body);
         assert!(answer.body.contains(NO_ROUTE), "{unknown}: {}", answer.body);
     }
-    assert_healthy(&d, "every route");
+    d.assert_healthy("every route");
 }

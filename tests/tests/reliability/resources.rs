@@ -10,7 +10,7 @@ use portd_e2e::http;
 use portd_e2e::{ChildGuard, PortBlock, TestDaemon, via_bash, wait_until};
 use serde_json::json;
 
-use super::{DEADLINE, assert_healthy, assert_no_panic, open_fds, raise_own_fd_limit};
+use super::{DEADLINE, assert_no_panic, open_fds, raise_own_fd_limit};
 
 /// The daemon's connection cap and header-read timeout (docs/API.md "Limits").
 const MAX_CONNECTIONS: usize = 512;
@@ -71,7 +71,7 @@ fn a_thousand_idle_connections_neither_exhaust_descriptors_nor_lock_others_out()
     drop(idle);
 
     let started = Instant::now();
-    assert_healthy(&d, "1,000 idle clients");
+    d.assert_healthy("1,000 idle clients");
     assert!(started.elapsed() < MARGIN, "slow once they left");
     assert_eq!(fd_trouble(&d.log()), Vec::<&str>::new());
     assert_no_panic(&d);
@@ -135,7 +135,7 @@ fn a_client_trickling_one_byte_a_second_is_cut_off() {
         "a trickled request was served: {}",
         String::from_utf8_lossy(&answered)
     );
-    assert_healthy(&d, "a trickling client");
+    d.assert_healthy("a trickling client");
 }
 
 /// Owners in the test below.
@@ -270,6 +270,6 @@ fn more_owners_than_file_descriptors_are_all_granted_and_all_ended() {
         trouble, 0,
         "the daemon ran out of descriptors {trouble} times"
     );
-    assert_healthy(&d, "2,000 owners");
+    d.assert_healthy("2,000 owners");
     assert_no_panic(&d);
 }

@@ -8,10 +8,7 @@ use super::*;
 
 #[test]
 fn no_command_after_the_dashes_is_a_usage_error() {
-    let block = PortBlock::reserve();
-    let d = daemon(&block);
-    let scratch = Scratch::new();
-    let dir = project(&scratch, "app");
+    let (block, d, _scratch, dir) = setup();
     let port = block.port(2).to_string();
     let done = finish(portctl(&d, &dir).args(["run", "--port", &port, "--"]));
     done.expect(2);
@@ -23,10 +20,7 @@ fn no_command_after_the_dashes_is_a_usage_error() {
 
 #[test]
 fn a_command_that_cannot_run_exits_126_or_127_and_releases_the_port() {
-    let block = PortBlock::reserve();
-    let d = daemon(&block);
-    let scratch = Scratch::new();
-    let dir = project(&scratch, "app");
+    let (block, d, scratch, dir) = setup();
     let port = block.port(2).to_string();
     let not_executable = scratch.path("server.sh");
     fs::write(&not_executable, "#!/bin/sh\nexit 0\n").expect("write a script");

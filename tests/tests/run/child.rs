@@ -11,10 +11,7 @@ use super::*;
 
 #[test]
 fn the_command_gets_its_port_and_tag_and_portctl_exits_with_its_code() {
-    let block = PortBlock::reserve();
-    let d = daemon(&block);
-    let scratch = Scratch::new();
-    let dir = project(&scratch, "app");
+    let (block, d, scratch, dir) = setup();
     let mut gate = Gate::new(scratch.path("gate"));
     let probe = Probe::new(&scratch, "child").gate(&gate).exit(7);
     let range = block.sub_range(5, 5).to_string();
@@ -41,7 +38,9 @@ fn the_command_gets_its_port_and_tag_and_portctl_exits_with_its_code() {
 
     // While the command runs, portctl run owns the lease the command is
     // tagged with.
-    let lease = active_lease(&d, port).expect("a lease while the command runs");
+    let lease = d
+        .active_lease(port)
+        .expect("a lease while the command runs");
     assert_eq!(lease["id"], run.lease_id(), "PORTD_LEASE names the lease");
     assert_eq!(
         lease["owner"]["pid"],
@@ -77,17 +76,13 @@ fn the_command_gets_its_port_and_tag_and_portctl_exits_with_its_code() {
     gate.release(1);
     let status = run.wait_exit();
     assert_eq!(status.code(), Some(7), "the command's exit code: {status}");
-    let ended = wait_lease_ended(&d, &run.lease_id());
-    assert_eq!(ended["end_reason"], "released", "{ended}");
+    assert_released(&d, &run.lease_id());
     assert_no_active_lease(&d);
 }
 
 #[test]
 fn a_command_killed_by_a_signal_takes_portctl_with_it() {
-    let block = PortBlock::reserve();
-    let d = daemon(&block);
-    let scratch = Scratch::new();
-    let dir = project(&scratch, "app");
+    let (block, d, scratch, dir) = setup();
     for signal in [Signal::SIGTERM, Signal::SIGUSR1] {
         let probe = Probe::new(&scratch, signal.as_str()).kill_self(signal.as_str());
         let range = block.sub_range(0, 5).to_string();
@@ -98,18 +93,14 @@ fn a_command_killed_by_a_signal_takes_portctl_with_it() {
             "portctl re-raises {signal}: {done}"
         );
         let facts = probe.facts().expect("the command ran");
-        let lease = wait_lease_ended(&d, &env_of(&facts, portd_api::LEASE_ENV));
-        assert_eq!(lease["end_reason"], "released", "{lease}");
+        assert_released(&d, &env_of(&facts, portd_api::LEASE_ENV));
     }
     assert_no_active_lease(&d);
 }
 
 #[test]
 fn port_at_name_is_the_port_of_that_name_in_the_same_project() {
-    let block = PortBlock::reserve();
-    let d = daemon(&block);
-    let scratch = Scratch::new();
-    let dir = project(&scratch, "app");
+    let (_block, d, scratch, dir) = setup();
     let elsewhere = project(&scratch, "other");
 
     let mut gate = Gate::new(scratch.path("gate"));
@@ -119,16 +110,17 @@ fn port_at_name_is_the_port_of_that_name_in_the_same_project() {
     let api_port = api.port().to_string();
 
     // While api's lease is active.
+    let web_args = [
+        "--name",
+        "web",
+        "--env",
+        "API_URL=http://localhost:{port@api}",
+    ];
     let web = Probe::new(&scratch, "web-1");
     let done = finish(&mut run_probe(
         &d,
         &dir,
-        &[
-            "--name",
-            "web",
-            "--env",
-            "API_URL=http://localhost:{port@api}",
-        ],
+        &web_args,
         &web,
         &["{port@api}", "{port}"],
     ));
@@ -159,21 +151,9 @@ fn port_at_name_is_the_port_of_that_name_in_the_same_project() {
     // After api's lease ended, its remembered port still resolves.
     gate.release(1);
     assert_eq!(api.wait_exit().code(), Some(0));
-    wait_lease_ended(&d, &api.lease_id());
+    d.wait_lease_ended(&api.lease_id(), DEADLINE);
     let later = Probe::new(&scratch, "web-2");
-    finish(&mut run_probe(
-        &d,
-        &dir,
-        &[
-            "--name",
-            "web",
-            "--env",
-            "API_URL=http://localhost:{port@api}",
-        ],
-        &later,
-        &[],
-    ))
-    .expect(0);
+    finish(&mut run_probe(&d, &dir, &web_args, &later, &[])).expect(0);
     let facts = later.facts().expect("web ran again");
     assert_eq!(
         env_of(&facts, "API_URL"),

@@ -30,10 +30,7 @@ struct Setup {
 
 impl Setup {
     fn new() -> Setup {
-        let block = PortBlock::reserve();
-        let d = daemon(&block);
-        let scratch = Scratch::new();
-        let dir = project(&scratch, "app");
+        let (block, d, scratch, dir) = setup();
         Setup {
             _block: block,
             d,
@@ -103,7 +100,8 @@ impl Setup {
         .unwrap_or_else(|| panic!("api and web not both leased; {}", output()));
         let lease_of = |name: &str| {
             let id = &names.iter().find(|(n, _)| n == name).expect("the name").1;
-            lease_by_id(d, id)
+            d.lease_by_id(id)
+                .unwrap_or_else(|| panic!("lease {id} is not in ?all=true"))
         };
         let leases = [lease_of("api"), lease_of("web")];
         let ports = [port_of(&leases[0]), port_of(&leases[1])];
@@ -171,11 +169,10 @@ impl Services {
             );
         }
         for lease in &self.leases {
-            let ended = wait_lease_ended(d, lease["id"].as_str().expect("an id"));
-            assert_eq!(ended["end_reason"], "released", "{ended}");
+            assert_released(d, lease["id"].as_str().expect("an id"));
         }
         for port in self.ports {
-            assert_port_free(port);
+            assert_port_free("127.0.0.1", port);
         }
         assert_no_active_lease(d);
     }

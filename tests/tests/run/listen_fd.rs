@@ -26,10 +26,7 @@ fn socket_inodes(pid: u32) -> Vec<u64> {
 
 #[test]
 fn the_command_gets_the_listening_socket_as_fd_3() {
-    let block = PortBlock::reserve();
-    let d = daemon(&block);
-    let scratch = Scratch::new();
-    let dir = project(&scratch, "app");
+    let (block, d, scratch, dir) = setup();
     let port = block.port(7);
     let mut gate = Gate::new(scratch.path("gate"));
     let probe = Probe::new(&scratch, "web").listen_fd().gate(&gate);
@@ -84,7 +81,6 @@ fn the_command_gets_the_listening_socket_as_fd_3() {
 
     gate.release(1);
     assert_eq!(run.wait_exit().code(), Some(0));
-    let lease = wait_lease_ended(&d, &run.lease_id());
-    assert_eq!(lease["end_reason"], "released", "{lease}");
-    assert_port_free(port);
+    assert_released(&d, &run.lease_id());
+    assert_port_free("127.0.0.1", port);
 }

@@ -29,15 +29,15 @@ mod terminal;
 mod wait_env;
 
 use std::ffi::OsString;
-use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use portd_e2e::cli::{self, Gate};
+use portd_e2e::ports::assert_port_free;
 use portd_e2e::servers::{ProcId, Scratch, Strays, python};
-use portd_e2e::{ChildGuard, PortBlock, TestDaemon, output_within, wait_for, wait_until};
+use portd_e2e::{ChildGuard, Done, PortBlock, TestDaemon, wait_for, wait_until};
 use serde_json::Value;
 
 /// How long a command may take to start and report, and the daemon to
@@ -52,6 +52,16 @@ fn daemon(block: &PortBlock) -> TestDaemon {
     let mut d = TestDaemon::new(block.range());
     d.args(&["--grace", "500ms"]).launch();
     d
+}
+
+/// What most tests start with: a block of ports, a [`daemon`] on it, a
+/// scratch directory, and the [`project`] `app` in it.
+fn setup() -> (PortBlock, TestDaemon, Scratch, PathBuf) {
+    let block = PortBlock::reserve();
+    let d = daemon(&block);
+    let scratch = Scratch::new();
+    let dir = project(&scratch, "app");
+    (block, d, scratch, dir)
 }
 
 /// A git worktree root named `name` in `scratch` (it has a `.git`
@@ -202,43 +212,9 @@ fn run_probe(d: &TestDaemon, dir: &Path, args: &[&str], probe: &Probe, extra: &[
     cmd
 }
 
-/// How a `portctl` that ran to completion ended, and what it printed.
-struct Done {
-    what: String,
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl fmt::Display for Done {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} ended with {}\n  stdout: {:?}\n  stderr: {:?}",
-            self.what, self.status, self.stdout, self.stderr
-        )
-    }
-}
-
-impl Done {
-    /// Asserts the exit code; returns `self` for more checks.
-    #[track_caller]
-    fn expect(&self, code: i32) -> &Done {
-        assert_eq!(self.status.code(), Some(code), "{self}");
-        self
-    }
-}
-
 /// Runs `cmd` to completion (within [`PORTCTL_TIMEOUT`]).
 fn finish(cmd: &mut Command) -> Done {
-    let what = format!("{cmd:?}");
-    let out = output_within(cmd, PORTCTL_TIMEOUT);
-    Done {
-        what,
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    portd_e2e::finish(cmd, PORTCTL_TIMEOUT)
 }
 
 /// A `portctl run` of a probe, started in the background, once the probe
@@ -340,42 +316,12 @@ fn active_leases(d: &TestDaemon) -> Vec<Value> {
         .clone()
 }
 
-/// The active lease on `port`, if any.
-fn active_lease(d: &TestDaemon, port: u16) -> Option<Value> {
-    let answer = d.get(&format!("/v1/leases/{port}"));
-    match answer.status {
-        200 => Some(answer.json()),
-        404 => None,
-        other => panic!("GET /v1/leases/{port}: {other} {}", answer.body),
-    }
-}
-
-/// Lease `id` as the full history shows it; panics if it is not there.
+/// Waits until lease `id` has ended; asserts that it was released (not
+/// ended by a death).
 #[track_caller]
-fn lease_by_id(d: &TestDaemon, id: &str) -> Value {
-    let all = d.get("/v1/leases?all=true").json();
-    all["leases"]
-        .as_array()
-        .expect("a list of leases")
-        .iter()
-        .find(|l| l["id"] == id)
-        .cloned()
-        .unwrap_or_else(|| panic!("lease {id} is not in ?all=true: {all}"))
-}
-
-/// Waits until lease `id` has ended; returns it.
-#[track_caller]
-fn wait_lease_ended(d: &TestDaemon, id: &str) -> Value {
-    let ended = wait_for(DEADLINE, || {
-        let lease = lease_by_id(d, id);
-        (lease["state"] == "ended").then_some(lease)
-    });
-    ended.unwrap_or_else(|| {
-        panic!(
-            "lease {id} still active after {DEADLINE:?}: {}",
-            lease_by_id(d, id)
-        )
-    })
+fn assert_released(d: &TestDaemon, id: &str) {
+    let ended = d.wait_lease_ended(id, DEADLINE);
+    assert_eq!(ended["end_reason"], "released", "{ended}");
 }
 
 /// Asserts that no lease is active (every one the test's runs took ended).
@@ -388,14 +334,4 @@ fn assert_no_active_lease(d: &TestDaemon) {
 /// The port of a lease.
 fn port_of(lease: &Value) -> u16 {
     lease["port"].as_u64().expect("a port") as u16
-}
-
-/// Asserts that the test can bind `port` on 127.0.0.1 (within [`DEADLINE`]:
-/// a socket closes as its process exits, the exit may be seen first).
-#[track_caller]
-fn assert_port_free(port: u16) {
-    let bound = wait_until(DEADLINE, || {
-        std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
-    });
-    assert!(bound, "127.0.0.1:{port} still cannot be bound");
 }

@@ -18,10 +18,7 @@ fn run_once(d: &TestDaemon, dir: &Path, scratch: &Scratch, name: &str, label: &s
 
 #[test]
 fn a_name_keeps_its_port_across_runs_and_a_daemon_restart() {
-    let block = PortBlock::reserve();
-    let mut d = daemon(&block);
-    let scratch = Scratch::new();
-    let dir = project(&scratch, "app");
+    let (block, mut d, scratch, dir) = setup();
 
     // The first port of the range is leased to someone else, so api gets
     // another one; remembering it is then the only reason to get it again.
@@ -52,11 +49,8 @@ fn a_name_keeps_its_port_across_runs_and_a_daemon_restart() {
 
 #[test]
 fn two_worktrees_of_a_repository_are_two_projects() {
-    let block = PortBlock::reserve();
-    let d = daemon(&block);
-    let scratch = Scratch::new();
     // The main worktree has a .git directory, a linked one a .git file.
-    let main = project(&scratch, "app");
+    let (_block, d, scratch, main) = setup();
     let linked = scratch.path("app-feature");
     fs::create_dir_all(linked.join("web")).expect("create the linked worktree");
     fs::write(
@@ -77,10 +71,10 @@ fn two_worktrees_of_a_repository_are_two_projects() {
     let mut in_linked = start(&linked.join("web"), "linked");
     let (main_port, linked_port) = (in_main.port(), in_linked.port());
     assert_ne!(main_port, linked_port, "one name, two projects, two ports");
-    let lease = active_lease(&d, main_port).expect("main's lease");
+    let lease = d.active_lease(main_port).expect("main's lease");
     assert_eq!(lease["name"], "api");
     assert_eq!(lease["project"], main.to_str().unwrap(), "{lease}");
-    let lease = active_lease(&d, linked_port).expect("linked's lease");
+    let lease = d.active_lease(linked_port).expect("linked's lease");
     assert_eq!(lease["project"], linked.to_str().unwrap(), "{lease}");
 
     // The same name in the same project, while another run holds it.

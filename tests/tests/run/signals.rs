@@ -9,10 +9,7 @@ use super::*;
 
 #[test]
 fn int_term_hup_and_quit_sent_to_portctl_reach_the_command() {
-    let block = PortBlock::reserve();
-    let d = daemon(&block);
-    let scratch = Scratch::new();
-    let dir = project(&scratch, "app");
+    let (_block, d, scratch, dir) = setup();
     // The command never gets its gate: only the signal ends it.
     let gate = Gate::new(scratch.path("gate"));
     let signals = [
@@ -50,18 +47,14 @@ fn int_term_hup_and_quit_sent_to_portctl_reach_the_command() {
             signal.as_str(),
             "the command got {signal}"
         );
-        let lease = wait_lease_ended(&d, &run.lease_id());
-        assert_eq!(lease["end_reason"], "released", "{lease}");
+        assert_released(&d, &run.lease_id());
     }
     assert_no_active_lease(&d);
 }
 
 #[test]
 fn a_sigkilled_portctl_loses_its_lease_and_portd_reaps_its_server() {
-    let block = PortBlock::reserve();
-    let d = daemon(&block);
-    let scratch = Scratch::new();
-    let dir = project(&scratch, "app");
+    let (block, d, scratch, dir) = setup();
     let port = block.port(4);
     let pid_file = scratch.path("server.pid");
     let signal_log = scratch.path("server.signals");
@@ -77,7 +70,7 @@ fn a_sigkilled_portctl_loses_its_lease_and_portd_reaps_its_server() {
     let mut strays = Strays::default();
     let child = strays.adopt_pid(pids[0]);
 
-    let lease = active_lease(&d, port).expect("portctl run leased the port");
+    let lease = d.active_lease(port).expect("portctl run leased the port");
     let id = lease["id"].as_str().expect("a lease id").to_string();
     assert_eq!(lease["owner"]["pid"], run.pid(), "{lease}");
     let environ = fs::read(format!("/proc/{}/environ", child.pid)).expect("read environ");
@@ -88,7 +81,7 @@ fn a_sigkilled_portctl_loses_its_lease_and_portd_reaps_its_server() {
     );
 
     run.kill9();
-    let ended = wait_lease_ended(&d, &id);
+    let ended = d.wait_lease_ended(&id, DEADLINE);
     assert_eq!(ended["end_reason"], "owner_died", "{ended}");
     assert!(
         child.wait_gone(DEADLINE),
@@ -101,20 +94,7 @@ fn a_sigkilled_portctl_loses_its_lease_and_portd_reaps_its_server() {
         "SIGTERM",
         "reaped with SIGTERM first"
     );
-    let reaped = wait_for(DEADLINE, || {
-        let events = d.get("/v1/events").json();
-        events["events"]
-            .as_array()
-            .expect("a list of events")
-            .iter()
-            .find(|e| e["kind"] == "reaped" && e["pid"] == child.pid)
-            .cloned()
-    });
-    assert!(
-        reaped.is_some(),
-        "no reaped event: {}",
-        d.get("/v1/events").body
-    );
-    assert_port_free(port);
+    d.wait_event("reaped", child.pid, DEADLINE);
+    assert_port_free("127.0.0.1", port);
     assert_no_active_lease(&d);
 }

@@ -39,10 +39,7 @@ struct Setup {
 
 impl Setup {
     fn new() -> Setup {
-        let block = PortBlock::reserve();
-        let d = daemon(&block);
-        let scratch = Scratch::new();
-        let dir = project(&scratch, "app");
+        let (block, d, scratch, dir) = setup();
         let probe = dir.join("tty_probe.py");
         fs::write(&probe, TTY_PROBE_PY).expect("write tty_probe.py");
         let port = block.port(3);
@@ -70,13 +67,37 @@ impl Setup {
             .env("HISTFILE", "");
         Terminal::spawn(&mut cmd)
     }
+
+    /// An interactive shell (with job control) on a new terminal.
+    fn interactive_shell(&self) -> Terminal {
+        self.shell(&["--norc", "--noprofile", "-i"])
+    }
 }
 
-/// The command as it reported itself, once it did: (pid, pgrp, the
-/// terminal's foreground group it saw), with it and its `portctl run`
-/// adopted by `strays`, and the lease.
+/// The command as it reported itself, and its `portctl run`.
+struct Ready {
+    /// The command's pid.
+    child: u32,
+    /// The command's process group.
+    pgrp: u32,
+    /// The terminal's foreground group, as the command saw it.
+    fg: u32,
+    /// The `portctl run` that started it and owns its lease.
+    portctl: u32,
+    lease: Value,
+    /// The command and its `portctl run`, killed when the test ends.
+    _strays: Strays,
+}
+
+impl Ready {
+    fn lease_id(&self) -> &str {
+        self.lease["id"].as_str().expect("a lease id")
+    }
+}
+
+/// Waits until the command has reported itself on `term`.
 #[track_caller]
-fn wait_ready(s: &Setup, term: &mut Terminal, strays: &mut Strays) -> ([u32; 3], Value) {
+fn wait_ready(s: &Setup, term: &mut Terminal) -> Ready {
     assert!(
         term.wait_output(" :end", DEADLINE),
         "the command did not start; terminal: {:?}",
@@ -91,11 +112,21 @@ fn wait_ready(s: &Setup, term: &mut Terminal, strays: &mut Strays) -> ([u32; 3],
             .and_then(|value| value.parse().ok())
             .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
     };
-    let facts = [field("pid"), field("pgrp"), field("fg")];
-    strays.adopt_pid(facts[0]);
-    let lease = active_lease(&s.d, s.port).expect("portctl run holds the port");
-    strays.adopt_pid(lease["owner"]["pid"].as_u64().expect("a pid") as u32);
-    (facts, lease)
+    let (child, pgrp, fg) = (field("pid"), field("pgrp"), field("fg"));
+    let mut strays = Strays::default();
+    strays.adopt_pid(child);
+    let lease = s.d.active_lease(s.port);
+    let lease = lease.expect("portctl run holds the port");
+    let portctl = lease["owner"]["pid"].as_u64().expect("a pid") as u32;
+    strays.adopt_pid(portctl);
+    Ready {
+        child,
+        pgrp,
+        fg,
+        portctl,
+        lease,
+        _strays: strays,
+    }
 }
 
 /// Asserts that `pid` is not stopped (by SIGTTOU, SIGTTIN).
@@ -113,12 +144,12 @@ fn assert_not_stopped(pid: u32, what: &str, term: &Terminal) {
 /// Types a line for the command and checks that it read it, that the
 /// command had the terminal, and that `portctl run` exited 0.
 #[track_caller]
-fn type_for_the_command(term: &mut Terminal, facts: [u32; 3], portctl: u32) {
-    let [child, pgrp, fg] = facts;
-    assert_not_stopped(portctl, "portctl run", term);
-    assert_eq!(pgrp, child, "the command leads its own group");
+fn type_for_the_command(term: &mut Terminal, ready: &Ready) {
+    let child = ready.child;
+    assert_not_stopped(ready.portctl, "portctl run", term);
+    assert_eq!(ready.pgrp, child, "the command leads its own group");
     assert_eq!(
-        fg,
+        ready.fg,
         child,
         "the command's group has the terminal; terminal: {:?}",
         term.output()
@@ -141,17 +172,10 @@ fn type_for_the_command(term: &mut Terminal, facts: [u32; 3], portctl: u32) {
     );
 }
 
-#[test]
-fn a_command_typed_into_an_interactive_shell_gets_the_keyboard() {
-    let s = Setup::new();
-    let mut term = s.shell(&["--norc", "--noprofile", "-i"]);
-    let mut strays = Strays::default();
-    term.send(&format!("{}; echo \"run exited $?\"\n", s.run_line));
-    let (facts, lease) = wait_ready(&s, &mut term, &mut strays);
-    let portctl = lease["owner"]["pid"].as_u64().expect("a pid") as u32;
-    type_for_the_command(&mut term, facts, portctl);
-
-    term.send("exit\n");
+/// Waits for the shell on `term` to exit 0, and asserts that the command's
+/// lease was released.
+#[track_caller]
+fn assert_shell_exits_0_and_the_lease_is_released(s: &Setup, term: &mut Terminal, ready: &Ready) {
     let status = term.guard_mut().wait_exit(DEADLINE);
     assert_eq!(
         status.and_then(|s| s.code()),
@@ -159,8 +183,19 @@ fn a_command_typed_into_an_interactive_shell_gets_the_keyboard() {
         "terminal: {:?}",
         term.output()
     );
-    let ended = wait_lease_ended(&s.d, lease["id"].as_str().expect("an id"));
-    assert_eq!(ended["end_reason"], "released", "{ended}");
+    assert_released(&s.d, ready.lease_id());
+}
+
+#[test]
+fn a_command_typed_into_an_interactive_shell_gets_the_keyboard() {
+    let s = Setup::new();
+    let mut term = s.interactive_shell();
+    term.send(&format!("{}; echo \"run exited $?\"\n", s.run_line));
+    let ready = wait_ready(&s, &mut term);
+    type_for_the_command(&mut term, &ready);
+
+    term.send("exit\n");
+    assert_shell_exits_0_and_the_lease_is_released(&s, &mut term, &ready);
 }
 
 #[test]
@@ -175,10 +210,8 @@ fn a_command_in_a_script_on_a_terminal_gets_the_keyboard_and_gives_it_back() {
     );
     let mut term = s.shell(&["-c", &script]);
     let shell = term.pid();
-    let mut strays = Strays::default();
-    let (facts, lease) = wait_ready(&s, &mut term, &mut strays);
-    let portctl = lease["owner"]["pid"].as_u64().expect("a pid") as u32;
-    type_for_the_command(&mut term, facts, portctl);
+    let ready = wait_ready(&s, &mut term);
+    type_for_the_command(&mut term, &ready);
 
     assert_eq!(
         term.foreground_group(),
@@ -192,15 +225,7 @@ fn a_command_in_a_script_on_a_terminal_gets_the_keyboard_and_gives_it_back() {
         "the script could not read its terminal after portctl run; terminal: {:?}",
         term.output()
     );
-    let status = term.guard_mut().wait_exit(DEADLINE);
-    assert_eq!(
-        status.and_then(|s| s.code()),
-        Some(0),
-        "terminal: {:?}",
-        term.output()
-    );
-    let ended = wait_lease_ended(&s.d, lease["id"].as_str().expect("an id"));
-    assert_eq!(ended["end_reason"], "released", "{ended}");
+    assert_shell_exits_0_and_the_lease_is_released(&s, &mut term, &ready);
 }
 
 /// `portctl run ... &` from an interactive shell: a background job must not
@@ -209,14 +234,13 @@ fn a_command_in_a_script_on_a_terminal_gets_the_keyboard_and_gives_it_back() {
 #[test]
 fn a_command_started_in_the_background_leaves_the_terminal_to_the_shell() {
     let s = Setup::new();
-    let mut term = s.shell(&["--norc", "--noprofile", "-i"]);
+    let mut term = s.interactive_shell();
     let shell = term.pid();
-    let mut strays = Strays::default();
     term.send(&format!("{} &\n", s.run_line));
-    let ([child, pgrp, fg], _) = wait_ready(&s, &mut term, &mut strays);
-    assert_eq!(pgrp, child, "the command leads its own group");
+    let ready = wait_ready(&s, &mut term);
+    assert_eq!(ready.pgrp, ready.child, "the command leads its own group");
     assert_eq!(
-        fg,
+        ready.fg,
         shell,
         "a background portctl run gave its command the shell's terminal; terminal: {:?}",
         term.output()
@@ -239,13 +263,11 @@ fn a_command_started_in_the_background_leaves_the_terminal_to_the_shell() {
 #[test]
 fn ctrl_z_suspends_the_job_and_fg_resumes_the_command() {
     let s = Setup::new();
-    let mut term = s.shell(&["--norc", "--noprofile", "-i"]);
+    let mut term = s.interactive_shell();
     let shell = term.pid();
-    let mut strays = Strays::default();
     term.send(&format!("{}\n", s.run_line));
-    let ([child, _, _], lease) = wait_ready(&s, &mut term, &mut strays);
-    let portctl = lease["owner"]["pid"].as_u64().expect("a pid") as u32;
-    assert_not_stopped(portctl, "portctl run", &term);
+    let ready = wait_ready(&s, &mut term);
+    assert_not_stopped(ready.portctl, "portctl run", &term);
 
     term.send("\x1a");
     assert!(
@@ -262,7 +284,7 @@ fn ctrl_z_suspends_the_job_and_fg_resumes_the_command() {
     );
 
     term.send("fg; echo \"fg exited $?\"\n");
-    let resumed = wait_until(DEADLINE, || term.foreground_group() == Some(child));
+    let resumed = wait_until(DEADLINE, || term.foreground_group() == Some(ready.child));
     assert!(
         resumed,
         "fg did not give the command the terminal; terminal: {:?}",
@@ -279,8 +301,7 @@ fn ctrl_z_suspends_the_job_and_fg_resumes_the_command() {
         "terminal: {:?}",
         term.output()
     );
-    let ended = wait_lease_ended(&s.d, lease["id"].as_str().expect("an id"));
-    assert_eq!(ended["end_reason"], "released", "{ended}");
+    assert_released(&s.d, ready.lease_id());
 }
 
 /// Ctrl-Z where no shell can resume the job: portctl leads (or shares) an
@@ -294,9 +315,7 @@ fn ctrl_z_with_no_job_control_above_portctl_leaves_nothing_stopped() {
     let s = Setup::new();
     let script = format!("{}; echo \"run exited $?\"", s.run_line);
     let mut term = s.shell(&["-c", &script]);
-    let mut strays = Strays::default();
-    let ([child, _, _], lease) = wait_ready(&s, &mut term, &mut strays);
-    let portctl = lease["owner"]["pid"].as_u64().expect("a pid") as u32;
+    let ready = wait_ready(&s, &mut term);
 
     term.send("\x1a");
     // The terminal echoes ^Z once it has sent SIGTSTP to the command's
@@ -311,10 +330,11 @@ fn ctrl_z_with_no_job_control_above_portctl_leaves_nothing_stopped() {
     assert!(
         term.wait_output("child got: hello", DEADLINE),
         "after Ctrl-Z: portctl {:?}, the command {:?}, the terminal's group {:?} \
-         (the command's is {child}); terminal: {:?}",
-        read_stat(portctl).map(|s| s.state),
-        read_stat(child).map(|s| s.state),
+         (the command's is {}); terminal: {:?}",
+        read_stat(ready.portctl).map(|s| s.state),
+        read_stat(ready.child).map(|s| s.state),
         term.foreground_group(),
+        ready.child,
         term.output()
     );
     assert!(
