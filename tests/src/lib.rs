@@ -30,6 +30,7 @@ pub mod ports;
 pub mod procs;
 pub mod pty;
 pub mod servers;
+pub mod skip;
 pub mod wait;
 
 pub use bins::{portctl_bin, portd_bin};

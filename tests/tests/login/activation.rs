@@ -34,11 +34,8 @@ fn fd_socket_inode(pid: u32, fd: u32) -> Option<u64> {
 
 #[test]
 fn portd_serves_the_socket_systemd_socket_activate_passes_it() {
-    let Some(activate) = system_tool("systemd-socket-activate") else {
-        return skip(
-            "portd_serves_the_socket_systemd_socket_activate_passes_it",
-            "systemd-socket-activate is not installed (Debian: apt-get install systemd)",
-        );
+    let Some(activate) = require_system_tool("systemd-socket-activate", "systemd") else {
+        return;
     };
     let block = PortBlock::reserve();
     let mut d = TestDaemon::new(block.range());

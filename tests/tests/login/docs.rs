@@ -98,8 +98,8 @@ fn man_writes_one_page_per_verb_and_prints_the_main_page() {
     let page = success(&run(portctl().arg("man")), "portctl man");
     assert_eq!(page, fs::read_to_string(dir.join("portctl.1")).unwrap());
 
-    // groff, where it is installed, reads every page without a warning.
-    if let Some(groff) = system_tool("groff") {
+    // groff reads every page without a warning.
+    if let Some(groff) = require_system_tool("groff", "groff-base") {
         for page in &expected {
             let out = run(Command::new(&groff)
                 .args(["-man", "-Tutf8", "-ww", "-z"])

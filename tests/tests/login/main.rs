@@ -33,6 +33,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use portd_e2e::cli::{self, scrub};
+use portd_e2e::skip::{require_system_tool, skip, system_tool};
 use portd_e2e::{ChildGuard, PortBlock, TestDaemon, http, output_within, portctl_bin, wait_until};
 use serde_json::Value;
 use tempfile::TempDir;
@@ -98,26 +99,6 @@ fn success(out: &Output, what: &str) -> String {
         stderr(out)
     );
     stdout(out)
-}
-
-/// Finds `name` in the system's directories, as a test's precondition.
-fn system_tool(name: &str) -> Option<PathBuf> {
-    [
-        "/usr/bin",
-        "/bin",
-        "/usr/sbin",
-        "/sbin",
-        "/usr/lib/systemd",
-        "/lib/systemd",
-    ]
-    .iter()
-    .map(|dir| Path::new(dir).join(name))
-    .find(|path| path.is_file())
-}
-
-/// Says why a test does not run here, on stderr where `cargo test` shows it.
-fn skip(test: &str, why: &str) {
-    eprintln!("SKIPPED {test}: {why}");
 }
 
 /// A temp home for one test: `config/` (XDG_CONFIG_HOME), `run/`

@@ -20,7 +20,6 @@ use serde_json::json;
 
 use super::*;
 
-const TEST: &str = "install_and_uninstall_under_a_real_user_manager";
 /// How long a manager may take to answer after it is started.
 const MANAGER_START: Duration = Duration::from_secs(20);
 
@@ -159,7 +158,7 @@ fn install_and_uninstall_under_a_real_user_manager() {
     let socket = home.manager_socket();
     let manager = match Manager::start(home) {
         Ok(manager) => manager,
-        Err(why) => return skip(TEST, &why),
+        Err(why) => return skip(&why),
     };
 
     // A daemon portctl autostarted earlier, on the socket and database the

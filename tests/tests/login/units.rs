@@ -53,12 +53,7 @@ fn verdict(out: &Output) -> Result<(), String> {
 
 #[test]
 fn the_printed_units_pass_systemd_analyze_verify_without_a_warning() {
-    const TEST: &str = "the_printed_units_pass_systemd_analyze_verify_without_a_warning";
-    let Some(analyze) = system_tool("systemd-analyze") else {
-        skip(
-            TEST,
-            "systemd-analyze is not installed (Debian: apt-get install systemd)",
-        );
+    let Some(analyze) = require_system_tool("systemd-analyze", "systemd") else {
         return;
     };
     let home = Home::new();
@@ -73,12 +68,9 @@ fn the_printed_units_pass_systemd_analyze_verify_without_a_warning() {
     // fails, systemd-analyze cannot run here at all.
     let plain = write("plain.service", "[Service]\nExecStart=/bin/true\n");
     if let Err(why) = verdict(&verify(&analyze, &[plain])) {
-        skip(
-            TEST,
-            &format!(
-                "systemd-analyze --user verify rejects even a minimal valid unit here, so it cannot judge ours: {why}"
-            ),
-        );
+        skip(&format!(
+            "systemd-analyze --user verify rejects even a minimal valid unit here, so it cannot judge ours: {why}"
+        ));
         return;
     }
     // ... and able to fail: a warning, a missing binary, a missing dependency.

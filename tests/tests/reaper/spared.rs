@@ -91,8 +91,7 @@ fn an_untagged_holder_is_never_reaped_automatically() {
 
 #[test]
 fn a_tagged_orphan_of_another_uid_is_reported_not_reaped() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root to run a server as uid 65534");
+    if !portd_e2e::skip::require_root("to run a server as uid 65534") {
         return;
     }
     let (block, d, scratch) = setup();

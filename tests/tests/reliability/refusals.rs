@@ -7,6 +7,7 @@ use std::fs;
 use std::os::unix::fs::{PermissionsExt, chown};
 
 use portd_e2e::cli::portctl;
+use portd_e2e::skip::{require_root, skip};
 use portd_e2e::{PortBlock, output_within, portd_command};
 
 use super::DEADLINE;
@@ -18,11 +19,9 @@ const OTHER_UID: u32 = 65534;
 fn a_socket_directory_owned_by_another_uid_is_refused_by_daemon_and_client() {
     let me = nix::unistd::geteuid().as_raw();
     if me == OTHER_UID {
-        eprintln!("skipped: the test runs as uid {OTHER_UID} itself");
-        return;
+        return skip(&format!("the test runs as uid {OTHER_UID} itself"));
     }
-    if me != 0 {
-        eprintln!("skipped: needs root to chown a directory to uid {OTHER_UID}");
+    if !require_root(&format!("to chown a directory to uid {OTHER_UID}")) {
         return;
     }
     let block = PortBlock::reserve();
