@@ -18,24 +18,27 @@ use super::{ProcStat, boot_time, cmdline, read_stat, ticks_to_unix, user_name};
 /// A listening socket from /proc/net/tcp{,6}.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListenSocket {
+    pub port: u16,
     pub inode: u64,
     pub uid: u32,
 }
 
 const TCP_LISTEN: &str = "0A";
 
-/// Listening sockets on `port` in the text of /proc/net/tcp or tcp6.
-pub fn parse_net_tcp(text: &str, port: u16) -> Vec<ListenSocket> {
-    let wanted = format!("{port:04X}");
+/// Listening sockets on `port` (on any port if `None`) in the text of
+/// /proc/net/tcp or tcp6.
+pub fn parse_net_tcp(text: &str, port: Option<u16>) -> Vec<ListenSocket> {
     text.lines()
         .skip(1)
         .filter_map(|line| {
             let fields: Vec<&str> = line.split_ascii_whitespace().collect();
             let local_port = fields.get(1)?.rsplit_once(':')?.1;
-            if local_port != wanted || *fields.get(3)? != TCP_LISTEN {
+            let local_port = u16::from_str_radix(local_port, 16).ok()?;
+            if port.is_some_and(|p| p != local_port) || *fields.get(3)? != TCP_LISTEN {
                 return None;
             }
             Some(ListenSocket {
+                port: local_port,
                 uid: fields.get(7)?.parse().ok()?,
                 inode: fields.get(9)?.parse().ok()?,
             })
@@ -44,9 +47,10 @@ pub fn parse_net_tcp(text: &str, port: u16) -> Vec<ListenSocket> {
         .collect()
 }
 
-/// Listening TCP sockets (IPv4 and IPv6) on `port`: from sock_diag, or
-/// from /proc/net/tcp{,6} where netlink is not available.
-pub fn listening_sockets(port: u16) -> Vec<ListenSocket> {
+/// Listening TCP sockets (IPv4 and IPv6) on `port` (on every port if
+/// `None`): from sock_diag, or from /proc/net/tcp{,6} where netlink is not
+/// available.
+pub fn listening_sockets(port: Option<u16>) -> Vec<ListenSocket> {
     let mut sockets = super::sockdiag::listening_sockets(port).unwrap_or_else(|e| {
         tracing::debug!(error = %e, "sock_diag unavailable; reading /proc/net/tcp");
         proc_net_listeners(port)
@@ -56,7 +60,7 @@ pub fn listening_sockets(port: u16) -> Vec<ListenSocket> {
     sockets
 }
 
-fn proc_net_listeners(port: u16) -> Vec<ListenSocket> {
+fn proc_net_listeners(port: Option<u16>) -> Vec<ListenSocket> {
     let mut sockets = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         if let Ok(text) = fs::read_to_string(table) {
@@ -129,7 +133,7 @@ fn socket_inode(target: &Path) -> Option<u64> {
 
 /// Pids of the processes that hold a listening socket on `port`.
 pub fn listening_pids(port: u16) -> HashSet<u32> {
-    let sockets = listening_sockets(port);
+    let sockets = listening_sockets(Some(port));
     if sockets.is_empty() {
         return HashSet::new();
     }
@@ -141,11 +145,33 @@ pub fn listening_pids(port: u16) -> HashSet<u32> {
         .collect()
 }
 
+/// The TCP ports each of `pids` listens on, lowest first; pids that listen
+/// on nothing (or whose fds are unreadable) are left out.
+pub fn listening_ports_of(pids: &HashSet<u32>) -> HashMap<u32, Vec<u16>> {
+    let port_of: HashMap<u64, u16> = listening_sockets(None)
+        .into_iter()
+        .map(|s| (s.inode, s.port))
+        .collect();
+    let mut found = HashMap::new();
+    for &pid in pids {
+        let mut ports: Vec<u16> = socket_inodes_of(pid)
+            .iter()
+            .filter_map(|inode| port_of.get(inode).copied())
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        if !ports.is_empty() {
+            found.insert(pid, ports);
+        }
+    }
+    found
+}
+
 /// Everything listening on `port`, one entry per process (a socket shared by
 /// a forked server and its workers yields each of them). `lease_id` and
 /// `suspect` are left for the caller, who knows the leases.
 pub fn holders(port: u16) -> Vec<Holder> {
-    let sockets = listening_sockets(port);
+    let sockets = listening_sockets(Some(port));
     if sockets.is_empty() {
         return Vec::new();
     }
@@ -233,17 +259,22 @@ mod tests {
     #[test]
     fn only_listening_sockets_on_the_port_count() {
         assert_eq!(
-            parse_net_tcp(TCP, 8000),
+            parse_net_tcp(TCP, Some(8000)),
             [ListenSocket {
+                port: 8000,
                 inode: 123456,
                 uid: 1000
             }]
         );
-        assert_eq!(
-            parse_net_tcp(TCP, 8001),
-            [ListenSocket { inode: 999, uid: 0 }]
-        );
-        assert!(parse_net_tcp(TCP, 8002).is_empty());
+        let on_8001 = ListenSocket {
+            port: 8001,
+            inode: 999,
+            uid: 0,
+        };
+        assert_eq!(parse_net_tcp(TCP, Some(8001)), [on_8001]);
+        assert!(parse_net_tcp(TCP, Some(8002)).is_empty());
+        // Every port: the two listeners, never the connection.
+        assert_eq!(parse_net_tcp(TCP, None).len(), 2);
     }
 
     #[test]

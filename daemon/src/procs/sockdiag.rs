@@ -71,8 +71,8 @@ struct InetDiagMsg {
     inode: u32,
 }
 
-/// Listening TCP sockets (IPv4 and IPv6) on `port`.
-pub fn listening_sockets(port: u16) -> io::Result<Vec<ListenSocket>> {
+/// Listening TCP sockets (IPv4 and IPv6) on `port`, or on every port.
+pub fn listening_sockets(port: Option<u16>) -> io::Result<Vec<ListenSocket>> {
     let mut found = dump(libc::AF_INET as u8, port)?;
     match dump(libc::AF_INET6 as u8, port) {
         Ok(more) => found.extend(more),
@@ -85,7 +85,7 @@ pub fn listening_sockets(port: u16) -> io::Result<Vec<ListenSocket>> {
     Ok(found)
 }
 
-fn dump(family: u8, port: u16) -> io::Result<Vec<ListenSocket>> {
+fn dump(family: u8, port: Option<u16>) -> io::Result<Vec<ListenSocket>> {
     // SAFETY: a plain socket(2); the fd is owned by `Fd` below.
     let raw = unsafe {
         libc::socket(
@@ -150,8 +150,9 @@ enum Parsed {
     Done,
 }
 
-/// Parses one datagram of netlink messages, adding listeners on `port`.
-fn parse(mut data: &[u8], port: u16, found: &mut Vec<ListenSocket>) -> io::Result<Parsed> {
+/// Parses one datagram of netlink messages, adding listeners on `port` (on
+/// any port if `None`).
+fn parse(mut data: &[u8], port: Option<u16>, found: &mut Vec<ListenSocket>) -> io::Result<Parsed> {
     while data.len() >= size_of::<NlMsgHdr>() {
         let header: NlMsgHdr = read(data);
         let len = header.len as usize;
@@ -169,11 +170,10 @@ fn parse(mut data: &[u8], port: u16, found: &mut Vec<ListenSocket>) -> io::Resul
             }
             SOCK_DIAG_BY_FAMILY if len >= size_of::<NlMsgHdr>() + size_of::<InetDiagMsg>() => {
                 let msg: InetDiagMsg = read(&data[size_of::<NlMsgHdr>()..len]);
-                if msg.state == TCP_LISTEN
-                    && u16::from_be_bytes(msg.id.sport) == port
-                    && msg.inode != 0
-                {
+                let local = u16::from_be_bytes(msg.id.sport);
+                if msg.state == TCP_LISTEN && port.is_none_or(|p| p == local) && msg.inode != 0 {
                     found.push(ListenSocket {
+                        port: local,
                         inode: u64::from(msg.inode),
                         uid: msg.uid,
                     });
@@ -232,7 +232,7 @@ mod tests {
         let ours: Vec<u64> = std::iter::once(inode(&v4))
             .chain(v6.as_ref().map(inode))
             .collect();
-        let found: Vec<u64> = listening_sockets(port)
+        let found: Vec<u64> = listening_sockets(Some(port))
             .unwrap()
             .iter()
             .map(|s| s.inode)
@@ -256,7 +256,7 @@ mod tests {
         // fd until it execs: the listeners may outlive the drop briefly.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
-            let after: Vec<u64> = listening_sockets(port)
+            let after: Vec<u64> = listening_sockets(Some(port))
                 .unwrap()
                 .iter()
                 .map(|s| s.inode)
@@ -312,12 +312,19 @@ mod tests {
             ))
         };
         assert!(matches!(
-            parse(&data, 8000, &mut found).unwrap(),
+            parse(&data, Some(8000), &mut found).unwrap(),
             Parsed::Done
         ));
-        assert_eq!(found, [ListenSocket { inode: 42, uid: 7 }]);
+        assert_eq!(
+            found,
+            [ListenSocket {
+                port: 8000,
+                inode: 42,
+                uid: 7
+            }]
+        );
         found.clear();
-        parse(&data, 8001, &mut found).unwrap();
+        parse(&data, Some(8001), &mut found).unwrap();
         assert!(found.is_empty());
     }
 }
