@@ -24,6 +24,11 @@ pub struct Lease {
     /// port the name had before. Absent everywhere else.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub moved_from: Option<u16>,
+    /// The command `portctl run` started for the lease, once registered: it
+    /// leads a process group whose members belong to the lease even without
+    /// the tag. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_pid: Option<u32>,
 }
 
 /// The process a lease lives and dies with.
@@ -118,6 +123,42 @@ fn is_false(b: &bool) -> bool {
 pub struct OwnerRef {
     pub pid: u32,
     pub start_time: f64,
+}
+
+/// `PUT /v1/leases/{port}/command`: the command `portctl run` started for
+/// the lease. It must be a child of the lease's owner, started after the
+/// grant, and lead a process group of its own; that group's members then
+/// belong to the lease even if they carry no tag.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CommandRequest {
+    /// The lease the command was started for (the port's active lease).
+    pub id: String,
+    pub pid: u32,
+    /// Unix seconds, fractional, as in [`OwnerRef`].
+    pub start_time: f64,
+}
+
+/// `GET /v1/leases/{port}/processes`: the lease's processes (those carrying
+/// its tag, and the members of its command's process group) and the TCP
+/// ports each listens on.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LeaseProcesses {
+    pub lease_id: String,
+    pub port: u16,
+    pub processes: Vec<LeaseProcess>,
+}
+
+/// One process of a lease.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LeaseProcess {
+    pub pid: u32,
+    pub cmdline: Vec<String>,
+    /// TCP ports it listens on (IPv4 or IPv6), lowest first.
+    pub listens: Vec<u16>,
 }
 
 /// `GET /v1/leases`.
@@ -390,6 +431,7 @@ mod tests {
             expires_at: None,
             ended_at: None,
             moved_from: None,
+            command_pid: None,
         };
         let v = serde_json::to_value(&lease).unwrap();
         let mut keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();

@@ -99,17 +99,22 @@ pub async fn get(state: State, Port { port }: Port) -> Result<Json<Lease>, AppEr
 pub struct ReleaseQuery {
     /// Release only this lease: 404 if another (newer) lease holds the port.
     id: Option<String>,
+    /// Leave the lease's processes running: no orphan is reaped.
+    #[serde(default)]
+    keep: bool,
 }
 
-/// `DELETE /v1/leases/{port}[?id=]`: release; the id guards against
-/// releasing a newer lease on the same port.
+/// `DELETE /v1/leases/{port}[?id=][&keep=true]`: release; the id guards
+/// against releasing a newer lease on the same port. The lease's orphans
+/// (its processes still listening on the port) are then reaped in the
+/// background, unless `keep`.
 #[utoipa::path(
     delete,
     path = "/v1/leases/{port}",
     tag = "leases",
     params(Port, ReleaseQuery),
     responses(
-        (status = 200, description = "The lease, now ended as `released`", body = Lease),
+        (status = 200, description = "The lease, now ended as `released`; its orphans are reaped in the background unless `keep`", body = Lease),
         (status = 400, description = "`bad_request`: an unknown key or a bad value in the query", body = ErrorBody),
         (status = 403, description = "`forbidden`: another user's lease", body = ErrorBody),
         (status = 404, description = "`not_found`: no active lease on the port, or not lease `id`", body = ErrorBody),
@@ -126,7 +131,7 @@ pub async fn release(
     Ok(Json(
         state
             .leases
-            .release(peer, port, query.id.as_deref())
+            .release(peer, port, query.id.as_deref(), query.keep)
             .await?,
     ))
 }

@@ -1,7 +1,8 @@
 //! The HTTP API: routes, shared state, and the middleware every request
 //! passes (peer credentials, version header, timeout, body limit).
-//! One file per resource or verb: `leases`, `names`, `ports`, `kill`,
-//! `reap`, `cleanup`, `status`, `events`; `openapi` describes them all.
+//! One file per resource or verb: `leases`, `processes` (a lease's command
+//! and processes), `names`, `ports`, `kill`, `reap`, `cleanup`, `status`,
+//! `events`; `openapi` describes them all.
 
 mod cleanup;
 mod error;
@@ -12,6 +13,7 @@ mod leases;
 mod names;
 mod openapi;
 mod ports;
+mod processes;
 mod reap;
 pub mod server;
 mod status;
@@ -61,6 +63,8 @@ fn api() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(openapi::document))
         .routes(routes!(leases::create, leases::list))
         .routes(routes!(leases::get, leases::release))
+        .routes(routes!(processes::register))
+        .routes(routes!(processes::list))
         .routes(routes!(ports::report))
         .routes(routes!(kill::kill))
         .routes(routes!(reap::reap))

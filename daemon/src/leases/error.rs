@@ -47,6 +47,10 @@ pub enum LeaseError {
     Unavailable,
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A failure inside the daemon (a blocking task that panicked): logged
+    /// in full, answered as a 500.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl From<sqlx::Error> for LeaseError {

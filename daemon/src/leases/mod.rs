@@ -3,6 +3,7 @@
 //! their changes go to the group-commit writer in decision order, and no
 //! caller is answered before its change has committed.
 
+mod command;
 mod error;
 mod table;
 
@@ -19,8 +20,9 @@ use crate::owner::{
     OwnerId, ancestor_from_proc, owner_is_alive, owner_is_alive_now, resolve_owner,
 };
 use crate::probe::{Probe, probe};
-use crate::procs::{self, holders::holders};
+use crate::procs::{self, holders::holders, scan};
 use crate::reaper::Reaper;
+use crate::reaper::policy::{EndedLease, belongs};
 use crate::store::writer::{Change, Pending, Writer};
 use crate::store::{LeaseRow, Store, StoreError, events, leases, names, now_ms};
 use crate::watch::{Watch, Watcher};
@@ -144,13 +146,19 @@ impl Leases {
 
     /// Reaps the orphans of leases that just ended, in the background.
     pub fn reap_later(&self, ended: Vec<LeaseRow>) {
+        self.reap_in_background(ended, Reaper::protected(None));
+    }
+
+    /// Reaps the orphans of `ended` in the background, never signalling a
+    /// `protected` pid.
+    fn reap_in_background(&self, ended: Vec<LeaseRow>, protected: HashSet<u32>) {
         if ended.is_empty() {
             return;
         }
         let ids: HashSet<String> = ended.into_iter().map(|l| l.id).collect();
         let reaper = Arc::clone(&self.reaper);
         tokio::spawn(async move {
-            if let Err(e) = reaper.reap(Some(ids), false, Reaper::protected(None)).await {
+            if let Err(e) = reaper.reap(Some(ids), false, protected).await {
                 tracing::error!(error = %e, "reaping the orphans of ended leases failed");
             }
         });
@@ -418,6 +426,9 @@ impl Leases {
             granted_ticks: procs::ticks_since_boot() as i64,
             expires_at: req.ttl.map(|ttl| now + ttl as i64 * 1000),
             ended_at: None,
+            command_pid: None,
+            command_start_ticks: None,
+            kept_ticks: None,
         }
     }
 
@@ -557,12 +568,15 @@ impl Leases {
         })
     }
 
-    /// Releases the active lease on `port` (only lease `id`, if given).
+    /// Releases the active lease on `port` (only lease `id`, if given), then
+    /// reaps its orphans in the background unless `keep` says to leave what
+    /// still serves alone.
     pub async fn release(
         &self,
         peer: Peer,
         port: u16,
         id: Option<&str>,
+        keep: bool,
     ) -> Result<Lease, LeaseError> {
         let now = now_ms();
         let mut changes = Vec::new();
@@ -584,19 +598,33 @@ impl Leases {
                     peer.uid
                 )));
             }
-            let row = self.end_in(
+            let detail = keep.then_some("kept: its processes are left running");
+            let mut row = self.end_in(
                 &mut table,
                 port,
                 EndReason::Released,
                 now,
-                None,
+                detail,
                 &mut changes,
             );
+            if let Some(row) = row.as_mut().filter(|_| keep) {
+                let ticks = procs::ticks_since_boot();
+                row.kept_ticks = Some(ticks as i64);
+                changes.push(Change::Kept {
+                    id: row.id.clone(),
+                    ticks,
+                });
+            }
             (row, self.writer.submit(changes))
         };
         pending.committed().await?;
-        row.map(|r| r.to_api())
-            .ok_or_else(|| LeaseError::NotFound(format!("no active lease on port {port}")))
+        let row =
+            row.ok_or_else(|| LeaseError::NotFound(format!("no active lease on port {port}")))?;
+        let lease = row.to_api();
+        if !keep {
+            self.reap_in_background(vec![row], Reaper::protected(peer.pid));
+        }
+        Ok(lease)
     }
 
     /// Ends every active lease of `owner` as `owner_died`; returns them.
@@ -605,13 +633,16 @@ impl Leases {
             .await
     }
 
-    /// Ends leases whose TTL has passed.
+    /// Ends leases whose TTL has passed, and reaps their orphans in the
+    /// background.
     pub async fn expire_due(&self) -> Result<usize, LeaseError> {
         let now = now_ms();
-        Ok(self
+        let ended = self
             .end_where(EndReason::Expired, None, |table| table.expired(now))
-            .await?
-            .len())
+            .await?;
+        let count = ended.len();
+        self.reap_later(ended);
+        Ok(count)
     }
 
     /// Ends the active leases on the ports `select` picks from the table.
@@ -742,25 +773,37 @@ impl Leases {
                 leases::last_ended_on_port(&mut conn, port, &self.boot_id).await?
             }
         };
-        // Untagged listeners in a dead owner's session are suspects.
+        // Untagged listeners in a dead owner's session are suspects, unless
+        // they are members of its command's process group.
         let dead_session = dead
+            .as_ref()
             .filter(|d| d.end_reason.as_deref() == Some("owner_died"))
             .map(|d| d.owner_sid as u32);
-        let lease_id = lease.as_ref().map(|l| l.id.clone());
         let owner_pid = lease.as_ref().map(|l| l.owner().pid);
+        let active = lease.clone().map(|l| self.reaper.facts_of(l));
+        let ended = dead.map(|d| self.reaper.facts_of(d));
         let (holders, probe) = tokio::task::spawn_blocking(move || {
             let mut found = holders(port);
             for holder in &mut found {
-                let tag = holder.pid.and_then(procs::lease_tag);
-                if tag.is_some() && tag == lease_id
-                    || holder.pid.is_some() && holder.pid == owner_pid
-                {
-                    holder.lease_id.clone_from(&lease_id);
-                } else if let Some(tag) = tag {
+                let Some(facts) = holder.pid.and_then(scan::facts) else {
+                    continue;
+                };
+                let of = |lease: &Option<EndedLease>| {
+                    lease
+                        .as_ref()
+                        .filter(|l| belongs(l, &facts))
+                        .map(|l| l.id.clone())
+                };
+                if let Some(id) = of(&active) {
+                    holder.lease_id = Some(id);
+                } else if Some(facts.pid) == owner_pid {
+                    holder.lease_id = active.as_ref().map(|l| l.id.clone());
+                } else if let Some(tag) = facts.tag.clone() {
                     holder.lease_id = Some(tag);
+                } else if let Some(id) = of(&ended) {
+                    holder.lease_id = Some(id);
                 } else if let Some(session) = dead_session {
-                    let stat = holder.pid.and_then(|p| procs::read_stat(p).ok());
-                    holder.suspect = stat.is_some_and(|s| s.session == session);
+                    holder.suspect = facts.session == session;
                 }
             }
             (found, probe(port))

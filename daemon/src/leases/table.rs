@@ -140,6 +140,15 @@ impl Table {
         Some(row)
     }
 
+    /// Records the command `portctl run` started for the active lease on
+    /// `port`.
+    pub fn set_command(&mut self, port: u16, pid: u32, start_ticks: u64) {
+        if let Some(row) = self.active.get_mut(&port) {
+            row.command_pid = Some(i64::from(pid));
+            row.command_start_ticks = Some(start_ticks as i64);
+        }
+    }
+
     /// Makes `(project, name)` remember `port`.
     pub fn remember(&mut self, project: &str, name: &str, port: u16) {
         if let Some(old) = self.names.insert(key(project, name), port) {
@@ -176,6 +185,9 @@ mod tests {
             granted_ticks: 0,
             expires_at: None,
             ended_at: None,
+            command_pid: None,
+            command_start_ticks: None,
+            kept_ticks: None,
         }
     }
 

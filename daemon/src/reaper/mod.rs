@@ -173,10 +173,12 @@ impl Reaper {
         Ok(report)
     }
 
-    /// Reaps the orphans listening on `port` (a grant found it held).
-    /// Returns how many processes were signalled.
+    /// Reaps the orphans listening on `port` (a grant found it held): of the
+    /// leases the listeners are tagged with, and of the port's last ended
+    /// lease if `portctl run` registered a command for it (its group's
+    /// members may carry no tag). Returns how many processes were signalled.
     pub async fn reap_port(&self, port: u16, protected: HashSet<u32>) -> Result<usize, StoreError> {
-        let tags: HashSet<String> = tokio::task::spawn_blocking(move || {
+        let mut ids: HashSet<String> = tokio::task::spawn_blocking(move || {
             listening_pids(port)
                 .into_iter()
                 .filter_map(procs::lease_tag)
@@ -184,22 +186,37 @@ impl Reaper {
         })
         .await
         .unwrap_or_default();
-        if tags.is_empty() {
+        self.writer.flush().await?;
+        let mut conn = self.store.reader().acquire().await?;
+        if let Some(last) = leases::last_ended_on_port(&mut conn, port, &self.boot_id).await? {
+            if last.command().is_some() {
+                ids.insert(last.id);
+            }
+        }
+        drop(conn);
+        if ids.is_empty() {
             return Ok(0);
         }
-        Ok(self.reap(Some(tags), false, protected).await?.reaped.len())
+        Ok(self.reap(Some(ids), false, protected).await?.reaped.len())
     }
 
     /// The ended leases a sweep looks at: those running processes are
-    /// tagged with, and the last of each port whose owner died.
+    /// tagged with, those whose command's process group still has running
+    /// members, and the last of each port whose owner died.
     async fn ended_leases(&self, procs: &[ProcFacts]) -> Result<Vec<EndedLease>, StoreError> {
         let tags: HashSet<String> = procs.iter().filter_map(|p| p.tag.clone()).collect();
+        let groups: HashSet<u32> = procs.iter().map(|p| p.pgrp).collect();
         let mut ended = self.leases_by_ids(&tags).await?;
         let mut conn = self.store.reader().acquire().await?;
-        for row in leases::last_dead_per_port(&mut conn, &self.boot_id, MAX_UNTAGGED_LEASES).await?
-        {
+        let with_group =
+            leases::ended_with_command(&mut conn, &self.boot_id, MAX_UNTAGGED_LEASES).await?;
+        let dead =
+            leases::last_dead_per_port(&mut conn, &self.boot_id, MAX_UNTAGGED_LEASES).await?;
+        let group_runs =
+            |row: &LeaseRow| row.command().is_some_and(|(pid, _)| groups.contains(&pid));
+        for row in with_group.into_iter().filter(group_runs).chain(dead) {
             if !ended.iter().any(|e| e.id == row.id) {
-                ended.push(self.ended_lease(row));
+                ended.push(self.facts_of(row));
             }
         }
         Ok(ended)
@@ -213,20 +230,23 @@ impl Reaper {
         for id in ids {
             if let Some(row) = leases::by_id(&mut conn, id).await? {
                 if !row.is_active() {
-                    ended.push(self.ended_lease(row));
+                    ended.push(self.facts_of(row));
                 }
             }
         }
         Ok(ended)
     }
 
-    fn ended_lease(&self, row: LeaseRow) -> EndedLease {
+    /// What the policy needs to know of `row`'s lease.
+    pub fn facts_of(&self, row: LeaseRow) -> EndedLease {
         EndedLease {
             port: row.port(),
             owner_uid: row.owner_uid(),
             owner_sid: row.owner_sid as u32,
             granted_ticks: row.granted_ticks as u64,
             same_boot: row.boot_id == self.boot_id,
+            group: row.command().map(|(pid, _)| pid),
+            kept_ticks: row.kept_ticks.map(|t| t as u64),
             id: row.id,
         }
     }

@@ -1,18 +1,31 @@
 //! Which processes belong to an ended lease, as a plain function over facts.
 //!
-//! An **orphan** of lease L carries L's tag, started after L was granted (in
+//! A process **belongs** to lease L when it carries L's tag, or when it is a
+//! member of the process group that `portctl run` made for L's command
+//! (registered with the lease: the group's id is the command's pid) and
+//! carries no other lease's tag. The group proves what the tag cannot for a
+//! server that clears its environment (nginx keeps only `TZ`).
+//!
+//! An **orphan** of lease L belongs to L, started after L was granted (in
 //! the same boot), and either listens on L's port or is in the process group
-//! of such a listener whose group leader is itself tagged with L (the dev
+//! of such a listener whose group leader itself belongs to L (the dev
 //! server's reloader, workers and bundlers). Only orphans whose real,
 //! effective and saved uids all equal the owner's are signalled; everything
 //! else that is tagged, and untagged listeners in the dead owner's session
 //! (suspects), is reported with a reason.
+//!
+//! A group id is only reused once every member of the group has exited and
+//! the pid counter has come round again; a member must also be in the
+//! owner's session (or the session the command made) and have started after
+//! the grant, so a later group that happens to get the same id is not taken
+//! for the lease's.
 
 use std::collections::HashSet;
 
 use crate::procs::scan::ProcFacts;
 
-/// The facts about an ended lease that the policy needs.
+/// The facts about a lease that the policy needs (an ended lease's, when
+/// judging orphans).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndedLease {
     pub id: String,
@@ -22,6 +35,15 @@ pub struct EndedLease {
     /// Clock ticks after boot at which the lease was granted.
     pub granted_ticks: u64,
     pub same_boot: bool,
+    /// The process group `portctl run` made for the lease's command (the
+    /// command's pid), if one was registered.
+    pub group: Option<u32>,
+    /// Released with `keep` at this tick: what had started before it is left
+    /// running. A process started in the tick of the release counts as
+    /// started after it, as one started in the tick of the grant counts as
+    /// started after the grant: ticks are 10 ms, and in both cases the
+    /// ambiguity goes to the lease.
+    pub kept_ticks: Option<u64>,
 }
 
 /// A process and what to do with it.
@@ -35,6 +57,21 @@ pub enum Judgement {
     Suspect,
 }
 
+/// Whether the running process `p` belongs to `lease`: it carries the
+/// lease's tag, or it is a member of the lease's registered process group
+/// (in the owner's session or the one the command made, this boot) and
+/// carries no other lease's tag.
+pub fn belongs(lease: &EndedLease, p: &ProcFacts) -> bool {
+    let tagged = p.tag.as_deref() == Some(lease.id.as_str());
+    let in_group = lease.same_boot
+        && lease.group.is_some_and(|group| {
+            p.pgrp == group
+                && (p.session == lease.owner_sid || p.session == group)
+                && (p.tag.is_none() || tagged)
+        });
+    p.running && (tagged || in_group)
+}
+
 /// Judges every process of `procs` that concerns `lease`. `listens` holds
 /// the pids listening on the lease's port; `protected` pids are never
 /// signalled.
@@ -44,9 +81,8 @@ pub fn judge(
     listens: &HashSet<u32>,
     protected: &HashSet<u32>,
 ) -> Vec<(u32, Judgement)> {
-    let tagged = |p: &ProcFacts| p.running && p.tag.as_deref() == Some(lease.id.as_str());
     let after_grant = |p: &ProcFacts| p.start_ticks >= lease.granted_ticks;
-    let eligible = |p: &ProcFacts| tagged(p) && after_grant(p);
+    let eligible = |p: &ProcFacts| belongs(lease, p) && after_grant(p);
     let eligible_leader = |pgrp: u32| procs.iter().any(|p| p.pid == pgrp && eligible(p));
     let listener_groups: HashSet<u32> = procs
         .iter()
@@ -56,7 +92,7 @@ pub fn judge(
 
     let mut out = Vec::new();
     for p in procs {
-        if !tagged(p) {
+        if !belongs(lease, p) {
             if p.running
                 && p.tag.is_none()
                 && listens.contains(&p.pid)
@@ -75,6 +111,8 @@ pub fn judge(
                 "tagged, but neither listens on port {} nor is in a listener's process group",
                 lease.port
             ))
+        } else if lease.kept_ticks.is_some_and(|kept| p.start_ticks < kept) {
+            Judgement::Report("left running by `portctl release --keep`".into())
         } else if [p.uids.real, p.uids.effective, p.uids.saved] != [lease.owner_uid; 3] {
             Judgement::Report(format!(
                 "runs as uid {}/{}/{}, the lease's owner was uid {}",
@@ -106,6 +144,8 @@ mod tests {
             owner_sid: 50,
             granted_ticks: GRANTED,
             same_boot: true,
+            group: None,
+            kept_ticks: None,
         }
     }
 
@@ -253,6 +293,94 @@ mod tests {
         p.session = 50;
         let q = proc(11, 11, None, LATER); // another session: nothing to say
         assert_eq!(run(&[p, q], &[10, 11]), [(10, Judgement::Suspect)]);
+    }
+
+    /// nginx under `portctl run`: master (the command, leader of group 10)
+    /// and worker, both untagged, both holding the listening socket.
+    fn registered(group: u32) -> EndedLease {
+        EndedLease {
+            group: Some(group),
+            ..lease()
+        }
+    }
+
+    fn untagged_in(pid: u32, pgrp: u32, session: u32) -> ProcFacts {
+        ProcFacts {
+            session,
+            ..proc(pid, pgrp, None, LATER)
+        }
+    }
+
+    #[test]
+    fn untagged_members_of_the_registered_group_are_orphans() {
+        let procs = [untagged_in(10, 10, 50), untagged_in(11, 10, 50)];
+        assert_eq!(
+            reaped(&run_with(&registered(10), &procs, &[10, 11], &[])),
+            [10, 11]
+        );
+        // A member that does not listen goes with the group's listener.
+        assert_eq!(
+            reaped(&run_with(&registered(10), &procs, &[11], &[])),
+            [10, 11]
+        );
+        // Without the registration they are only suspects.
+        assert!(reaped(&run(&procs, &[10, 11])).is_empty());
+    }
+
+    #[test]
+    fn a_command_that_made_its_own_session_keeps_its_group() {
+        let procs = [untagged_in(10, 10, 10), untagged_in(11, 10, 10)];
+        assert_eq!(
+            reaped(&run_with(&registered(10), &procs, &[11], &[])),
+            [10, 11]
+        );
+    }
+
+    #[test]
+    fn a_group_id_seen_in_another_session_is_not_the_leases() {
+        // The registered group died and its id came round again elsewhere.
+        let procs = [untagged_in(10, 10, 77)];
+        assert!(run_with(&registered(10), &procs, &[10], &[]).is_empty());
+    }
+
+    #[test]
+    fn group_members_started_before_the_grant_or_tagged_for_another_lease_stay() {
+        let early = ProcFacts {
+            start_ticks: GRANTED - 1,
+            ..untagged_in(10, 10, 50)
+        };
+        let judged = run_with(&registered(10), &[early], &[10], &[]);
+        assert!(matches!(&judged[..], [(10, Judgement::Report(r))] if r.contains("before")));
+        let other = ProcFacts {
+            tag: Some("lease-2".into()),
+            ..untagged_in(11, 10, 50)
+        };
+        assert!(run_with(&registered(10), &[other], &[11], &[]).is_empty());
+    }
+
+    #[test]
+    fn a_release_with_keep_spares_what_ran_then_but_not_what_started_later() {
+        let kept = EndedLease {
+            kept_ticks: Some(LATER + 10),
+            ..lease()
+        };
+        let procs = [
+            proc(10, 10, Some(ID), LATER + 9),
+            proc(20, 20, Some(ID), LATER + 10),
+        ];
+        let judged = run_with(&kept, &procs, &[10, 20], &[]);
+        assert_eq!(reaped(&judged), [20]);
+        assert!(matches!(&judged[0], (10, Judgement::Report(r)) if r.contains("--keep")));
+    }
+
+    #[test]
+    fn a_registered_group_of_another_boot_is_nothing() {
+        let other_boot = EndedLease {
+            same_boot: false,
+            ..registered(10)
+        };
+        let procs = [untagged_in(10, 10, 60)];
+        assert!(run_with(&other_boot, &procs, &[10], &[]).is_empty());
     }
 
     #[test]

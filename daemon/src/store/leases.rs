@@ -26,6 +26,12 @@ pub struct LeaseRow {
     pub granted_ticks: i64,
     pub expires_at: Option<i64>,
     pub ended_at: Option<i64>,
+    /// The command `portctl run` started for the lease (and the id of the
+    /// process group it leads), once registered.
+    pub command_pid: Option<i64>,
+    pub command_start_ticks: Option<i64>,
+    /// Released with `keep`: clock ticks after boot at the release.
+    pub kept_ticks: Option<i64>,
 }
 
 impl LeaseRow {
@@ -42,6 +48,12 @@ impl LeaseRow {
 
     pub fn owner_uid(&self) -> u32 {
         self.owner_uid as u32
+    }
+
+    /// The registered command: its pid (its process group's id) and start
+    /// time in clock ticks after boot.
+    pub fn command(&self) -> Option<(u32, u64)> {
+        Some((self.command_pid? as u32, self.command_start_ticks? as u64))
     }
 
     pub fn is_active(&self) -> bool {
@@ -70,6 +82,7 @@ impl LeaseRow {
             expires_at: self.expires_at.map(rfc3339),
             ended_at: self.ended_at.map(rfc3339),
             moved_from: None,
+            command_pid: self.command().map(|(pid, _)| pid),
         }
     }
 }
@@ -80,7 +93,8 @@ macro_rules! select_leases {
     ($tail:literal) => {
         concat!(
             "SELECT id, port, name, project, owner_pid, owner_start_ticks, owner_start_time, ",
-            "owner_uid, owner_sid, boot_id, state, end_reason, granted_at, granted_ticks, expires_at, ended_at ",
+            "owner_uid, owner_sid, boot_id, state, end_reason, granted_at, granted_ticks, expires_at, ended_at, ",
+            "command_pid, command_start_ticks, kept_ticks ",
             "FROM leases ",
             $tail
         )
@@ -129,6 +143,23 @@ pub async fn last_dead_per_port(
             WHERE state = 'ended' AND end_reason = 'owner_died' AND boot_id = ?1
               AND port NOT IN (SELECT port FROM leases WHERE state = 'active')
             GROUP BY port))
+         ORDER BY ended_at DESC LIMIT ?2"
+    ))
+    .bind(boot_id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// Ended leases of `boot_id` with a registered command, newest first: their
+/// command's process group may hold orphans without tags. At most `limit`.
+pub async fn ended_with_command(
+    conn: &mut SqliteConnection,
+    boot_id: &str,
+    limit: i64,
+) -> Result<Vec<LeaseRow>, sqlx::Error> {
+    sqlx::query_as(select_leases!(
+        "WHERE state = 'ended' AND boot_id = ?1 AND command_pid IS NOT NULL
          ORDER BY ended_at DESC LIMIT ?2"
     ))
     .bind(boot_id)

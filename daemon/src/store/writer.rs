@@ -38,6 +38,16 @@ pub enum Change {
         reason: EndReason,
         at: i64,
     },
+    /// `portctl run` started the command `pid` (which leads its own process
+    /// group) for the active lease `id`.
+    Command {
+        id: String,
+        pid: u32,
+        start_ticks: u64,
+    },
+    /// The lease `id` was released with `keep` at `ticks` (clock ticks after
+    /// boot): its processes running then are left alone.
+    Kept { id: String, ticks: u64 },
     /// `(project, name)` remembers `port`.
     Remember {
         project: String,
@@ -334,6 +344,10 @@ struct Net<'a> {
     /// Ends of leases granted before this batch.
     ended: Vec<(&'a str, EndReason, i64)>,
     names: HashMap<(&'a str, &'a str), (u16, i64)>,
+    /// Commands registered for leases granted before this batch.
+    commands: Vec<(&'a str, u32, u64)>,
+    /// Releases with `keep` of leases granted before this batch.
+    kept: Vec<(&'a str, u64)>,
     events: Vec<&'a Change>,
 }
 
@@ -354,6 +368,22 @@ fn net<'a>(changes: &[&'a Change]) -> Net<'a> {
                     row.ended_at = Some(*at);
                 }
                 None => net.ended.push((id, *reason, *at)),
+            },
+            Change::Command {
+                id,
+                pid,
+                start_ticks,
+            } => match granted_at.get(id.as_str()) {
+                Some(&index) => {
+                    let row = &mut net.granted[index];
+                    row.command_pid = Some(i64::from(*pid));
+                    row.command_start_ticks = Some(*start_ticks as i64);
+                }
+                None => net.commands.push((id, *pid, *start_ticks)),
+            },
+            Change::Kept { id, ticks } => match granted_at.get(id.as_str()) {
+                Some(&index) => net.granted[index].kept_ticks = Some(*ticks as i64),
+                None => net.kept.push((id, *ticks)),
             },
             Change::Remember {
                 project,
@@ -387,8 +417,10 @@ fn write(conn: &mut Connection, changes: &[&Change]) -> rusqlite::Result<()> {
         let mut grant = tx.prepare_cached(
             "INSERT INTO leases (id, port, name, project, owner_pid, owner_start_ticks,
                 owner_start_time, owner_uid, owner_sid, boot_id, state, end_reason, granted_at,
-                granted_ticks, expires_at, ended_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                granted_ticks, expires_at, ended_at, command_pid, command_start_ticks,
+                kept_ticks)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                ?17, ?18, ?19)",
         )?;
         for row in &net.granted {
             grant.execute(params![
@@ -408,7 +440,22 @@ fn write(conn: &mut Connection, changes: &[&Change]) -> rusqlite::Result<()> {
                 row.granted_ticks,
                 row.expires_at,
                 row.ended_at,
+                row.command_pid,
+                row.command_start_ticks,
+                row.kept_ticks,
             ])?;
+        }
+        // The command is recorded even if the lease has ended since: its
+        // process group is how the lease's orphans are found.
+        let mut command = tx.prepare_cached(
+            "UPDATE leases SET command_pid = ?2, command_start_ticks = ?3 WHERE id = ?1",
+        )?;
+        for (id, pid, start_ticks) in &net.commands {
+            command.execute(params![id, pid, *start_ticks as i64])?;
+        }
+        let mut kept = tx.prepare_cached("UPDATE leases SET kept_ticks = ?2 WHERE id = ?1")?;
+        for (id, ticks) in &net.kept {
+            kept.execute(params![id, *ticks as i64])?;
         }
         let mut remember = tx.prepare_cached(
             "INSERT INTO names (project, name, port, last_used) VALUES (?1, ?2, ?3, ?4)
@@ -483,6 +530,9 @@ mod tests {
             granted_ticks: 1,
             expires_at: None,
             ended_at: None,
+            command_pid: None,
+            command_start_ticks: None,
+            kept_ticks: None,
         }
     }
 

@@ -22,6 +22,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/leases"),
     ("get", "/v1/leases/{port}"),
     ("delete", "/v1/leases/{port}"),
+    ("put", "/v1/leases/{port}/command"),
+    ("get", "/v1/leases/{port}/processes"),
     ("get", "/v1/ports/{port}"),
     ("post", "/v1/ports/{port}/kill"),
     ("post", "/v1/reap"),
