@@ -15,6 +15,9 @@ pub enum ClientError {
         body: Option<ErrorBody>,
         raw: String,
     },
+    /// A port is taken, found on this side (`run --listen-fd`'s own bind).
+    #[error("{0}")]
+    Taken(String),
     /// Looked for, not there (no lease, no name, nothing listening).
     #[error("{0}")]
     NotFound(String),
@@ -34,6 +37,7 @@ impl ClientError {
         match self {
             ClientError::Usage(_) => 2,
             ClientError::Api { status, .. } => exit_code_for_status(*status),
+            ClientError::Taken(_) => 3,
             ClientError::NotFound(_) => 4,
             ClientError::Unreachable(_) => 69,
             ClientError::Exec { code, .. } => *code,
@@ -49,6 +53,7 @@ mod tests {
     #[test]
     fn exit_codes_follow_the_design() {
         assert_eq!(ClientError::Usage("x".into()).exit_code(), 2);
+        assert_eq!(ClientError::Taken("x".into()).exit_code(), 3);
         assert_eq!(ClientError::NotFound("x".into()).exit_code(), 4);
         assert_eq!(ClientError::Unreachable("x".into()).exit_code(), 69);
         assert_eq!(ClientError::Other("x".into()).exit_code(), 1);

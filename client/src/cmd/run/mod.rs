@@ -1,37 +1,37 @@
 //! `portctl run`: lease a port, start a command with it, release it when the
-//! command exits.
+//! command and what it started have stopped serving.
 //!
-//! The child runs in its own process group, made the terminal's foreground
-//! group when stdin is a terminal (and the terminal is given back after), so
-//! an interactive dev server keeps its keyboard. portctl owns the lease: if
-//! portctl is SIGKILLed the lease ends and the reaper treats the child as an
-//! orphan. SIGINT, SIGTERM, SIGHUP and SIGQUIT are forwarded to the child's
-//! group; portctl exits with the child's code or re-raises its signal.
+//! The command runs in its own process group (`child`), made the terminal's
+//! foreground group when stdin is a terminal (and the terminal is given back
+//! after), so an interactive dev server keeps its keyboard. `run` registers
+//! the command with its lease, so that the group's members belong to the
+//! lease even without the tag; it owns the lease, so if `run` is SIGKILLed
+//! the lease ends and the daemon reaps the group and every tagged process
+//! as orphans. SIGINT, SIGTERM, SIGHUP and SIGQUIT are forwarded to the
+//! group; `run` exits with the command's code or re-raises its signal.
+//! `supervise` waits, and `ports` notices a command that ignores its port.
+
+mod child;
+mod ports;
+mod supervise;
+
+pub use child::{LISTEN_FD_SHIM, listen_fd_shim};
 
 use std::ffi::OsString;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener};
-use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::process::CommandExt;
-use std::process::Command;
 
 use clap::Args;
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, pthread_sigmask};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{Pid, getpgrp, setpgid, tcgetpgrp, tcsetpgrp};
-use portd_api::{LEASE_ENV, Lease, LeaseRequest, NameList};
+use nix::unistd::Pid;
+use portd_api::{CommandRequest, Lease, LeaseRequest, NameList};
 
+use self::child::{Spec, Started, spawn};
+use self::supervise::{become_subreaper, finish, supervise};
 use super::args::PortChoice;
 use super::lease::owner_ref;
 use super::note_moved;
 use crate::client::{Client, decode};
 use crate::error::ClientError;
-
-/// argv[1] of the hidden shim that sets `LISTEN_PID` to its own pid and
-/// execs the command: only the process after fork knows its pid.
-pub const LISTEN_FD_SHIM: &str = "__listen-fd-shim";
-/// The fd a passed listening socket gets (systemd's `SD_LISTEN_FDS_START`).
-const LISTEN_FD: RawFd = 3;
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -42,9 +42,14 @@ Examples:
 
 {port} in the command and in --env values becomes the leased port, and
 {port@NAME} the port of NAME in the same project; other {...} text is left
-as it is. The child gets PORT and PORTD_LEASE in its environment. The lease
-ends when the command exits; if portctl itself is killed with SIGKILL, the
-lease ends with it and portd reaps the command as an orphan.")]
+as it is. The command gets PORT and PORTD_LEASE in its environment, and if
+it listens on other ports but not on the leased one, run says so.
+
+The lease lasts while the command runs, and after it while processes it
+started still listen on the port (a server it put in the background, a
+reloader's worker); Ctrl-C stops them. If portctl itself is killed with
+SIGKILL, the lease ends with it and portd reaps the command's process
+group and everything carrying its tag.")]
 pub struct RunArgs {
     /// The port to lease: exactly this one unless --next
     #[arg(long, value_parser = super::port_arg, value_name = "PORT")]
@@ -115,32 +120,55 @@ pub fn run(client: &Client, args: RunArgs) -> Result<(), ClientError> {
     };
     let lease: Lease = decode(&client.send("POST", "/v1/leases", Some(&request))?)?;
     note_moved(&lease);
-    let release = || {
-        let path = format!("/v1/leases/{}?id={}", lease.port, lease.id);
-        if let Err(e) = client.send("DELETE", &path, None::<&()>) {
-            eprintln!("portctl: could not release port {}: {e}", lease.port);
-        }
-    };
     let project = request.project.as_deref().unwrap_or_default();
+    become_subreaper();
     match start(client, &args, &lease, project) {
         Ok(child) => {
-            let status = supervise(child);
-            release();
+            register(client, &lease, child.pid);
+            let status = supervise(child, client, &lease);
+            release(client, &lease);
             finish(status)
         }
         Err(e) => {
-            release();
+            release(client, &lease);
             Err(e)
         }
     }
 }
 
-/// A started child and how the terminal was arranged for it.
-struct Started {
-    pid: Pid,
-    took_terminal: bool,
+/// Ends the lease; the daemon then reaps what of it still listens. A lease
+/// that already ended (released by hand, reaped) needs no word.
+fn release(client: &Client, lease: &Lease) {
+    let path = format!("/v1/leases/{}?id={}", lease.port, lease.id);
+    match client.send("DELETE", &path, None::<&()>) {
+        Ok(_) | Err(ClientError::Api { status: 404, .. }) => {}
+        Err(e) => eprintln!("portctl: could not release port {}: {e}", lease.port),
+    }
 }
 
+/// Tells the daemon which process is the lease's command, so that its
+/// process group belongs to the lease even where the tag does not reach.
+fn register(client: &Client, lease: &Lease, pid: Pid) {
+    let Ok(command) = owner_ref(pid.as_raw() as u32) else {
+        return; // already gone: nothing of it to find
+    };
+    let request = CommandRequest {
+        id: lease.id.clone(),
+        pid: command.pid,
+        start_time: command.start_time,
+    };
+    let path = format!("/v1/leases/{}/command", lease.port);
+    match client.send("PUT", &path, Some(&request)) {
+        // 422: the command exited (or exec'd away) before it was registered.
+        Ok(_) | Err(ClientError::Api { status: 422, .. }) => {}
+        Err(e) => eprintln!(
+            "portctl: warning: cannot register the command with its lease ({e}); if portctl is killed, only processes carrying PORTD_LEASE are reaped"
+        ),
+    }
+}
+
+/// Expands the command line and environment, binds the port for
+/// `--listen-fd`, and starts the command.
 fn start(
     client: &Client,
     args: &RunArgs,
@@ -175,235 +203,32 @@ fn start(
     for (key, value) in &args.envs {
         envs.push((key.clone(), expand(value, lease.port, &mut lookup)?));
     }
-
     let listener = if args.listen_fd {
         let addr = SocketAddr::new(args.listen_addr, lease.port);
-        Some(TcpListener::bind(addr).map_err(|e| ClientError::Api {
-            status: 409,
-            body: None,
-            raw: format!("cannot bind {addr}: {e}"),
-        })?)
+        Some(TcpListener::bind(addr).map_err(|e| bind_error(addr, &e))?)
     } else {
         None
     };
-
-    let mut command = match &listener {
-        Some(_) => {
-            let mut shim = Command::new(
-                std::env::current_exe().map_err(|e| ClientError::Other(e.to_string()))?,
-            );
-            shim.arg(LISTEN_FD_SHIM).args(&command_line);
-            shim.env("LISTEN_FDS", "1")
-                .env("LISTEN_FDNAMES", lease.name.as_deref().unwrap_or("port"));
-            shim
-        }
-        None => {
-            let mut direct = Command::new(&command_line[0]);
-            direct.args(&command_line[1..]);
-            direct
-        }
-    };
-    command
-        .env("PORT", lease.port.to_string())
-        .env(LEASE_ENV, &lease.id)
-        .envs(envs);
-    command.env_remove("LISTEN_PID");
-    if listener.is_none() {
-        command
-            .env_remove("LISTEN_FDS")
-            .env_remove("LISTEN_FDNAMES");
-    }
-
-    // Hand the terminal over only if we are its foreground job: a
-    // background `portctl run ... &` must leave it to the shell.
-    let terminal = in_foreground();
-    let listen_raw = listener.as_ref().map(|l| l.as_raw_fd());
-    // SAFETY: only async-signal-safe calls (setpgid, signal, tcsetpgrp, dup2,
-    // fcntl) run between fork and exec.
-    unsafe {
-        command.pre_exec(move || child_setup(terminal, listen_raw));
-    }
-    // The parent waits for these with sigwait; block them before the child
-    // exists so that none is lost (the child's mask is reset by std).
-    block_forwarded_signals(SigmaskHow::SIG_BLOCK);
-    let child = match command.spawn() {
-        Ok(child) => child,
-        Err(e) => {
-            block_forwarded_signals(SigmaskHow::SIG_UNBLOCK);
-            let program = command_line[0].to_string_lossy().into_owned();
-            return Err(spawn_error(&program, &e));
-        }
-    };
-    drop(listener);
-    let pid = Pid::from_raw(child.id() as i32);
-    // Also from this side, so the group exists whichever runs first. The
-    // child took the terminal before exec, and spawn returns after exec.
-    let _ = setpgid(pid, pid);
-    Ok(Started {
-        pid,
-        took_terminal: terminal,
+    spawn(Spec {
+        command_line,
+        envs,
+        lease,
+        listener,
     })
 }
 
-/// In the child, before exec: own process group, the terminal if we have
-/// one, and the listening socket as fd 3.
-fn child_setup(terminal: bool, listener: Option<RawFd>) -> io::Result<()> {
-    // SAFETY: plain syscalls on our own process and fds.
-    unsafe {
-        // The parent blocks the forwarded signals to sigwait on them; the
-        // command must start with none blocked.
-        let mut none: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut none);
-        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-        if libc::setpgid(0, 0) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if terminal {
-            // A background group may not take the terminal unless SIGTTOU
-            // is ignored; restore the default before exec.
-            libc::signal(libc::SIGTTOU, libc::SIG_IGN);
-            libc::tcsetpgrp(0, libc::getpid());
-            libc::signal(libc::SIGTTOU, libc::SIG_DFL);
-        }
-        if let Some(fd) = listener {
-            if fd == LISTEN_FD {
-                libc::fcntl(fd, libc::F_SETFD, 0);
-            } else if libc::dup2(fd, LISTEN_FD) < 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
-    }
-    Ok(())
-}
-
-const FORWARDED: [Signal; 4] = [
-    Signal::SIGINT,
-    Signal::SIGTERM,
-    Signal::SIGHUP,
-    Signal::SIGQUIT,
-];
-
-fn forwarded_and_chld() -> SigSet {
-    let mut set = SigSet::empty();
-    for signal in FORWARDED {
-        set.add(signal);
-    }
-    set.add(Signal::SIGCHLD);
-    set
-}
-
-fn block_forwarded_signals(how: SigmaskHow) {
-    let _ = pthread_sigmask(how, Some(&forwarded_and_chld()), None);
-}
-
-/// Forwards signals to the child's group until the child exits.
-fn supervise(child: Started) -> WaitStatus {
-    let set = forwarded_and_chld();
-    let group = Pid::from_raw(-child.pid.as_raw());
-    let status = loop {
-        match waitpid(
-            child.pid,
-            Some(WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED),
-        ) {
-            Ok(WaitStatus::StillAlive) => {}
-            Ok(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => break status,
-            Ok(WaitStatus::Stopped(..)) => suspend_with(&child, group),
-            Ok(_) => {}
-            Err(_) => break WaitStatus::Exited(child.pid, 1),
-        }
-        match set.wait() {
-            Ok(Signal::SIGCHLD) => {}
-            Ok(signal) => {
-                let _ = kill(group, signal);
-            }
-            Err(_) => {}
-        }
-    };
-    if child.took_terminal {
-        set_terminal_group(getpgrp());
-    }
-    status
-}
-
-/// The child stopped (Ctrl-Z): stop with it so the shell sees its job
-/// stopped and gets the terminal back; when continued (or at once, with no
-/// shell to continue us), continue the child, handing the terminal over
-/// again if we are in the foreground.
-fn suspend_with(child: &Started, group: Pid) {
-    if child.took_terminal {
-        set_terminal_group(getpgrp());
-    }
-    // SIGTSTP, not SIGSTOP: in an orphaned process group (no job-control
-    // shell above us: tmux, ssh -t, a script leading the session) the kernel
-    // discards SIGTSTP, and we go straight on to continue the child instead
-    // of stopping where nobody could resume us.
-    let _ = nix::sys::signal::raise(Signal::SIGTSTP);
-    if child.took_terminal && in_foreground() {
-        set_terminal_group(child.pid);
-    }
-    let _ = kill(group, Signal::SIGCONT);
-}
-
-/// True when stdin is our controlling terminal and our group is its
-/// foreground group (tcgetpgrp fails on anything else).
-fn in_foreground() -> bool {
-    tcgetpgrp(std::io::stdin()).is_ok_and(|fg| fg == getpgrp())
-}
-
-/// Makes `group` the terminal's foreground group. Called from whatever
-/// group we are in, so SIGTTOU is ignored for the call.
-fn set_terminal_group(group: Pid) {
-    // SAFETY: signal() with SIG_IGN/SIG_DFL on SIGTTOU only.
-    unsafe { libc::signal(libc::SIGTTOU, libc::SIG_IGN) };
-    let _ = tcsetpgrp(std::io::stdin(), group);
-    unsafe { libc::signal(libc::SIGTTOU, libc::SIG_DFL) };
-}
-
-/// Exits like the child: its code, or its signal re-raised.
-fn finish(status: WaitStatus) -> ! {
-    block_forwarded_signals(SigmaskHow::SIG_UNBLOCK);
-    match status {
-        WaitStatus::Exited(_, code) => std::process::exit(code),
-        WaitStatus::Signaled(_, signal, _) => {
-            // SAFETY: restoring the default action and raising it on ourselves.
-            unsafe {
-                libc::signal(signal as libc::c_int, libc::SIG_DFL);
-            }
-            let _ = nix::sys::signal::raise(signal);
-            std::process::exit(128 + signal as i32)
-        }
-        _ => std::process::exit(1),
-    }
-}
-
-/// 127 for a command not found, 126 for one that cannot be executed.
-fn spawn_error(program: &str, error: &io::Error) -> ClientError {
+/// `--listen-fd` could not bind: exit 3 when something else has the port.
+fn bind_error(addr: SocketAddr, error: &io::Error) -> ClientError {
     match error.kind() {
-        io::ErrorKind::NotFound => ClientError::Exec {
-            code: 127,
-            message: format!("{program}: command not found"),
-        },
-        _ => ClientError::Exec {
-            code: 126,
-            message: format!("{program}: cannot execute: {error}"),
-        },
+        io::ErrorKind::AddrInUse => ClientError::Taken(format!(
+            "cannot bind {addr}: address in use (by something without a lease; `portctl who {}` shows it)",
+            addr.port()
+        )),
+        io::ErrorKind::PermissionDenied => {
+            ClientError::Usage(format!("cannot bind {addr}: permission denied"))
+        }
+        _ => ClientError::Other(format!("cannot bind {addr}: {error}")),
     }
-}
-
-/// The shim: `LISTEN_PID` is this process's pid, which the command keeps
-/// across exec. Never returns on success.
-pub fn listen_fd_shim(command: &[OsString]) -> i32 {
-    let Some((program, args)) = command.split_first() else {
-        eprintln!("portctl: {LISTEN_FD_SHIM}: no command");
-        return 2;
-    };
-    let error = Command::new(program)
-        .args(args)
-        .env("LISTEN_PID", std::process::id().to_string())
-        .exec();
-    let failure = spawn_error(&program.to_string_lossy(), &error);
-    eprintln!("portctl: {failure}");
-    failure.exit_code()
 }
 
 fn percent_encode(text: &str) -> String {
@@ -457,6 +282,21 @@ mod tests {
         assert_eq!(parse_env("A="), Ok(("A".into(), String::new())));
         assert!(parse_env("=x").is_err());
         assert!(parse_env("novalue").is_err());
+    }
+
+    #[test]
+    fn a_listen_fd_bind_on_a_taken_port_says_so_and_exits_3() {
+        let held = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = held.local_addr().unwrap();
+        let error = TcpListener::bind(addr).expect_err("the port is taken");
+        let failure = bind_error(addr, &error);
+        assert_eq!(failure.exit_code(), 3);
+        assert!(
+            failure
+                .to_string()
+                .starts_with(&format!("cannot bind {addr}: address in use")),
+            "{failure}"
+        );
     }
 
     #[test]
