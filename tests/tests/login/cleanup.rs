@@ -55,12 +55,13 @@ fn portctl_cleanup_reaps_the_server_of_a_released_lease_and_keeps_live_ones() {
     let kept = d.lease(kept_port, &live_owner);
     let owner = ChildGuard::sleep(600);
     let id = d.lease(port, &owner);
+    // Released with keep (nothing is reaped then); a server started after
+    // with the ended lease's tag is an orphan that only a sweep finds.
+    let released = d.delete(&format!("/v1/leases/{port}?keep=true"));
+    assert_eq!(released.status, 200, "{}", released.body);
     let mut server = Listener::new(port, scratch.path("server"))
         .tagged(&id)
         .spawn();
-    // A release ends the lease and reaps nothing: the server stays.
-    let released = d.delete(&format!("/v1/leases/{port}"));
-    assert_eq!(released.status, 200, "{}", released.body);
     assert!(server.procs[0].stays_alive(Duration::from_millis(300)));
 
     let out = run(cli::portctl(d.socket()).arg("cleanup"));
@@ -96,11 +97,11 @@ fn portctl_cleanup_json_prints_the_report() {
     let port = block.port(4);
     let owner = ChildGuard::sleep(600);
     let id = d.lease(port, &owner);
+    let released = d.delete(&format!("/v1/leases/{port}?keep=true"));
+    assert_eq!(released.status, 200, "{}", released.body);
     let mut server = Listener::new(port, scratch.path("server"))
         .tagged(&id)
         .spawn();
-    let released = d.delete(&format!("/v1/leases/{port}"));
-    assert_eq!(released.status, 200, "{}", released.body);
 
     let body = success(
         &run(cli::portctl(d.socket()).args(["cleanup", "--json"])),

@@ -186,13 +186,14 @@ fn a_dry_run_names_the_orphan_and_changes_nothing() {
     let port = block.port(9);
     let owner = ChildGuard::sleep(600);
     let id = d.lease(port, &owner);
+    // Released with keep, then started with the ended lease's tag: an
+    // orphan that nothing reaps until someone asks.
+    let released = d.delete(&format!("/v1/leases/{port}?keep=true"));
+    assert_eq!(released.status, 200, "{}", released.body);
     let mut server = Listener::new(port, scratch.path("server"))
         .tagged(&id)
         .spawn();
     let proc = server.procs[0];
-    // Released, not dead: nothing reaps until someone asks.
-    let released = d.delete(&format!("/v1/leases/{port}"));
-    assert_eq!(released.status, 200, "{}", released.body);
     let events_before = d.get("/v1/events").json()["events"].clone();
 
     let dry = reap(&d, true);

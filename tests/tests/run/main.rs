@@ -12,6 +12,8 @@
 //!   own process group), the lease around it, and portctl's exit status.
 //! - `signals`: signals forwarded to the command; a SIGKILLed `portctl run`.
 //! - `projects`: names per project (runs, daemon restarts, git worktrees).
+//! - `lease_ends`: however a lease ends, nothing of it serves its port
+//!   without a lease (uvicorn --reload, a backgrounded server, nginx).
 //! - `listen_fd`: `--listen-fd` (systemd-style socket passing).
 //! - `terminal`: a command under a terminal gets the keyboard and gives it
 //!   back.
@@ -22,6 +24,7 @@
 mod bad_input;
 mod child;
 mod dev_script;
+mod lease_ends;
 mod listen_fd;
 mod projects;
 mod signals;
