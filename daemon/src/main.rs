@@ -58,6 +58,9 @@ fn parse_range(text: &str) -> Result<PortRange, String> {
 }
 
 fn main() -> ExitCode {
+    // Whatever the caller's umask, nothing the daemon creates is open to
+    // others (the socket between its bind and its chmod included).
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let args = Args::parse();
     let uid = nix::unistd::geteuid().as_raw();
     let mut settings = Settings::default();
