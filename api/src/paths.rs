@@ -67,6 +67,13 @@ fn non_empty_env(name: &str) -> Option<String> {
     env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// The directory `path` lives in: `.` for a bare file name.
+pub fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
 /// Checks that `dir` may hold the socket: a real directory (not a symlink),
 /// owned by `uid`, with no access for group or others.
 pub fn check_private_dir(dir: &Path, uid: u32) -> Result<(), String> {

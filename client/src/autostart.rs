@@ -11,7 +11,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use portd_api::LEASE_ENV;
-use portd_api::paths::{check_state_dir, create_private_dir, db_path, log_path, open_private_file};
+use portd_api::paths::{
+    check_state_dir, create_private_dir, db_path, log_path, open_private_file, parent_dir,
+};
 
 use crate::client::connect;
 use crate::error::ClientError;
@@ -45,10 +47,7 @@ pub fn start(socket: &Path) -> Result<(), ClientError> {
     // The log sits beside the database: the same rules as the daemon's for
     // that directory, and the file is never a symlink or another uid's.
     let uid = nix::unistd::geteuid().as_raw();
-    let dir = log
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = parent_dir(&log);
     if !dir.exists() {
         create_private_dir(dir).map_err(|e| unreachable(format!("{}: {e}", dir.display())))?;
     }

@@ -14,7 +14,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::Flock;
-use portd_api::paths::{check_private_dir, create_private_dir, lock_path};
+use portd_api::paths::{check_private_dir, create_private_dir, lock_path, parent_dir};
 
 use crate::lockfile::{self, LockError};
 
@@ -72,10 +72,7 @@ pub fn claim(path: &Path) -> Result<Claimed, SocketError> {
     if len > MAX_SOCKET_PATH {
         return Err(SocketError::PathTooLong(path.to_path_buf(), len));
     }
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = parent_dir(path);
     let uid = nix::unistd::geteuid().as_raw();
     if !dir.exists() {
         create_private_dir(dir).map_err(|e| SocketError::Io(dir.to_path_buf(), e))?;

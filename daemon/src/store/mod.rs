@@ -23,7 +23,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 pub use leases::LeaseRow;
 
-use portd_api::paths::{check_state_dir, create_private_dir, open_private_file};
+use portd_api::paths::{check_state_dir, create_private_dir, open_private_file, parent_dir};
 
 use crate::lockfile::{self, LockError};
 
@@ -156,10 +156,7 @@ impl Store {
 /// are made 0600.
 fn claim_files(db: &Path) -> Result<Flock<File>, StoreError> {
     let uid = nix::unistd::geteuid().as_raw();
-    let dir = db
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = parent_dir(db);
     if !dir.exists() {
         create_private_dir(dir).map_err(|e| StoreError::CreateDir(dir.to_path_buf(), e))?;
     }
