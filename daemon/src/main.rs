@@ -23,11 +23,18 @@ units. Clients talk to it with `portctl` or over HTTP on the socket:
 struct Args {
     /// Unix socket to serve on [env: PORTD_SOCKET; default:
     /// $XDG_RUNTIME_DIR/portd/portd.sock, else /tmp/portd-$UID/portd.sock]
+    ///
+    /// Its directory must be yours and mode 0700. A stale socket at the path
+    /// is replaced; anything else there is refused and left alone.
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
 
     /// SQLite database [env: PORTD_DB; default: $XDG_STATE_HOME/portd/portd.db,
     /// else ~/.local/state/portd/portd.db]
+    ///
+    /// Its directory must be yours and not writable by group or others
+    /// (portd creates it 0700); the database, its lock and WAL are yours and
+    /// 0600.
     #[arg(long, value_name = "PATH")]
     db: Option<PathBuf>,
 
