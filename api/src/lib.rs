@@ -10,6 +10,7 @@ pub mod error;
 pub mod parse;
 pub mod paths;
 pub mod procstat;
+pub mod text;
 pub mod types;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};

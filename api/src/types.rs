@@ -96,9 +96,20 @@ pub struct LeaseRequest {
     pub next: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub range: Option<PortRange>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Printable characters only: a control or format character (bidi
+    /// overrides, zero-width spaces) is 400.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::text::shown_name"
+    )]
     pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// An absolute path of at most 4,096 bytes (longer is 400).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::text::project_path"
+    )]
     pub project: Option<String>,
     /// Names the owner instead of letting the daemon resolve it from the caller.
     #[serde(default, skip_serializing_if = "Option::is_none")]

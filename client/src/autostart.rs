@@ -4,15 +4,16 @@
 //! it, without the caller's lease tag. Many clients may do this at once; the
 //! daemons' lock file lets exactly one of them serve.
 
-use std::fs::{self, OpenOptions};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs::OpenOptions;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use portd_api::LEASE_ENV;
-use portd_api::paths::{db_path, log_path};
+use portd_api::paths::{
+    check_state_dir, create_private_dir, db_path, log_path, open_private_file, parent_dir,
+};
 
 use crate::client::connect;
 use crate::error::ClientError;
@@ -43,19 +44,16 @@ pub fn log_file(socket: &Path) -> PathBuf {
 pub fn start(socket: &Path) -> Result<(), ClientError> {
     let log = log_file(socket);
     let unreachable = |why: String| ClientError::Unreachable(format!("cannot start portd: {why}"));
-    if let Some(dir) = log.parent() {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| unreachable(format!("{}: {e}", dir.display())))?;
+    // The log sits beside the database: the same rules as the daemon's for
+    // that directory, and the file is never a symlink or another uid's.
+    let uid = nix::unistd::geteuid().as_raw();
+    let dir = parent_dir(&log);
+    if !dir.exists() {
+        create_private_dir(dir).map_err(|e| unreachable(format!("{}: {e}", dir.display())))?;
     }
-    let out = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(&log)
-        .map_err(|e| unreachable(format!("{}: {e}", log.display())))?;
+    check_state_dir(dir, uid).map_err(|e| unreachable(format!("log directory: {e}")))?;
+    let out = open_private_file(&log, OpenOptions::new().create(true).append(true), uid)
+        .map_err(|e| unreachable(e.to_string()))?;
     let err = out.try_clone().map_err(|e| unreachable(e.to_string()))?;
     let binary = daemon_binary();
     let mut command = Command::new(&binary);

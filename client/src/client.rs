@@ -8,7 +8,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
-use portd_api::paths::check_private_dir;
+use portd_api::paths::{check_private_dir, parent_dir};
 use portd_api::{ErrorBody, VERSION, VERSION_HEADER};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -40,10 +40,7 @@ pub enum ConnectError {
 /// our own uid or root.
 pub fn connect(socket: &Path) -> Result<UnixStream, ConnectError> {
     let uid = nix::unistd::geteuid().as_raw();
-    let dir = socket
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = parent_dir(socket);
     if !dir.exists() {
         return Err(ConnectError::Absent);
     }

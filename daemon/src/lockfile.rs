@@ -4,10 +4,10 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
+use portd_api::paths::open_private_file;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
@@ -16,19 +16,27 @@ pub enum LockError {
     Held(String),
     #[error("{0}: {1}")]
     Io(PathBuf, io::Error),
+    /// The file cannot be trusted or opened; the message names it.
+    #[error("{0}")]
+    Refused(io::Error),
 }
 
-/// Takes the lock at `path` without waiting and records our pid in it.
+/// Takes the lock at `path` without waiting and records our pid in it. The
+/// file is ours and private ([`open_private_file`]): never a symlink, never
+/// another uid's.
 pub fn acquire(path: &Path) -> Result<Flock<File>, LockError> {
     let io_error = |e| LockError::Io(path.to_path_buf(), e);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .map_err(io_error)?;
+    let uid = nix::unistd::geteuid().as_raw();
+    let file = open_private_file(
+        path,
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false),
+        uid,
+    )
+    .map_err(LockError::Refused)?;
     let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(lock) => lock,
         Err((mut file, _)) => {
@@ -63,5 +71,19 @@ mod tests {
         }
         drop(held);
         assert!(acquire(&path).is_ok(), "free again once dropped");
+    }
+
+    #[test]
+    fn a_symlinked_lock_is_refused_and_its_target_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("precious");
+        std::fs::write(&target, "keep me\n").unwrap();
+        let path = dir.path().join("x.lock");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        match acquire(&path) {
+            Err(LockError::Refused(e)) => assert!(e.to_string().contains("symlink"), "{e}"),
+            other => panic!("expected Refused, got {other:?}"),
+        }
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me\n");
     }
 }

@@ -8,6 +8,7 @@ use clap::Parser;
 use portd::config::{Setting, Settings, Source, apply_file, config_path, parse_grace};
 use portd::{Config, socket};
 use portd_api::{PortRange, paths};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -22,11 +23,18 @@ units. Clients talk to it with `portctl` or over HTTP on the socket:
 struct Args {
     /// Unix socket to serve on [env: PORTD_SOCKET; default:
     /// $XDG_RUNTIME_DIR/portd/portd.sock, else /tmp/portd-$UID/portd.sock]
+    ///
+    /// Its directory must be yours and mode 0700. A stale socket at the path
+    /// is replaced; anything else there is refused and left alone.
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
 
     /// SQLite database [env: PORTD_DB; default: $XDG_STATE_HOME/portd/portd.db,
     /// else ~/.local/state/portd/portd.db]
+    ///
+    /// Its directory must be yours and not writable by group or others
+    /// (portd creates it 0700); the database, its lock and WAL are yours and
+    /// 0600.
     #[arg(long, value_name = "PATH")]
     db: Option<PathBuf>,
 
@@ -58,6 +66,9 @@ fn parse_range(text: &str) -> Result<PortRange, String> {
 }
 
 fn main() -> ExitCode {
+    // Whatever the caller's umask, nothing the daemon creates is open to
+    // others (the socket between its bind and its chmod included).
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let args = Args::parse();
     let uid = nix::unistd::geteuid().as_raw();
     let mut settings = Settings::default();
@@ -120,15 +131,23 @@ fn main() -> ExitCode {
     };
     let shutdown = CancellationToken::new();
     let result = runtime.block_on(async {
-        tokio::spawn(stop_on_signal(shutdown.clone()));
-        portd::serve(config, listener, shutdown).await
+        // Installed before the daemon answers anything, so that no signal
+        // that arrives once it serves meets the default action.
+        let signals = match Signals::install() {
+            Ok(signals) => signals,
+            Err(e) => return Err(format!("cannot install signal handlers: {e}")),
+        };
+        tokio::spawn(signals.handle(shutdown.clone()));
+        portd::serve(config, listener, shutdown)
+            .await
+            .map_err(|e| e.to_string())
     });
     if let Some(claimed) = claimed {
         claimed.remove();
     }
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(&e.to_string()),
+        Err(e) => fail(&e),
     }
 }
 
@@ -173,18 +192,42 @@ fn init_logging(verbose: u8, configured: &str) {
         .init();
 }
 
-async fn stop_on_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+/// The signals the daemon acts on.
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
     }
-    shutdown.cancel();
+
+    /// SIGTERM and SIGINT stop the daemon. SIGHUP (a closed terminal, or
+    /// `kill -HUP` from habit) is logged and ignored: a daemon that dies of
+    /// it would end every lease's watch without a word, and the config file
+    /// is read only at start.
+    async fn handle(mut self, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => {
+                    tracing::info!("SIGTERM: shutting down");
+                    break;
+                }
+                _ = self.int.recv() => {
+                    tracing::info!("SIGINT: shutting down");
+                    break;
+                }
+                _ = self.hup.recv() => tracing::warn!(
+                    "SIGHUP ignored: portd keeps serving; restart it to read a changed config file"
+                ),
+            }
+        }
+        shutdown.cancel();
+    }
 }

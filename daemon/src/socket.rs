@@ -1,5 +1,7 @@
 //! Claiming the socket path: the private directory, the lock held for the
-//! daemon's whole life, stale-socket replacement, and socket activation.
+//! daemon's whole life, stale-socket replacement (only a socket nobody
+//! answers on; never a file, directory or symlink someone put there), and
+//! socket activation.
 //!
 //! Many clients may autostart a daemon at once; the flock decides which one
 //! binds. A second daemon finds the lock taken (or a live socket) and exits
@@ -7,12 +9,12 @@
 
 use std::fs::{self, File};
 use std::os::fd::{FromRawFd, RawFd};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::Flock;
-use portd_api::paths::{check_private_dir, lock_path};
+use portd_api::paths::{check_private_dir, create_private_dir, lock_path, parent_dir};
 
 use crate::lockfile::{self, LockError};
 
@@ -27,6 +29,13 @@ pub enum SocketError {
     PathTooLong(PathBuf, usize),
     #[error("socket directory: {0}")]
     Directory(String),
+    #[error(
+        "{0} is {1}, not a socket; portd replaces only a stale socket of its own: \
+         pass another --socket (or PORTD_SOCKET), or move it away"
+    )]
+    NotASocket(PathBuf, &'static str),
+    #[error("{0}")]
+    Refused(std::io::Error),
     #[error("{0}: {1}")]
     Io(PathBuf, std::io::Error),
 }
@@ -35,36 +44,38 @@ pub enum SocketError {
 pub struct Claimed {
     pub listener: UnixListener,
     pub path: PathBuf,
+    /// Device and inode of the socket file we bound: at exit the path is
+    /// removed only while it still names that file.
+    bound: (u64, u64),
     lock: Flock<File>,
 }
 
 impl Claimed {
-    /// Removes the socket file; the lock goes when `self` drops.
+    /// Removes the socket file if it is still ours (something else may have
+    /// taken the path meanwhile); the lock goes when `self` drops.
     pub fn remove(self) {
-        let _ = fs::remove_file(&self.path);
+        if file_id(&self.path).ok() == Some(self.bound) {
+            let _ = fs::remove_file(&self.path);
+        }
         let _ = self.lock.set_len(0);
     }
 }
 
+fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
+    fs::symlink_metadata(path).map(|meta| (meta.dev(), meta.ino()))
+}
+
 /// Claims `path` for this daemon: checks its directory, takes the lock,
-/// replaces a stale socket, binds with mode 0600.
+/// replaces a stale socket (and nothing else), binds with mode 0600.
 pub fn claim(path: &Path) -> Result<Claimed, SocketError> {
     let len = path.as_os_str().len();
     if len > MAX_SOCKET_PATH {
         return Err(SocketError::PathTooLong(path.to_path_buf(), len));
     }
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = parent_dir(path);
     let uid = nix::unistd::geteuid().as_raw();
     if !dir.exists() {
-        use std::os::unix::fs::DirBuilderExt;
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| SocketError::Io(dir.to_path_buf(), e))?;
+        create_private_dir(dir).map_err(|e| SocketError::Io(dir.to_path_buf(), e))?;
     }
     check_private_dir(dir, uid).map_err(SocketError::Directory)?;
 
@@ -72,24 +83,54 @@ pub fn claim(path: &Path) -> Result<Claimed, SocketError> {
     let lock = lockfile::acquire(&lock_file).map_err(|e| match e {
         LockError::Held(pid) => SocketError::AlreadyRunning(pid),
         LockError::Io(path, e) => SocketError::Io(path, e),
+        LockError::Refused(e) => SocketError::Refused(e),
     })?;
 
-    if fs::symlink_metadata(path).is_ok() {
-        if UnixStream::connect(path).is_ok() {
-            // A daemon we do not know of (one started without the lock).
-            return Err(SocketError::AlreadyRunning("unknown".into()));
-        }
-        fs::remove_file(path).map_err(|e| SocketError::Io(path.to_path_buf(), e))?;
-    }
+    remove_stale_socket(path)?;
     let listener = UnixListener::bind(path).map_err(|e| SocketError::Io(path.to_path_buf(), e))?;
     fs::set_permissions(path, fs::Permissions::from_mode(0o600))
         .map_err(|e| SocketError::Io(path.to_path_buf(), e))?;
+    let bound = file_id(path).map_err(|e| SocketError::Io(path.to_path_buf(), e))?;
 
     Ok(Claimed {
         listener,
         path: path.to_path_buf(),
+        bound,
         lock,
     })
+}
+
+/// Removes what is at `path` only if `lstat` says it is a socket and
+/// connecting to it is refused (its daemon is gone). A live socket means
+/// another daemon; anything else (a file, a directory, a symlink) is
+/// someone's and is refused.
+fn remove_stale_socket(path: &Path) -> Result<(), SocketError> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(SocketError::Io(path.to_path_buf(), e)),
+    };
+    let kind = meta.file_type();
+    if !kind.is_socket() {
+        let what = if kind.is_symlink() {
+            "a symlink"
+        } else if kind.is_dir() {
+            "a directory"
+        } else if kind.is_file() {
+            "a regular file"
+        } else {
+            "a special file"
+        };
+        return Err(SocketError::NotASocket(path.to_path_buf(), what));
+    }
+    match UnixStream::connect(path) {
+        // A daemon we do not know of (one started without the lock).
+        Ok(_) => Err(SocketError::AlreadyRunning("unknown".into())),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            fs::remove_file(path).map_err(|e| SocketError::Io(path.to_path_buf(), e))
+        }
+        Err(e) => Err(SocketError::Io(path.to_path_buf(), e)),
+    }
 }
 
 /// The listening socket systemd passed us (LISTEN_FDS/LISTEN_PID), if any.
@@ -109,4 +150,42 @@ pub fn activated() -> Option<UnixListener> {
     }
     // SAFETY: systemd passes fd 3 open and owned by us when LISTEN_PID is ours.
     Some(unsafe { UnixListener::from_raw_fd(FIRST_FD) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn private_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_socket_nobody_answers_on_is_replaced() {
+        let dir = private_dir();
+        let path = dir.path().join("s.sock");
+        drop(UnixListener::bind(&path).unwrap());
+        assert!(path.exists(), "a closed listener leaves its file");
+        let claimed = claim(&path).expect("the stale socket is replaced");
+        assert!(UnixStream::connect(&path).is_ok(), "ours now answers");
+        claimed.remove();
+        assert!(!path.exists(), "our own socket goes at exit");
+    }
+
+    #[test]
+    fn at_exit_a_path_that_is_no_longer_our_socket_is_left_alone() {
+        let dir = private_dir();
+        let path = dir.path().join("s.sock");
+        let claimed = claim(&path).unwrap();
+        // Another program took the path meanwhile (systemd binding its own
+        // socket there, say).
+        fs::remove_file(&path).unwrap();
+        let theirs = UnixListener::bind(&path).unwrap();
+        claimed.remove();
+        let meta = fs::symlink_metadata(&path).expect("their socket is still there");
+        assert!(meta.file_type().is_socket());
+        drop(theirs);
+    }
 }

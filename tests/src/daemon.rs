@@ -17,6 +17,7 @@
 //! Dropping a `TestDaemon` kills the daemon (SIGKILL) and reaps it; if the
 //! test is panicking, the daemon's log is printed first.
 
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -81,10 +82,20 @@ pub fn portd_command(socket: &Path, db: &Path, range: PortRange) -> Command {
 /// changes: runs shell set-up (`ulimit`, `export`) in the process that then
 /// becomes `cmd`, keeping its pid.
 pub fn via_bash(cmd: &Command, prelude: &str) -> Command {
-    let mut wrapped = Command::new("bash");
+    wrapped_in(
+        "bash",
+        &["-c".into(), format!("{prelude}\nexec \"$0\" \"$@\"").into()],
+        cmd,
+    )
+}
+
+/// `PROGRAM ARGS... CMD CMD-ARGS...` with `cmd`'s environment changes, for
+/// a wrapper that ends by exec'ing the command (`bash -c`, `setpriv`), so
+/// that the command keeps the wrapper's pid.
+pub fn wrapped_in(program: impl AsRef<OsStr>, args: &[OsString], cmd: &Command) -> Command {
+    let mut wrapped = Command::new(program);
     wrapped
-        .arg("-c")
-        .arg(format!("{prelude}\nexec \"$0\" \"$@\""))
+        .args(args)
         .arg(cmd.get_program())
         .args(cmd.get_args());
     for (name, value) in cmd.get_envs() {

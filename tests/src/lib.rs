@@ -34,7 +34,7 @@ pub mod skip;
 pub mod wait;
 
 pub use bins::{portctl_bin, portd_bin};
-pub use daemon::{TestDaemon, portd_command, via_bash};
+pub use daemon::{TestDaemon, portd_command, via_bash, wrapped_in};
 pub use http::Response;
 pub use ports::PortBlock;
 pub use procs::{ChildGuard, Done, finish, output_within, start_time};

@@ -886,6 +886,10 @@ fn ended(mut lease: LeaseRow, reason: EndReason, now: i64) -> LeaseRow {
     lease
 }
 
+/// What a request can only be told at grant time (422). Names with hidden
+/// characters and oversized projects never get here: reading the body
+/// refuses them (400, `portd_api::text`); the name check repeats that rule
+/// for requests built in-process.
 fn validate(req: &LeaseRequest) -> Result<(), LeaseError> {
     if req.port == Some(0) {
         return Err(LeaseError::Invalid(
@@ -895,10 +899,11 @@ fn validate(req: &LeaseRequest) -> Result<(), LeaseError> {
     if let Some(name) = &req.name {
         if name.is_empty()
             || name.len() > MAX_NAME_LEN
-            || name.chars().any(|c| c.is_control() || c.is_whitespace())
+            || name.chars().any(char::is_whitespace)
+            || portd_api::text::first_hidden_char(name).is_some()
         {
             return Err(LeaseError::Invalid(format!(
-                "invalid name {name:?}: 1-{MAX_NAME_LEN} characters, no spaces or control characters"
+                "invalid name {name:?}: 1-{MAX_NAME_LEN} printable characters, no spaces"
             )));
         }
         if req.project.is_none() {

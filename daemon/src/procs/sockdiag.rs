@@ -254,19 +254,18 @@ mod tests {
         drop((v4, v6));
         // A child another test forks in this moment holds a copy of every
         // fd until it execs: the listeners may outlive the drop briefly.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            let after: Vec<u64> = listening_sockets(Some(port))
+        let inodes = || -> Vec<u64> {
+            listening_sockets(Some(port))
                 .unwrap()
                 .iter()
                 .map(|s| s.inode)
-                .collect();
-            if ours.iter().all(|i| !after.contains(i)) {
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "{after:?}");
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+                .collect()
+        };
+        let gone = portd_e2e::wait_until(std::time::Duration::from_secs(10), || {
+            let after = inodes();
+            ours.iter().all(|i| !after.contains(i))
+        });
+        assert!(gone, "{:?}", inodes());
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub mod leases;
 pub mod names;
 pub mod writer;
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::Flock;
@@ -23,6 +23,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 pub use leases::LeaseRow;
 
+use portd_api::paths::{check_state_dir, create_private_dir, open_private_file, parent_dir};
+
 use crate::lockfile::{self, LockError};
 
 /// A failure to open, migrate or query the database.
@@ -30,6 +32,12 @@ use crate::lockfile::{self, LockError};
 pub enum StoreError {
     #[error("cannot create {0}: {1}")]
     CreateDir(PathBuf, std::io::Error),
+    #[error("database directory: {0}")]
+    Directory(String),
+    /// A database, lock, WAL or shared-memory file that cannot be trusted
+    /// or written; the message names it and the fix.
+    #[error("{0}")]
+    File(std::io::Error),
     #[error("cannot open database {0}: {1}")]
     Open(PathBuf, sqlx::Error),
     #[error("cannot migrate database {0}: {1}")]
@@ -65,12 +73,10 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating if missing) and migrates the database at `path`. A file
-    /// that is not a database is reported, never rewritten.
+    /// that is not a database is reported, never rewritten; see
+    /// [`claim_files`] for what is checked first.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            create_private_dir(dir).map_err(|e| StoreError::CreateDir(dir.to_path_buf(), e))?;
-        }
-        let lock = lock_database(path)?;
+        let lock = claim_files(path)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -141,6 +147,46 @@ impl Store {
     }
 }
 
+/// Makes sure nobody else can steer the daemon through its files before
+/// SQLite opens them: the directory (created 0700 if missing) is ours, no
+/// symlink, and closed to others' writes; then the lock beside the
+/// database is taken; the database is created 0600 (SQLite would create it
+/// 0644) and must be ours and writable; a WAL or shared-memory file left
+/// from an earlier run must be ours too. Files of ours left open to others
+/// are made 0600.
+fn claim_files(db: &Path) -> Result<Flock<File>, StoreError> {
+    let uid = nix::unistd::geteuid().as_raw();
+    let dir = parent_dir(db);
+    if !dir.exists() {
+        create_private_dir(dir).map_err(|e| StoreError::CreateDir(dir.to_path_buf(), e))?;
+    }
+    check_state_dir(dir, uid).map_err(StoreError::Directory)?;
+    if let Err(e) = nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK) {
+        return Err(StoreError::Directory(format!(
+            "{} is not writable ({e}); portd keeps its database, lock and WAL there",
+            dir.display()
+        )));
+    }
+    let lock = lock_database(db)?;
+
+    let mut create = OpenOptions::new();
+    create.read(true).write(true).create(true);
+    open_private_file(db, &create, uid).map_err(StoreError::File)?;
+    let mut existing = OpenOptions::new();
+    existing.read(true).write(true);
+    for suffix in ["-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        match open_private_file(Path::new(&name), &existing, uid) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(StoreError::File(e));
+            }
+            _ => {}
+        }
+    }
+    Ok(lock)
+}
+
 /// Takes the lock file beside the database (`portd.db.lock`). A separate
 /// file: closing any fd of the database itself would drop SQLite's own
 /// POSIX locks.
@@ -150,15 +196,8 @@ fn lock_database(db: &Path) -> Result<Flock<File>, StoreError> {
     lockfile::acquire(Path::new(&name)).map_err(|e| match e {
         LockError::Held(pid) => StoreError::InUse(db.to_path_buf(), pid),
         LockError::Io(path, e) => StoreError::CreateDir(path, e),
+        LockError::Refused(e) => StoreError::File(e),
     })
-}
-
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
 }
 
 /// Now, in Unix milliseconds: the unit every timestamp is stored in.

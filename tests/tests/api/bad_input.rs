@@ -187,3 +187,52 @@ fn idle_clients_beyond_the_connection_cap_do_not_lock_the_daemon_out() {
     assert_eq!(answered.map(|a| a.status).ok(), Some(200));
     drop(idle);
 }
+
+/// A name is shown back by `ls`, `who` and the proxy: characters that are
+/// invisible or reorder the text around them could make one name look like
+/// another. They are refused as malformed, like an oversized project path.
+#[test]
+fn names_that_could_disguise_a_listing_and_oversized_projects_are_400() {
+    let block = PortBlock::reserve();
+    let d = TestDaemon::start(block.range());
+    let owner = ChildGuard::sleep(60);
+    let me = owner.owner();
+    let hidden = [
+        "api\u{202e}bew",  // RIGHT-TO-LEFT OVERRIDE
+        "\u{202a}api",     // LEFT-TO-RIGHT EMBEDDING
+        "api\u{2067}",     // RIGHT-TO-LEFT ISOLATE
+        "ap\u{200f}i",     // RIGHT-TO-LEFT MARK
+        "ap\u{061c}i",     // ARABIC LETTER MARK
+        "a\u{200b}pi",     // ZERO WIDTH SPACE
+        "api\u{feff}",     // ZERO WIDTH NO-BREAK SPACE
+        "api\u{7}",        // BEL
+        "api\u{1b}[2Jweb", // ESC: a terminal escape
+        "api\u{9b}",       // CSI, a C1 control
+    ];
+    for name in hidden {
+        let answer = lease(
+            &d,
+            json!({"port": block.port(0), "name": name, "project": "/tmp/p", "owner": me}),
+        );
+        expect_error(&answer, 400, "bad_request");
+        let message = answer.json()["error"]["message"].to_string();
+        assert!(message.contains("name"), "{name:?}: {message}");
+    }
+
+    let project = |len: usize| format!("/{}", "p".repeat(len - 1));
+    let answer = lease(
+        &d,
+        json!({"port": block.port(0), "name": "api", "project": project(4097), "owner": me}),
+    );
+    let error = expect_error(&answer, 400, "bad_request");
+    assert!(error["message"].to_string().contains("4096"), "{error}");
+    let all = expect(&get(&d, "/v1/leases?all=true"), 200);
+    assert_eq!(all["leases"], json!([]), "nothing was leased");
+
+    // At the limit, and names in other scripts, are fine.
+    let at_limit =
+        json!({"port": block.port(0), "name": "api", "project": project(4096), "owner": me});
+    expect(&lease(&d, at_limit), 201);
+    let arabic = json!({"port": block.port(1), "name": "واجهة", "project": "/tmp/p", "owner": me});
+    expect(&lease(&d, arabic), 201);
+}

@@ -9,6 +9,7 @@
 
 mod bad_input;
 mod ends;
+mod files;
 mod grants;
 mod names;
 mod refusals;

@@ -41,7 +41,7 @@ fn a_second_daemon_on_the_same_socket_exits_saying_already_running() {
 }
 
 /// Runs a daemon on `socket` expecting it to refuse; returns its stderr.
-fn refused_start(socket: &Path, db: &Path, block: &PortBlock) -> String {
+pub(super) fn refused_start(socket: &Path, db: &Path, block: &PortBlock) -> String {
     let out = output_within(&mut portd_command(socket, db, block.range()), EXIT_DEADLINE);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(

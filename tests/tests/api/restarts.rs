@@ -166,3 +166,31 @@ fn a_socket_passed_by_systemd_is_served() {
     );
     assert!(d.stop().success());
 }
+
+/// SIGHUP (a closed terminal, or `kill -HUP` out of habit) neither stops
+/// the daemon nor passes unnoticed: it is logged and ignored.
+#[test]
+fn a_hangup_is_logged_and_the_daemon_keeps_serving() {
+    let block = PortBlock::reserve();
+    let d = TestDaemon::start(block.range());
+    let owner = ChildGuard::sleep(60);
+    let port = block.port(3);
+    let granted = expect(
+        &lease(&d, json!({"port": port, "owner": owner.owner()})),
+        201,
+    );
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(d.pid() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .expect("SIGHUP to portd");
+    let logged = wait_until(DEADLINE, || d.log().contains("SIGHUP"));
+    assert!(logged, "no word of the SIGHUP in the log:\n{}", d.log());
+    d.assert_healthy("SIGHUP");
+    assert_eq!(active_lease(&d, port), Some(granted));
+    expect(
+        &lease(&d, json!({"port": block.port(4), "owner": owner.owner()})),
+        201,
+    );
+}

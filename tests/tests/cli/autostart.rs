@@ -1,13 +1,16 @@
 //! Autostart: with nothing on the socket, `portctl` starts `portd` itself,
 //! detached from the caller (its own session, stdin /dev/null, output to
 //! `portd.log` beside the database, no lease tag), and many clients
-//! starting it at once end with one daemon.
+//! starting it at once end with one daemon. The log goes only into a
+//! directory of the caller's that nobody else may write, and never through
+//! a symlink or into another user's file.
 //!
 //! These daemons are not the test's children: [`FreshSocket`] finds them by
 //! their socket path and stops them. They serve the default range
 //! (8000-8999), so leases here always name a range inside the test's block.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::path::Path;
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Instant;
@@ -330,4 +333,88 @@ fn with_autostart_off_nothing_is_started_and_portctl_exits_69() {
     assert!(home.daemons().is_empty(), "{:?}", home.daemons());
     assert!(!home.socket().parent().unwrap().exists());
     assert!(!home.log_path().exists());
+}
+
+/// `prepare` puts something at the log's path in a private state
+/// directory; autostart must refuse it: exit 69 naming each of `named`,
+/// nothing started, the state directory as it was.
+#[track_caller]
+fn autostart_refuses(prepare: impl FnOnce(&Path), named: &[&str]) {
+    let home = FreshSocket::new();
+    let state = home.db().parent().unwrap();
+    fs::create_dir(state).unwrap();
+    fs::set_permissions(state, fs::Permissions::from_mode(0o700)).unwrap();
+    prepare(&home.log_path());
+    let before = snapshot(state);
+
+    let out = autostarting(&home, &["ls"]);
+    out.expect(69);
+    for word in named {
+        assert!(out.stderr.contains(word), "should name {word:?}: {out}");
+    }
+    assert!(home.daemons().is_empty(), "{:?}", home.daemons());
+    assert_eq!(snapshot(state), before, "the state directory changed");
+}
+
+/// Every entry of `dir` with its type, mode, owner and contents.
+fn snapshot(dir: &Path) -> Vec<(String, u32, u32, Vec<u8>)> {
+    let mut entries: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| {
+            let path = entry.unwrap().path();
+            let meta = fs::symlink_metadata(&path).unwrap();
+            let contents = if meta.is_file() {
+                fs::read(&path).unwrap()
+            } else {
+                Vec::new()
+            };
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (name, meta.mode(), meta.uid(), contents)
+        })
+        .collect();
+    entries.sort();
+    entries
+}
+
+/// A log that is a symlink would have the daemon append its output to
+/// whatever it points at.
+#[test]
+fn autostart_does_not_follow_a_symlinked_log() {
+    let outside = tempfile::NamedTempFile::new_in("/tmp").unwrap();
+    fs::write(outside.path(), "precious\n").unwrap();
+    let target = outside.path().to_path_buf();
+    autostart_refuses(
+        |log| symlink(&target, log).unwrap(),
+        &["portd.log", "symlink"],
+    );
+    assert_eq!(fs::read_to_string(outside.path()).unwrap(), "precious\n");
+}
+
+#[test]
+fn autostart_refuses_a_log_directory_writable_by_others() {
+    let home = FreshSocket::new();
+    let state = home.db().parent().unwrap();
+    fs::create_dir(state).unwrap();
+    fs::set_permissions(state, fs::Permissions::from_mode(0o777)).unwrap();
+
+    let out = autostarting(&home, &["ls"]);
+    out.expect(69);
+    let fix = format!("chmod 700 {}", state.display());
+    assert!(out.stderr.contains(&fix), "should say {fix:?}: {out}");
+    assert!(home.daemons().is_empty(), "{:?}", home.daemons());
+    assert!(!home.log_path().exists(), "no log in an open directory");
+}
+
+#[test]
+fn autostart_refuses_a_log_that_another_uid_owns() {
+    if !portd_e2e::skip::require_root("to chown a log to uid 65534") {
+        return;
+    }
+    autostart_refuses(
+        |log| {
+            fs::write(log, "theirs\n").unwrap();
+            std::os::unix::fs::chown(log, Some(65534), Some(65534)).unwrap();
+        },
+        &["portd.log", "owned by uid 65534"],
+    );
 }

@@ -158,12 +158,15 @@ fn generated_requests_never_get_a_5xx_or_break_the_daemon() {
         if started.elapsed() > BUDGET && !failed.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let outcome = check(&d, &ops[case.op], &case, range, &skipped, &seen);
-        sent.fetch_add(1, Ordering::Relaxed);
-        if outcome.is_err() {
-            failed.store(true, Ordering::Relaxed);
-        }
-        outcome
+        match check(&d, &ops[case.op], &case, range, &seen) {
+            Ok(Outcome::Sent) => sent.fetch_add(1, Ordering::Relaxed),
+            Ok(Outcome::Skipped) => skipped.fetch_add(1, Ordering::Relaxed),
+            Err(e) => {
+                failed.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
+        Ok(())
     });
     if let Err(e) = result {
         // The daemon's log follows: TestDaemon prints it when a test panics.
@@ -181,23 +184,29 @@ fn generated_requests_never_get_a_5xx_or_break_the_daemon() {
     assert_no_panic(&d);
 }
 
+/// What became of a case that passed.
+enum Outcome {
+    /// Sent, and every property held.
+    Sent,
+    /// Not sent: a port it names is busy.
+    Skipped,
+}
+
 /// Sends `case` and checks the properties.
 fn check(
     d: &TestDaemon,
     op: &Operation,
     case: &Case,
     block: PortRange,
-    skipped: &AtomicUsize,
     seen: &Mutex<BTreeMap<String, usize>>,
-) -> Result<(), TestCaseError> {
+) -> Result<Outcome, TestCaseError> {
     let ports = case
         .ports(block)
         .ok_or_else(|| TestCaseError::fail("a port outside the block slipped through"))?;
     // Something listens on a port of ours after all (another program took
     // it): a kill could signal it, so this case is not sent.
     if ports.iter().any(|p| !port_is_free(*p)) {
-        skipped.fetch_add(1, Ordering::Relaxed);
-        return Ok(());
+        return Ok(Outcome::Skipped);
     }
     let what = format!(
         "{} {} body {:?}",
@@ -258,7 +267,7 @@ fn check(
     }
     let health = exchange(d.socket(), &request_bytes("GET", "/v1/health", None));
     match health {
-        Ok(h) if h.status == 200 && h.json()["pid"] == d.pid() => Ok(()),
+        Ok(h) if h.status == 200 && h.json()["pid"] == d.pid() => Ok(Outcome::Sent),
         other => Err(TestCaseError::fail(format!(
             "{what}: health afterwards: {other:?}"
         ))),

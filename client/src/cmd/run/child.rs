@@ -169,6 +169,7 @@ pub fn set_terminal_group(group: Pid) {
     // SAFETY: signal() with SIG_IGN/SIG_DFL on SIGTTOU only.
     unsafe { libc::signal(libc::SIGTTOU, libc::SIG_IGN) };
     let _ = tcsetpgrp(std::io::stdin(), group);
+    // SAFETY: as above; SIGTTOU gets its default action back.
     unsafe { libc::signal(libc::SIGTTOU, libc::SIG_DFL) };
 }
 
