@@ -24,6 +24,7 @@ use crate::leases::Peer;
         (status = 400, description = "`bad_request`: malformed JSON or an unknown field", body = ErrorBody),
         (status = 403, description = "`forbidden`: another user's lease", body = ErrorBody),
         (status = 404, description = "`not_found`: lease `id` is not active on the port", body = ErrorBody),
+        (status = 413, description = "`body_too_large`: over 64 KiB", body = ErrorBody),
         (status = 422, description = "`invalid_value`: the process is not the owner's child leading its own group, started after the grant, as the owner's uid", body = ErrorBody),
         ServerErrors,
     )
