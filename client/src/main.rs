@@ -8,6 +8,7 @@ use portctl::cmd::{
     cleanup, completions, env, install, kill, lease, ls, man, reap, release, run, status,
     uninstall, wait, who,
 };
+use portctl::cmd::eval_failure;
 use portctl::{Client, ClientError};
 use portd_api::paths;
 
@@ -21,6 +22,9 @@ Start scripts call portctl before starting a service:
 
   PORT=$(portctl lease 8000 --next)
   eval \"$(portctl lease --name api --shell)\"; uvicorn app:app --port \"$PORT\"
+
+With --shell a refused lease prints `(exit N)`, so the eval fails: a `set -e`
+script stops there, an interactive shell stays.
 
 portctl starts the daemon when nothing answers (PORTD_NO_AUTOSTART=1 turns
 that off). Exit codes: 0 ok, 1 error, 2 bad usage, 3 port taken, 4 not found,
@@ -75,7 +79,15 @@ fn main() -> ExitCode {
     if argv.get(1).is_some_and(|a| a == run::LISTEN_FD_SHIM) {
         return ExitCode::from(u8::try_from(run::listen_fd_shim(&argv[2..])).unwrap_or(1));
     }
-    let cli = Cli::parse_from(argv);
+    let cli = match Cli::try_parse_from(&argv) {
+        Ok(cli) => cli,
+        Err(e) => {
+            if e.use_stderr() && output_is_evaluated(&argv[1..]) {
+                println!("{}", eval_failure(e.exit_code()));
+            }
+            e.exit()
+        }
+    };
     let uid = nix::unistd::geteuid().as_raw();
     let client = Client::new(paths::socket_path(cli.socket.as_deref(), uid));
     let result = match cli.verb {
@@ -101,6 +113,36 @@ fn main() -> ExitCode {
             eprintln!("portctl: {e}");
             exit_code(&e)
         }
+    }
+}
+
+/// True when stdout is meant for `eval`: `lease --shell`, or `env` in its
+/// shell format. A usage error must then fail the `eval` too.
+fn output_is_evaluated(args: &[std::ffi::OsString]) -> bool {
+    let words: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
+    let mut rest = words.iter();
+    let verb = loop {
+        match rest.next() {
+            Some(&"--socket") => {
+                rest.next();
+            }
+            Some(word) if word.starts_with('-') => {}
+            Some(word) => break *word,
+            None => return false,
+        }
+    };
+    let rest: Vec<&str> = rest.copied().collect();
+    match verb {
+        "lease" => rest.contains(&"--shell"),
+        "env" => {
+            let format = rest
+                .iter()
+                .position(|w| *w == "--format")
+                .and_then(|i| rest.get(i + 1).copied())
+                .or_else(|| rest.iter().find_map(|w| w.strip_prefix("--format=")));
+            format.is_none_or(|f| f == "shell")
+        }
+        _ => false,
     }
 }
 

@@ -79,7 +79,7 @@ fn shell_output_evals_to_port_and_tag() {
     let id = id_of(&lease_on(&d, port)).to_string();
     assert_eq!(
         shell.stdout,
-        format!("export PORT={port} PORTD_LEASE={id}\n"),
+        format!("export PORT={port}\nexport PORTD_LEASE={id}\n"),
         "{shell}"
     );
 

@@ -155,7 +155,7 @@ fn env_prints_an_existing_lease_as_shell_dotenv_or_json() {
     shell.expect(0);
     assert_eq!(
         shell.stdout,
-        format!("export PORT={port} PORTD_LEASE={id}\n")
+        format!("export PORT={port}\nexport PORTD_LEASE={id}\n")
     );
     let explicit = portctl(&d, &["env", &p, "--format", "shell"]);
     assert_eq!(explicit.expect(0).stdout, shell.stdout);
@@ -186,11 +186,34 @@ fn env_prints_an_existing_lease_as_shell_dotenv_or_json() {
     let by_name = portctl(&d, &["env", "--name", "api", "--project", &project]);
     assert_eq!(by_name.expect(0).stdout, shell.stdout);
 
+    // No lease: the shell format fails the eval, dotenv prints nothing, and
+    // JSON prints the error body, as every `--json` verb does.
     let free = block.port(2).to_string();
     let none = portctl(&d, &["env", &free]);
     none.expect(4);
+    assert_eq!(none.stdout, "(exit 4)\n", "{none}");
+    let none = portctl(&d, &["env", &free, "--format", "dotenv"]);
+    none.expect(4);
     assert_eq!(none.stdout, "", "{none}");
-    portctl(&d, &["env", "--name", "nope", "--project", &project]).expect(4);
+    let by_port = portctl(&d, &["env", &free, "--format", "json"]);
+    by_port.expect(4);
+    assert_eq!(
+        by_port.json(),
+        d.get(&format!("/v1/leases/{free}")).json(),
+        "the API's body: {by_port}"
+    );
+    let by_name = portctl(
+        &d,
+        &["env", "--name", "nope", "--project", &project, "--format", "json"],
+    );
+    by_name.expect(4);
+    let error = &by_name.json()["error"];
+    assert_eq!(error["code"], "not_found", "{by_name}");
+    assert!(
+        error["message"].as_str().is_some_and(|m| m.contains("'nope'")),
+        "{by_name}"
+    );
+    assert_eq!(by_name.stdout.lines().count(), 1, "one document: {by_name}");
 }
 
 #[test]
