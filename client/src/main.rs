@@ -4,11 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
+use portctl::cmd::eval_failure;
 use portctl::cmd::{
     cleanup, completions, env, install, kill, lease, ls, man, reap, release, run, status,
     uninstall, wait, who,
 };
-use portctl::cmd::eval_failure;
 use portctl::{Client, ClientError};
 use portd_api::paths;
 

@@ -58,7 +58,10 @@ pub fn json_errors<T>(json: bool, result: Result<T, ClientError>) -> Result<T, C
                     context: serde_json::Map::new(),
                 },
             };
-            println!("{}", serde_json::to_string(&body).expect("error bodies serialize"));
+            println!(
+                "{}",
+                serde_json::to_string(&body).expect("error bodies serialize")
+            );
         }
         _ => {}
     }

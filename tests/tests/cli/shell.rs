@@ -13,13 +13,7 @@ use super::*;
 
 /// Runs `line` under `set -e` in `shell`; the script reports (and waits at
 /// the gate) only if it gets past the line. Returns the script.
-fn set_e_script(
-    shell: Shell,
-    d: &TestDaemon,
-    scratch: &Scratch,
-    name: &str,
-    line: &str,
-) -> Script {
+fn set_e_script(shell: Shell, d: &TestDaemon, scratch: &Scratch, name: &str, line: &str) -> Script {
     let body = format!("set -e\n{line}\nreport \"PORT=$PORT\"\n");
     Script::spawn(shell, d, scratch, name, None, &body)
 }
@@ -127,7 +121,8 @@ report "$(printf '%s' "$out" | wc -l) $(sh -c 'echo "$PORT $PORTD_LEASE"')"
 read go < "$GATE"
 "#
         );
-        let mut script = Script::spawn(shell, &d, &scratch, &format!("ok-{sh}"), Some(&gate), &body);
+        let mut script =
+            Script::spawn(shell, &d, &scratch, &format!("ok-{sh}"), Some(&gate), &body);
         let (pid, reported) = script.report();
         let words: Vec<&str> = reported.split_whitespace().collect();
         let [newlines, port, id] = words[..] else {
@@ -184,5 +179,8 @@ fn an_interactive_bash_survives_a_refused_eval_and_sees_its_exit_code() {
         "the shell did not run the next line: {}",
         term.output()
     );
-    assert!(term.guard_mut().is_running(), "the interactive shell exited");
+    assert!(
+        term.guard_mut().is_running(),
+        "the interactive shell exited"
+    );
 }
