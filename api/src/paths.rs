@@ -87,9 +87,10 @@ pub fn check_private_dir(dir: &Path, uid: u32) -> Result<(), String> {
     }
     if meta.mode() & 0o077 != 0 {
         return Err(format!(
-            "{} has mode {:o}; it must be 0700",
+            "{} has mode {:o}; it must be 0700: chmod 700 {}",
             dir.display(),
-            meta.mode() & 0o777
+            meta.mode() & 0o777,
+            dir.display()
         ));
     }
     Ok(())
@@ -132,7 +133,12 @@ mod tests {
         assert_eq!(check_private_dir(&dir, uid), Ok(()));
 
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-        assert!(check_private_dir(&dir, uid).unwrap_err().contains("0700"));
+        let loose = check_private_dir(&dir, uid).unwrap_err();
+        assert!(loose.contains("0700"), "{loose}");
+        assert!(
+            loose.ends_with(&format!("chmod 700 {}", dir.display())),
+            "{loose}"
+        );
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
 
         assert!(

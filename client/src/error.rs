@@ -3,6 +3,10 @@
 use portd_api::ErrorBody;
 use portd_api::error::exit_code_for_status;
 
+/// Exit code of a configuration error: sysexits' EX_CONFIG, beside the 69
+/// (EX_UNAVAILABLE) of an unreachable daemon.
+pub const CONFIG_EXIT: i32 = 78;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// Bad usage the argument parser could not catch.
@@ -21,6 +25,10 @@ pub enum ClientError {
     /// No daemon to talk to, or one we must not trust.
     #[error("{0}")]
     Unreachable(String),
+    /// The settings point somewhere portctl must not go (a socket directory
+    /// open to other users): the user fixes them, retrying will not.
+    #[error("{0}")]
+    Config(String),
     /// `run`: the command could not be started (126, 127).
     #[error("{message}")]
     Exec { code: i32, message: String },
@@ -36,6 +44,7 @@ impl ClientError {
             ClientError::Api { status, .. } => exit_code_for_status(*status),
             ClientError::NotFound(_) => 4,
             ClientError::Unreachable(_) => 69,
+            ClientError::Config(_) => CONFIG_EXIT,
             ClientError::Exec { code, .. } => *code,
             ClientError::Other(_) => 1,
         }
@@ -51,6 +60,7 @@ mod tests {
         assert_eq!(ClientError::Usage("x".into()).exit_code(), 2);
         assert_eq!(ClientError::NotFound("x".into()).exit_code(), 4);
         assert_eq!(ClientError::Unreachable("x".into()).exit_code(), 69);
+        assert_eq!(ClientError::Config("x".into()).exit_code(), 78);
         assert_eq!(ClientError::Other("x".into()).exit_code(), 1);
         let api = |status| ClientError::Api {
             status,

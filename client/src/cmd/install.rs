@@ -99,6 +99,7 @@ fn stop_daemon_outside_systemd() -> Result<(), ClientError> {
         Ok(stream) => stream,
         Err(ConnectError::Absent) => return Ok(()),
         Err(ConnectError::Untrusted(why)) => return Err(ClientError::Unreachable(why)),
+        Err(ConnectError::Config(why)) => return Err(ClientError::Config(why)),
         Err(ConnectError::Io(e)) => {
             return Err(ClientError::Other(format!("{}: {e}", socket.display())));
         }
