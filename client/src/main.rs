@@ -28,7 +28,8 @@ script stops there, an interactive shell stays.
 
 portctl starts the daemon when nothing answers (PORTD_NO_AUTOSTART=1 turns
 that off). Exit codes: 0 ok, 1 error, 2 bad usage, 3 port taken, 4 not found,
-5 forbidden, 69 daemon unreachable."
+5 forbidden, 69 daemon unreachable, 78 bad configuration (e.g. a socket
+directory open to other users)."
 )]
 struct Cli {
     /// The daemon's socket [env: PORTD_SOCKET; default:
@@ -102,7 +103,7 @@ fn main() -> ExitCode {
         Verb::Env(args) => env::run(&client, args),
         Verb::Status(args) => status::run(&client, args),
         Verb::Cleanup(args) => cleanup::run(&client, args),
-        Verb::Install(args) => install::run(args),
+        Verb::Install(args) => install::run(args, cli.socket.as_deref()),
         Verb::Uninstall(args) => uninstall::run(args),
         Verb::Completions(args) => completions::run(Cli::command(), args),
         Verb::Man(args) => man::run(Cli::command(), args),
