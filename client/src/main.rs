@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 use portctl::cmd::eval_failure;
 use portctl::cmd::{
-    cleanup, completions, env, install, kill, lease, ls, man, reap, release, run, status,
+    cleanup, completions, env, install, kill, lease, ls, man, names, reap, release, run, status,
     uninstall, wait, who,
 };
 use portctl::{Client, ClientError};
@@ -61,6 +61,8 @@ enum Verb {
     Wait(wait::WaitArgs),
     /// Print an existing lease as shell exports, dotenv or JSON
     Env(env::EnvArgs),
+    /// List the names that remember ports, or forget them
+    Names(names::NamesArgs),
     /// Show the daemon's version, paths and counts
     Status(status::StatusArgs),
     /// End leases of dead owners and other boots, then reap orphans (for login)
@@ -101,6 +103,7 @@ fn main() -> ExitCode {
         Verb::Run(args) => run::run(&client, args),
         Verb::Wait(args) => wait::run(args),
         Verb::Env(args) => env::run(&client, args),
+        Verb::Names(args) => names::run(&client, args),
         Verb::Status(args) => status::run(&client, args),
         Verb::Cleanup(args) => cleanup::run(&client, args),
         Verb::Install(args) => install::run(args, cli.socket.as_deref()),

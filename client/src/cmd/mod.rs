@@ -10,6 +10,7 @@ pub mod kill;
 pub mod lease;
 pub mod ls;
 pub mod man;
+pub mod names;
 pub mod reap;
 pub mod release;
 pub mod run;
@@ -131,6 +132,21 @@ pub fn eval_errors<T>(shell: bool, result: Result<T, ClientError>) -> Result<T, 
 /// The shell code that fails `eval` with `code`.
 pub fn eval_failure(code: i32) -> String {
     format!("(exit {code})")
+}
+
+/// `text` as a value in a query string: everything but unreserved
+/// characters and `/` percent-encoded (project paths hold spaces, `&`, `#`).
+pub fn query_value(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(byte as char)
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
 }
 
 /// Parses a port for clap, with DESIGN's one-line reason on failure.

@@ -64,6 +64,10 @@ impl From<LeaseError> for AppError {
                 tracing::error!(error = %e, "store failure");
                 AppError::new(ErrorCode::Internal, "internal error; see the daemon's log")
             }
+            LeaseError::Internal(why) => {
+                tracing::error!(error = %why, "internal failure");
+                AppError::new(ErrorCode::Internal, "internal error; see the daemon's log")
+            }
         }
     }
 }

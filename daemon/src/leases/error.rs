@@ -47,6 +47,9 @@ pub enum LeaseError {
     Unavailable,
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The daemon failed (a blocking task panicked): logged, answered 500.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl From<sqlx::Error> for LeaseError {

@@ -4,6 +4,7 @@
 //! caller is answered before its change has committed.
 
 mod error;
+mod remembered;
 mod table;
 
 use std::collections::{HashMap, HashSet};
