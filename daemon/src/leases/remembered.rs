@@ -11,7 +11,7 @@ use portd_api::{Lease, NameEntry};
 use super::{LeaseError, Leases, Table};
 use crate::store::names::{self, NameRow};
 use crate::store::writer::{Change, Pending};
-use crate::store::{LeaseRow, StoreError, now_ms};
+use crate::store::{LeaseRow, now_ms};
 
 impl Leases {
     /// The names of `project` (every project's if `None`), only `name` if
@@ -106,13 +106,7 @@ impl Leases {
         project: Option<&str>,
         name: Option<&str>,
     ) -> Result<Vec<NameRow>, LeaseError> {
-        self.writer.flush().await?;
-        let mut conn = self
-            .store
-            .reader()
-            .acquire()
-            .await
-            .map_err(StoreError::from)?;
+        let mut conn = self.reader_after_flush().await?;
         Ok(names::list(&mut conn, project, name).await?)
     }
 

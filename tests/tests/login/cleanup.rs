@@ -146,6 +146,17 @@ fn times_reaped(report: &Value, pid: u32) -> usize {
         .count()
 }
 
+/// Asserts that the history holds exactly one `reaped` event for `pid`.
+#[track_caller]
+fn assert_reaped_once(d: &TestDaemon, pid: u32) {
+    let events: Vec<Value> = d
+        .events("reaped")
+        .into_iter()
+        .filter(|e| e["pid"] == pid)
+        .collect();
+    assert_eq!(events.len(), 1, "reaped events for pid {pid}: {events:?}");
+}
+
 /// Two sweeps that judge one orphan at once: one signals it and reports it,
 /// the other waits for that and reports nothing; one `reaped` event.
 #[test]
@@ -190,12 +201,7 @@ fn two_sweeps_at_once_reap_an_orphan_once_and_count_it_once() {
         counted, 1,
         "reported as reaped {counted} times: {reports:?}"
     );
-    let events: Vec<Value> = d
-        .events("reaped")
-        .into_iter()
-        .filter(|e| e["pid"] == server.pid())
-        .collect();
-    assert_eq!(events.len(), 1, "{events:?}");
+    assert_reaped_once(&d, server.pid());
 }
 
 /// `portctl cleanup` right after a start: what the daemon's own cleanup
@@ -232,12 +238,7 @@ fn a_cleanup_right_after_a_start_reports_what_the_start_did_once() {
         server.guard.wait_exit(Duration::from_millis(100)).is_some(),
         "cleanup answered before the start-up reaping was over"
     );
-    let events: Vec<Value> = d
-        .events("reaped")
-        .into_iter()
-        .filter(|e| e["pid"] == server.pid())
-        .collect();
-    assert_eq!(events.len(), 1, "{events:?}");
+    assert_reaped_once(&d, server.pid());
     let ended = d.lease_by_id(&id).expect("the lease is in history");
     assert_eq!(ended["end_reason"], "owner_died", "{ended}");
 

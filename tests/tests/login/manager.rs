@@ -146,12 +146,9 @@ impl Drop for Manager {
     }
 }
 
-#[test]
-fn install_and_uninstall_under_a_real_user_manager() {
-    let block = PortBlock::reserve();
-    let home = Home::new();
-    // The service reads its range and grace from the config file, like a
-    // user's daemon would; this keeps it inside the test's block.
+/// The service reads its range and grace from the config file, like a
+/// user's daemon would; this keeps it inside the test's block.
+fn write_config(home: &Home, block: &PortBlock) {
     let config = home.config().join("portd").join("config.toml");
     fs::create_dir_all(config.parent().unwrap()).unwrap();
     fs::write(
@@ -159,6 +156,13 @@ fn install_and_uninstall_under_a_real_user_manager() {
         format!("range = \"{}\"\ngrace = \"500ms\"\n", block.range()),
     )
     .unwrap();
+}
+
+#[test]
+fn install_and_uninstall_under_a_real_user_manager() {
+    let block = PortBlock::reserve();
+    let home = Home::new();
+    write_config(&home, &block);
     let db = home
         .path("home")
         .join(".local")
@@ -275,13 +279,7 @@ fn install_and_uninstall_under_a_real_user_manager() {
 fn under_a_real_user_manager_the_service_serves_the_chosen_socket_and_database() {
     let block = PortBlock::reserve();
     let home = Home::new();
-    let config = home.config().join("portd").join("config.toml");
-    fs::create_dir_all(config.parent().unwrap()).unwrap();
-    fs::write(
-        &config,
-        format!("range = \"{}\"\ngrace = \"500ms\"\n", block.range()),
-    )
-    .unwrap();
+    write_config(&home, &block);
     // Neither directory exists yet: systemd makes the socket's (0700),
     // portd the database's.
     let socket = home.path("sockets").join("mine").join("portd.sock");
