@@ -208,7 +208,12 @@ mod tests {
         assert_eq!(check_private_dir(&dir, uid), Ok(()));
 
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-        assert!(check_private_dir(&dir, uid).unwrap_err().contains("0700"));
+        let loose = check_private_dir(&dir, uid).unwrap_err();
+        assert!(loose.contains("0700"), "{loose}");
+        assert!(
+            loose.ends_with(&format!("chmod 700 {}", dir.display())),
+            "{loose}"
+        );
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
 
         assert!(

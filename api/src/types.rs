@@ -371,15 +371,18 @@ pub struct Reported {
 pub struct NameEntry {
     pub project: String,
     pub name: String,
-    /// The remembered port (the active lease's port while one is active).
+    /// The port the name remembers.
     pub port: u16,
     /// RFC 3339 UTC: when the name last got a lease.
     pub last_used: String,
-    /// The name's active lease, if any.
+    /// The id of the name's active lease, if any.
     pub lease_id: Option<String>,
+    /// The name's active lease, if any (its port may differ from `port`).
+    pub lease: Option<Lease>,
 }
 
-/// `GET /v1/names[?project=DIR]`.
+/// `GET /v1/names[?project=DIR][&name=N]`; also what `DELETE /v1/names`
+/// forgot.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct NameList {
@@ -396,6 +399,27 @@ pub struct CleanupReport {
     pub ended: u64,
     /// The orphan sweep that followed.
     pub reap: ReapReport,
+    /// Names forgotten: their project directory is gone, or they had no
+    /// lease for 90 days.
+    #[serde(default)]
+    pub forgotten: Vec<NameEntry>,
+    /// What the daemon's own cleanup did when it started (which a cleanup
+    /// asked for later no longer finds to do); null if that one failed.
+    #[serde(default)]
+    pub startup: Option<StartupCleanup>,
+}
+
+/// The cleanup a daemon ran when it started, as every later cleanup
+/// reports it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StartupCleanup {
+    /// RFC 3339 UTC: when it finished.
+    pub at: String,
+    pub kept: u64,
+    pub ended: u64,
+    pub reap: ReapReport,
+    pub forgotten: Vec<NameEntry>,
 }
 
 #[cfg(test)]

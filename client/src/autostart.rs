@@ -4,7 +4,8 @@
 //! it, without the caller's lease tag. Many clients may do this at once; the
 //! daemons' lock file lets exactly one of them serve.
 
-use std::fs::OpenOptions;
+use std::fs::{self, OpenOptions};
+use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -54,6 +55,8 @@ pub fn start(socket: &Path) -> Result<(), ClientError> {
     check_state_dir(dir, uid).map_err(|e| unreachable(format!("log directory: {e}")))?;
     let out = open_private_file(&log, OpenOptions::new().create(true).append(true), uid)
         .map_err(|e| unreachable(e.to_string()))?;
+    // What the log held before: the daemon's reason is written after it.
+    let logged_before = out.metadata().map_or(0, |m| m.len());
     let err = out.try_clone().map_err(|e| unreachable(e.to_string()))?;
     let binary = daemon_binary();
     let mut command = Command::new(&binary);
@@ -95,14 +98,59 @@ pub fn start(socket: &Path) -> Result<(), ClientError> {
             let _ = child.try_wait();
             return Ok(());
         }
-        let _ = child.try_wait();
+        if let Ok(Some(status)) = child.try_wait() {
+            // Lost the race to another client's daemon: that one answers
+            // soon. Any other exit is a failure the log explains.
+            let why = daemon_error(&log, logged_before);
+            if !status.success() && !why.as_deref().is_some_and(lost_the_race) {
+                return Err(start_failed(why, &log));
+            }
+        }
         std::thread::sleep(Duration::from_millis(5));
     }
-    Err(ClientError::Unreachable(format!(
-        "portd did not answer within {} s of starting; see {}",
-        START_TIMEOUT.as_secs(),
+    Err(match daemon_error(&log, logged_before) {
+        Some(why) => start_failed(Some(why), &log),
+        None => ClientError::Unreachable(format!(
+            "portd did not answer within {} s of starting and logged no error; see {}",
+            START_TIMEOUT.as_secs(),
+            log.display()
+        )),
+    })
+}
+
+/// The daemon's own last error line among what it logged after `offset`:
+/// a fatal `portd: ...` line, else the last `ERROR` of its log output.
+fn daemon_error(log: &Path, offset: u64) -> Option<String> {
+    let mut file = fs::File::open(log).ok()?;
+    file.seek(SeekFrom::Start(offset)).ok()?;
+    let mut text = String::new();
+    file.take(1 << 20).read_to_string(&mut text).ok()?;
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let fatal = lines.iter().rev().find_map(|l| l.strip_prefix("portd: "));
+    fatal
+        .or_else(|| lines.iter().rev().find(|l| l.contains(" ERROR ")).copied())
+        .map(String::from)
+}
+
+/// True for the message of a daemon that found another one already serving.
+fn lost_the_race(why: &str) -> bool {
+    why.contains("already running")
+}
+
+/// The error for a daemon that did not start: its own words, and where to
+/// read the rest.
+fn start_failed(why: Option<String>, log: &Path) -> ClientError {
+    let why = why.unwrap_or_else(|| "it exited without saying why".into());
+    let next = if why.contains("in use by another portd") {
+        "; that portd serves another socket: point PORTD_SOCKET (or --socket) at it, \
+         or give this socket its own database with PORTD_DB"
+    } else {
+        ""
+    };
+    ClientError::Unreachable(format!(
+        "cannot start portd: {why}{next} (its log: {})",
         log.display()
-    )))
+    ))
 }
 
 fn healthy(socket: &Path) -> bool {

@@ -33,6 +33,9 @@ pub enum ConnectError {
     Absent,
     /// Something is there that we must not talk to.
     Untrusted(String),
+    /// The socket's directory is not private (loose mode, another owner, a
+    /// symlink): the settings need fixing.
+    Config(String),
     Io(io::Error),
 }
 
@@ -44,7 +47,8 @@ pub fn connect(socket: &Path) -> Result<UnixStream, ConnectError> {
     if !dir.exists() {
         return Err(ConnectError::Absent);
     }
-    check_private_dir(dir, uid).map_err(ConnectError::Untrusted)?;
+    check_private_dir(dir, uid)
+        .map_err(|why| ConnectError::Config(format!("refusing the socket's directory: {why}")))?;
     let stream = UnixStream::connect(socket).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => ConnectError::Absent,
         _ => ConnectError::Io(e),
@@ -108,6 +112,7 @@ impl Client {
                 self.socket.display()
             )),
             ConnectError::Untrusted(message) => ClientError::Unreachable(message),
+            ConnectError::Config(message) => ClientError::Config(message),
             ConnectError::Io(e) => ClientError::Unreachable(format!(
                 "cannot reach portd on {}: {e}",
                 self.socket.display()

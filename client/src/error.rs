@@ -3,6 +3,10 @@
 use portd_api::ErrorBody;
 use portd_api::error::exit_code_for_status;
 
+/// Exit code of a configuration error: sysexits' EX_CONFIG, beside the 69
+/// (EX_UNAVAILABLE) of an unreachable daemon.
+pub const CONFIG_EXIT: i32 = 78;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// Bad usage the argument parser could not catch.
@@ -24,6 +28,10 @@ pub enum ClientError {
     /// No daemon to talk to, or one we must not trust.
     #[error("{0}")]
     Unreachable(String),
+    /// The settings point somewhere portctl must not go (a socket directory
+    /// open to other users): the user fixes them, retrying will not.
+    #[error("{0}")]
+    Config(String),
     /// `run`: the command could not be started (126, 127).
     #[error("{message}")]
     Exec { code: i32, message: String },
@@ -40,6 +48,7 @@ impl ClientError {
             ClientError::Taken(_) => 3,
             ClientError::NotFound(_) => 4,
             ClientError::Unreachable(_) => 69,
+            ClientError::Config(_) => CONFIG_EXIT,
             ClientError::Exec { code, .. } => *code,
             ClientError::Other(_) => 1,
         }
@@ -56,6 +65,7 @@ mod tests {
         assert_eq!(ClientError::Taken("x".into()).exit_code(), 3);
         assert_eq!(ClientError::NotFound("x".into()).exit_code(), 4);
         assert_eq!(ClientError::Unreachable("x".into()).exit_code(), 69);
+        assert_eq!(ClientError::Config("x".into()).exit_code(), 78);
         assert_eq!(ClientError::Other("x".into()).exit_code(), 1);
         let api = |status| ClientError::Api {
             status,

@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
+use portctl::cmd::eval_failure;
 use portctl::cmd::{
-    cleanup, completions, env, install, kill, lease, ls, man, reap, release, run, status,
+    cleanup, completions, env, install, kill, lease, ls, man, names, reap, release, run, status,
     uninstall, wait, who,
 };
 use portctl::{Client, ClientError};
@@ -22,9 +23,13 @@ Start scripts call portctl before starting a service:
   PORT=$(portctl lease 8000 --next)
   eval \"$(portctl lease --name api --shell)\"; uvicorn app:app --port \"$PORT\"
 
+With --shell a refused lease prints `(exit N)`, so the eval fails: a `set -e`
+script stops there, an interactive shell stays.
+
 portctl starts the daemon when nothing answers (PORTD_NO_AUTOSTART=1 turns
 that off). Exit codes: 0 ok, 1 error, 2 bad usage, 3 port taken, 4 not found,
-5 forbidden, 69 daemon unreachable."
+5 forbidden, 69 daemon unreachable, 78 bad configuration (e.g. a socket
+directory open to other users)."
 )]
 struct Cli {
     /// The daemon's socket [env: PORTD_SOCKET; default:
@@ -56,6 +61,8 @@ enum Verb {
     Wait(wait::WaitArgs),
     /// Print an existing lease as shell exports, dotenv or JSON
     Env(env::EnvArgs),
+    /// List the names that remember ports, or forget them
+    Names(names::NamesArgs),
     /// Show the daemon's version, paths and counts
     Status(status::StatusArgs),
     /// End leases of dead owners and other boots, then reap orphans (for login)
@@ -75,7 +82,15 @@ fn main() -> ExitCode {
     if argv.get(1).is_some_and(|a| a == run::LISTEN_FD_SHIM) {
         return ExitCode::from(u8::try_from(run::listen_fd_shim(&argv[2..])).unwrap_or(1));
     }
-    let cli = Cli::parse_from(argv);
+    let cli = match Cli::try_parse_from(&argv) {
+        Ok(cli) => cli,
+        Err(e) => {
+            if e.use_stderr() && output_is_evaluated(&argv[1..]) {
+                println!("{}", eval_failure(e.exit_code()));
+            }
+            e.exit()
+        }
+    };
     let uid = nix::unistd::geteuid().as_raw();
     let client = Client::new(paths::socket_path(cli.socket.as_deref(), uid));
     let result = match cli.verb {
@@ -88,9 +103,10 @@ fn main() -> ExitCode {
         Verb::Run(args) => run::run(&client, args),
         Verb::Wait(args) => wait::run(args),
         Verb::Env(args) => env::run(&client, args),
+        Verb::Names(args) => names::run(&client, args),
         Verb::Status(args) => status::run(&client, args),
         Verb::Cleanup(args) => cleanup::run(&client, args),
-        Verb::Install(args) => install::run(args),
+        Verb::Install(args) => install::run(args, cli.socket.as_deref()),
         Verb::Uninstall(args) => uninstall::run(args),
         Verb::Completions(args) => completions::run(Cli::command(), args),
         Verb::Man(args) => man::run(Cli::command(), args),
@@ -101,6 +117,36 @@ fn main() -> ExitCode {
             eprintln!("portctl: {e}");
             exit_code(&e)
         }
+    }
+}
+
+/// True when stdout is meant for `eval`: `lease --shell`, or `env` in its
+/// shell format. A usage error must then fail the `eval` too.
+fn output_is_evaluated(args: &[std::ffi::OsString]) -> bool {
+    let words: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
+    let mut rest = words.iter();
+    let verb = loop {
+        match rest.next() {
+            Some(&"--socket") => {
+                rest.next();
+            }
+            Some(word) if word.starts_with('-') => {}
+            Some(word) => break *word,
+            None => return false,
+        }
+    };
+    let rest: Vec<&str> = rest.copied().collect();
+    match verb {
+        "lease" => rest.contains(&"--shell"),
+        "env" => {
+            let format = rest
+                .iter()
+                .position(|w| *w == "--format")
+                .and_then(|i| rest.get(i + 1).copied())
+                .or_else(|| rest.iter().find_map(|w| w.strip_prefix("--format=")));
+            format.is_none_or(|f| f == "shell")
+        }
+        _ => false,
     }
 }
 

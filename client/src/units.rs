@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use portd_api::paths::{DB_ENV, SOCKET_ENV};
+
 use crate::autostart::daemon_binary;
 use crate::error::ClientError;
 
@@ -40,6 +42,38 @@ pub const ENABLE_LINKS: [&str; 2] = [
 /// How long one `systemctl` call may take before it counts as no answer.
 const SYSTEMCTL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The socket the unit template listens on: `$XDG_RUNTIME_DIR/portd/portd.sock`.
+pub const DEFAULT_LISTEN: &str = "%t/portd/portd.sock";
+
+/// Longest path a Unix socket can bind (`sun_path` holds 108 bytes with
+/// the terminating NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// Where the user placed the daemon's socket and database (`--socket`,
+/// `PORTD_SOCKET`, `PORTD_DB`): the units must serve exactly there, or the
+/// user's `portctl` would miss systemd's daemon and autostart a second one
+/// beside it. `None` keeps the units' defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placement {
+    pub socket: Option<PathBuf>,
+    pub db: Option<PathBuf>,
+}
+
+impl Placement {
+    /// `--socket` (given as `flag`), else `PORTD_SOCKET`; and `PORTD_DB`.
+    pub fn from_env(flag: Option<&Path>) -> Placement {
+        let env = |name| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        Placement {
+            socket: flag.map(Path::to_path_buf).or_else(|| env(SOCKET_ENV)),
+            db: env(DB_ENV),
+        }
+    }
+}
+
 /// One unit file: where it goes and what it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnitFile {
@@ -47,20 +81,72 @@ pub struct UnitFile {
     pub text: String,
 }
 
-/// Both units for the daemon at `portd`, in `dir`: socket first, as
-/// `systemctl enable` takes them.
-pub fn render(dir: &Path, portd: &Path) -> Result<[UnitFile; 2], ClientError> {
-    let exec = exec_path(portd)?;
+/// Both units for the daemon at `portd`, in `dir`, serving where
+/// `placement` says: socket first, as `systemctl enable` takes them.
+pub fn render(
+    dir: &Path,
+    portd: &Path,
+    placement: &Placement,
+) -> Result<[UnitFile; 2], ClientError> {
+    let mut exec = exec_path(portd)?;
+    if let Some(db) = &placement.db {
+        if !db.is_absolute() {
+            return Err(ClientError::Usage(format!(
+                "{DB_ENV}={} is relative; the unit needs an absolute path (systemd starts portd in /)",
+                db.display()
+            )));
+        }
+        exec = format!("{exec} --db {}", exec_path(db)?);
+    }
+    let socket = match &placement.socket {
+        Some(path) => SOCKET_TEMPLATE.replace(
+            &format!("\nListenStream={DEFAULT_LISTEN}\n"),
+            &format!("\nListenStream={}\n", listen_path(path)?),
+        ),
+        None => SOCKET_TEMPLATE.to_string(),
+    };
     Ok([
         UnitFile {
             path: dir.join(SOCKET_UNIT),
-            text: SOCKET_TEMPLATE.to_string(),
+            text: socket,
         },
         UnitFile {
             path: dir.join(SERVICE_UNIT),
             text: SERVICE_TEMPLATE.replace(PLACEHOLDER, &exec),
         },
     ])
+}
+
+/// `path` as a `ListenStream=` value: absolute, short enough to bind,
+/// nothing systemd would read otherwise (whitespace is trimmed, `\\` may
+/// start an escape), and `%` doubled so it is no specifier.
+pub fn listen_path(path: &Path) -> Result<String, ClientError> {
+    let refuse = |why: &str| {
+        ClientError::Usage(format!(
+            "the socket {} {why}; choose another with --socket or {SOCKET_ENV}",
+            path.display()
+        ))
+    };
+    let text = path
+        .to_str()
+        .ok_or_else(|| refuse("is not valid UTF-8, which systemd units cannot name"))?;
+    if !path.is_absolute() {
+        return Err(refuse(
+            "is a relative path; portd.socket needs an absolute one",
+        ));
+    }
+    if text.len() > MAX_SOCKET_PATH {
+        return Err(refuse(&format!(
+            "is {} bytes long; a Unix socket path has at most {MAX_SOCKET_PATH}",
+            text.len()
+        )));
+    }
+    if text.contains(|c: char| c.is_control() || c.is_whitespace() || c == '\\') {
+        return Err(refuse(
+            "holds whitespace, a backslash or a control character, which ListenStream= cannot carry",
+        ));
+    }
+    Ok(text.replace('%', "%%"))
 }
 
 /// `path` as the executable of an `ExecStart=` line: `%` and `$` doubled so
@@ -335,6 +421,7 @@ mod tests {
         let [socket, service] = render(
             Path::new("/h/.config/systemd/user"),
             Path::new("/opt/bin/portd"),
+            &Placement::default(),
         )
         .unwrap();
         assert_eq!(
@@ -352,6 +439,55 @@ mod tests {
             service.text
         );
         assert!(!service.text.contains(PLACEHOLDER));
+    }
+
+    #[test]
+    fn a_chosen_socket_and_database_reach_the_units() {
+        assert!(SOCKET_TEMPLATE.contains(&format!("\nListenStream={DEFAULT_LISTEN}\n")));
+        let placement = Placement {
+            socket: Some("/run/me/100%/portd.sock".into()),
+            db: Some("/my state/$x.db".into()),
+        };
+        let [socket, service] =
+            render(Path::new("/u"), Path::new("/opt/bin/portd"), &placement).unwrap();
+        assert!(
+            socket
+                .text
+                .contains("\nListenStream=/run/me/100%%/portd.sock\n"),
+            "{}",
+            socket.text
+        );
+        assert!(!socket.text.contains(DEFAULT_LISTEN));
+        assert!(
+            service
+                .text
+                .contains("\nExecStart=/opt/bin/portd --db \"/my state/$$x.db\"\n"),
+            "{}",
+            service.text
+        );
+    }
+
+    #[test]
+    fn a_socket_or_database_the_units_cannot_name_is_refused_with_the_reason() {
+        let refused = |socket: &str, db: Option<&str>| {
+            let placement = Placement {
+                socket: Some(socket.into()),
+                db: db.map(PathBuf::from),
+            };
+            render(Path::new("/u"), Path::new("/bin/portd"), &placement)
+                .map(|_| ())
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(refused("run/portd.sock", None).contains("relative"));
+        assert!(refused("/a b/portd.sock", None).contains("whitespace"));
+        assert!(refused(&format!("/{}", "s".repeat(107)), None).contains("at most 107"));
+        let db = refused("/r/portd.sock", Some("state/portd.db"));
+        assert!(db.contains("PORTD_DB") && db.contains("relative"), "{db}");
+        assert_eq!(
+            listen_path(Path::new("/r/portd.sock")).unwrap(),
+            "/r/portd.sock"
+        );
     }
 
     #[test]

@@ -81,6 +81,7 @@ fn help_lists_exactly_the_built_verbs() {
             "run",
             "wait",
             "env",
+            "names",
             "status",
             "cleanup",
             "install",
@@ -109,9 +110,13 @@ fn a_socket_directory_open_to_others_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = portctl(&["ls"], dir.path());
-    assert_eq!(out.status.code(), Some(69));
+    assert_eq!(out.status.code(), Some(78), "a configuration error, not 69");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("0700"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("chmod 700 {}", dir.path().display())),
+        "{stderr}"
+    );
 }
 
 #[test]

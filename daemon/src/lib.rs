@@ -91,6 +91,7 @@ pub async fn serve(
         started: Instant::now(),
         started_at_ms: store::now_ms(),
         reconciled: AtomicBool::new(false),
+        startup: maintain::Startup::new(),
         shutdown: shutdown.clone(),
     });
     tracing::info!(

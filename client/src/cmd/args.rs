@@ -71,7 +71,7 @@ impl LeaseRef {
 }
 
 /// The project of `--project`, else of the current directory, as text.
-fn project_dir(flag: Option<&Path>) -> Result<String, ClientError> {
+pub fn project_dir(flag: Option<&Path>) -> Result<String, ClientError> {
     project::current(flag)
         .map(|dir| dir.display().to_string())
         .map_err(|e| ClientError::Usage(format!("cannot work out the project directory: {e}")))

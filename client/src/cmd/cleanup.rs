@@ -4,7 +4,7 @@
 //! without systemd, where no unit starts the daemon at boot.
 
 use clap::Args;
-use portd_api::CleanupReport;
+use portd_api::{CleanupReport, NameEntry, ReapReport, StartupCleanup};
 
 use super::{print_report, reap};
 use crate::client::Client;
@@ -13,9 +13,11 @@ use crate::error::ClientError;
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Unlike `portctl reap`, cleanup first ends the leases whose owner is gone or
-that come from another boot, so their orphans are reaped too. It waits for
-the reaping (up to the daemon's grace). In ~/.profile on machines without
-systemd:
+that come from another boot, so their orphans are reaped too, and it
+forgets the names of projects whose directory is gone (or unused for 90
+days). It waits for the reaping (up to the daemon's grace). A daemon cleans
+up when it starts; cleanup also reports what that did. In ~/.profile on
+machines without systemd:
 
   command -v portctl >/dev/null && (portctl cleanup >/dev/null 2>&1 &)")]
 pub struct CleanupArgs {
@@ -32,10 +34,10 @@ pub fn run(client: &Client, args: CleanupArgs) -> Result<(), ClientError> {
     )
 }
 
-/// One summary line, then what `reap` would say about each process.
+/// One summary line, then what `reap` would say about each process; then,
+/// if the daemon's own start-up cleanup did anything, the same for it; then
+/// the names forgotten.
 pub fn describe(report: &CleanupReport) -> String {
-    let plural =
-        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     let mut out = format!(
         "kept {}, ended {}, reaped {}, reported {}\n",
         plural(report.kept as usize, "lease", "leases"),
@@ -43,15 +45,50 @@ pub fn describe(report: &CleanupReport) -> String {
         plural(report.reap.reaped.len(), "orphan", "orphans"),
         report.reap.reported.len(),
     );
-    if !report.reap.reaped.is_empty() || !report.reap.reported.is_empty() {
-        out.push_str(&reap::describe(&report.reap));
+    out.push_str(&reap_details(&report.reap));
+    let mut forgotten: Vec<&NameEntry> = report.forgotten.iter().collect();
+    if let Some(startup) = report.startup.as_ref().filter(|s| did_something(s)) {
+        out.push_str(&format!(
+            "when portd started ({}): ended {}, reaped {}, reported {}\n",
+            startup.at,
+            plural(startup.ended as usize, "lease", "leases"),
+            plural(startup.reap.reaped.len(), "orphan", "orphans"),
+            startup.reap.reported.len(),
+        ));
+        out.push_str(&reap_details(&startup.reap));
+        forgotten.extend(&startup.forgotten);
+    }
+    for name in forgotten {
+        out.push_str(&format!(
+            "forgot name '{}' in {} (port {}, last used {})\n",
+            name.name, name.project, name.port, name.last_used
+        ));
     }
     out
 }
 
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+fn reap_details(report: &ReapReport) -> String {
+    if report.reaped.is_empty() && report.reported.is_empty() {
+        String::new()
+    } else {
+        reap::describe(report)
+    }
+}
+
+fn did_something(startup: &StartupCleanup) -> bool {
+    startup.ended > 0
+        || !startup.reap.reaped.is_empty()
+        || !startup.reap.reported.is_empty()
+        || !startup.forgotten.is_empty()
+}
+
 #[cfg(test)]
 mod tests {
-    use portd_api::{ReapReport, Signalled};
+    use portd_api::Signalled;
 
     use super::*;
 
@@ -65,6 +102,14 @@ mod tests {
                 reaped: vec![],
                 reported: vec![],
             },
+            forgotten: vec![],
+            startup: Some(StartupCleanup {
+                at: "T0".into(),
+                kept: 1,
+                ended: 0,
+                reap: ReapReport::default(),
+                forgotten: vec![],
+            }),
         };
         assert_eq!(
             describe(&quiet),
@@ -85,6 +130,7 @@ mod tests {
                 }],
                 ..quiet.reap.clone()
             },
+            ..quiet.clone()
         };
         let text = describe(&busy);
         assert!(
@@ -94,6 +140,43 @@ mod tests {
         assert!(
             text.contains("port 8001") && text.contains("reaped (SIGTERM): python3 server.py"),
             "{text}"
+        );
+        assert!(
+            !text.contains("when portd started"),
+            "it did nothing: {text}"
+        );
+
+        let after_a_start = CleanupReport {
+            startup: Some(StartupCleanup {
+                at: "T0".into(),
+                kept: 0,
+                ended: 3,
+                reap: busy.reap.clone(),
+                forgotten: vec![NameEntry {
+                    project: "/gone".into(),
+                    name: "api".into(),
+                    port: 8000,
+                    last_used: "T1".into(),
+                    lease_id: None,
+                    lease: None,
+                }],
+            }),
+            ..quiet
+        };
+        let text = describe(&after_a_start);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "kept 1 lease, ended 0, reaped 0 orphans, reported 0"
+        );
+        assert_eq!(
+            lines[1],
+            "when portd started (T0): ended 3 leases, reaped 1 orphan, reported 0"
+        );
+        assert!(lines[2].contains("pid 42"), "{text}");
+        assert_eq!(
+            lines[3],
+            "forgot name 'api' in /gone (port 8000, last used T1)"
         );
     }
 }

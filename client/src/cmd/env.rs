@@ -3,17 +3,18 @@
 use clap::{Args, ValueEnum};
 
 use super::args::LeaseRef;
-use super::shell_exports;
+use super::{eval_errors, json_errors, shell_exports};
 use crate::client::Client;
 use crate::error::ClientError;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
-    /// export PORT=8000 PORTD_LEASE=<id>
+    /// export PORT=8000 and export PORTD_LEASE=<id>, one per line; `(exit 4)`
+    /// when there is no such lease, so that `eval` fails
     Shell,
     /// PORT=8000 (never the tag: a file would tag unrelated processes)
     Dotenv,
-    /// The lease as JSON
+    /// The lease as JSON (the API's error body when there is none)
     Json,
 }
 
@@ -29,7 +30,13 @@ pub struct EnvArgs {
 }
 
 pub fn run(client: &Client, args: EnvArgs) -> Result<(), ClientError> {
-    let lease = args.lease.lookup(client)?;
+    let found = args.lease.lookup(client);
+    let found = match args.format {
+        Format::Shell => eval_errors(true, found),
+        Format::Dotenv => found,
+        Format::Json => json_errors(true, found),
+    };
+    let lease = found?;
     match args.format {
         Format::Shell => println!("{}", shell_exports(&lease)),
         Format::Dotenv => println!("PORT={}", lease.port),

@@ -13,7 +13,7 @@ use crate::client::{ConnectError, connect};
 use crate::error::ClientError;
 use crate::transport::exchange;
 use crate::units::{
-    self, SERVICE_UNIT, SOCKET_UNIT, Written, manager_answers, systemctl, systemctl_line,
+    self, Placement, SERVICE_UNIT, SOCKET_UNIT, Written, manager_answers, systemctl, systemctl_line,
 };
 
 /// How long a daemon that runs outside systemd gets to exit after SIGTERM.
@@ -28,7 +28,11 @@ portd.service runs the portd beside this portctl. With a systemd user
 manager, install then runs `systemctl --user daemon-reload` and
 `systemctl --user enable --now portd.socket portd.service`, first stopping a
 portd that runs outside systemd on the same socket (leases survive it);
-without one, it prints what to run. Running it again is harmless.")]
+without one, it prints what to run. Running it again is harmless.
+
+A socket chosen with --socket or PORTD_SOCKET, and a database chosen with
+PORTD_DB, go into the units (ListenStream= and portd --db), so the portctl
+that uses them reaches the daemon systemd starts.")]
 pub struct InstallArgs {
     /// Print the unit files (each after a `==> PATH <==` line); write nothing
     #[arg(long)]
@@ -38,11 +42,18 @@ pub struct InstallArgs {
     pub no_enable: bool,
 }
 
-pub fn run(args: InstallArgs) -> Result<(), ClientError> {
+pub fn run(args: InstallArgs, socket: Option<&Path>) -> Result<(), ClientError> {
     let dir = units::user_unit_dir()?;
-    let files = units::render(&dir, &units::portd_path()?)?;
+    let placement = Placement::from_env(socket);
+    let files = units::render(&dir, &units::portd_path()?, &placement)?;
     if args.print {
         return super::write_stdout(units::print_listing(&files).as_bytes());
+    }
+    if let Some(socket) = &placement.socket {
+        println!("portd.socket listens on {}", socket.display());
+    }
+    if let Some(db) = &placement.db {
+        println!("portd.service keeps its database in {}", db.display());
     }
     let mut updated = false;
     for unit in &files {
@@ -66,7 +77,7 @@ pub fn run(args: InstallArgs) -> Result<(), ClientError> {
         println!("  {}", systemctl_line(&ENABLE));
         return Ok(());
     }
-    stop_daemon_outside_systemd()?;
+    stop_daemon_outside_systemd(placement.socket.as_deref())?;
     systemctl(&ENABLE)?;
     if updated {
         // A running service keeps the binary it started with.
@@ -85,20 +96,24 @@ fn describe(written: Written) -> &'static str {
 }
 
 /// A daemon that `portctl` autostarted on the socket the unit is about to
-/// bind (`%t/portd/portd.sock` in portd.socket) would keep serving the same
+/// bind (`chosen`, else `%t/portd/portd.sock`) would keep serving the same
 /// database beside systemd's, and remove systemd's socket file when it
 /// exits: stop it first (SIGTERM; leases live in the database and survive).
 /// The service's main process, or one in its cgroup, is systemd's own and
 /// stays.
-fn stop_daemon_outside_systemd() -> Result<(), ClientError> {
-    let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) else {
-        return Ok(());
+fn stop_daemon_outside_systemd(chosen: Option<&Path>) -> Result<(), ClientError> {
+    let socket = match chosen {
+        Some(socket) => socket.to_path_buf(),
+        None => match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+            Some(runtime) => Path::new(&runtime).join("portd").join("portd.sock"),
+            None => return Ok(()),
+        },
     };
-    let socket = Path::new(&runtime).join("portd").join("portd.sock");
     let stream = match connect(&socket) {
         Ok(stream) => stream,
         Err(ConnectError::Absent) => return Ok(()),
         Err(ConnectError::Untrusted(why)) => return Err(ClientError::Unreachable(why)),
+        Err(ConnectError::Config(why)) => return Err(ClientError::Config(why)),
         Err(ConnectError::Io(e)) => {
             return Err(ClientError::Other(format!("{}: {e}", socket.display())));
         }

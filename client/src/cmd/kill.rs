@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use clap::Args;
-use portd_api::{KillReport, KillRequest, parse_duration};
+use portd_api::{Holder, HolderKind, KillReport, KillRequest, PortReport, Status, parse_duration};
 
 use super::{command_text, port_arg, print_report};
 use crate::client::Client;
@@ -13,7 +13,9 @@ use crate::error::ClientError;
 #[command(after_help = "\
 Signals the processes listening on PORT (never clients connected to it) that
 run as you (root: anyone's); docker-proxy and systemd sockets only with
---force. Exit 4 when nothing listens, 5 when every listener is protected.")]
+--force. Before the wait, stderr says who gets the first signal and how
+long until SIGKILL. Exit 4 when nothing listens, 5 when every listener is
+protected.")]
 pub struct KillArgs {
     #[arg(value_parser = port_arg, allow_negative_numbers = true)]
     pub port: u16,
@@ -37,12 +39,73 @@ pub fn run(client: &Client, args: KillArgs) -> Result<(), ClientError> {
         grace: args.grace.map(|g| g.as_secs_f64()),
         force: args.force,
     };
+    if let Some(line) = announcement(client, &args) {
+        eprintln!("portctl: {line}");
+    }
     let path = format!("/v1/ports/{}/kill", args.port);
     print_report(
         args.json,
         client.send("POST", &path, Some(&request)),
         describe,
     )
+}
+
+/// What the kill is about to do and wait for, said before it starts: the
+/// daemon answers only once the grace is over, which may be many seconds
+/// of silence. `None` when nothing listens that this caller may signal
+/// (the answer then says why).
+fn announcement(client: &Client, args: &KillArgs) -> Option<String> {
+    let (report, _) = client
+        .get::<PortReport>(&format!("/v1/ports/{}", args.port))
+        .ok()?;
+    let uid = nix::unistd::geteuid().as_raw();
+    let targets: Vec<String> = report
+        .holders
+        .iter()
+        .filter(|h| h.pid.is_some() && (uid == 0 || h.uid == uid))
+        .filter(|h| args.force || h.kind == HolderKind::Process)
+        .map(Holder::describe)
+        .collect();
+    if targets.is_empty() {
+        return None;
+    }
+    let grace = match args.grace {
+        Some(grace) => grace.as_secs_f64(),
+        None => client.get::<Status>("/v1/status").ok()?.0.grace_secs,
+    };
+    Some(announce(&signal_name(&args.signal), &targets, grace))
+}
+
+/// `SIGTERM to pid 1234 (python3 -m http.server 8000); waiting up to 5 s
+/// for it to exit, then SIGKILL`.
+pub fn announce(signal: &str, targets: &[String], grace: f64) -> String {
+    let who = targets.join(", ");
+    let them = if targets.len() == 1 { "it" } else { "them" };
+    if signal == "SIGKILL" {
+        format!("SIGKILL to {who}")
+    } else if grace <= 0.0 {
+        format!("{signal} to {who}, then SIGKILL at once (grace 0)")
+    } else {
+        format!("{signal} to {who}; waiting up to {grace} s for {them} to exit, then SIGKILL")
+    }
+}
+
+/// `TERM`, `sigterm` -> `SIGTERM`; `9` -> `SIGKILL`; other numbers as
+/// `signal N`.
+fn signal_name(text: &str) -> String {
+    match text.parse::<i32>() {
+        Ok(9) => "SIGKILL".to_string(),
+        Ok(15) => "SIGTERM".to_string(),
+        Ok(n) => format!("signal {n}"),
+        Err(_) => {
+            let upper = text.to_ascii_uppercase();
+            if upper.starts_with("SIG") {
+                upper
+            } else {
+                format!("SIG{upper}")
+            }
+        }
+    }
 }
 
 pub fn describe(report: &KillReport) -> String {
@@ -70,4 +133,32 @@ pub fn describe(report: &KillReport) -> String {
         if report.free { "free" } else { "still held" }
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_announcement_names_the_signal_the_targets_and_the_wait() {
+        let one = ["pid 7 (python3 -m http.server)".to_string()];
+        assert_eq!(
+            announce(&signal_name("TERM"), &one, 5.0),
+            "SIGTERM to pid 7 (python3 -m http.server); waiting up to 5 s for it to exit, then SIGKILL"
+        );
+        let two = ["pid 7 (a)".to_string(), "pid 8 (b)".to_string()];
+        assert!(
+            announce(&signal_name("int"), &two, 0.5)
+                .starts_with("SIGINT to pid 7 (a), pid 8 (b); waiting up to 0.5 s for them")
+        );
+        assert_eq!(
+            announce(&signal_name("9"), &one, 5.0),
+            "SIGKILL to pid 7 (python3 -m http.server)"
+        );
+        assert!(
+            announce(&signal_name("SIGHUP"), &one, 0.0).ends_with("then SIGKILL at once (grace 0)")
+        );
+        assert_eq!(signal_name("15"), "SIGTERM");
+        assert_eq!(signal_name("10"), "signal 10");
+    }
 }

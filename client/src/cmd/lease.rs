@@ -7,7 +7,7 @@ use portd_api::procstat::{boot_time, read_stat, ticks_to_unix};
 use portd_api::{Lease, LeaseRequest, OwnerRef, parse_duration};
 
 use super::args::PortChoice;
-use super::{json_errors, note_moved, port_arg, print_body, shell_exports};
+use super::{eval_errors, json_errors, note_moved, port_arg, print_body, shell_exports};
 use crate::client::{Client, decode};
 use crate::error::ClientError;
 
@@ -20,7 +20,10 @@ Examples:
   eval \"$(portctl lease --name api --shell)\"   export PORT and the PORTD_LEASE tag
 
 The lease lives as long as the shell or script that ran portctl (or the
-process named with --owner). The port alone goes to stdout.")]
+process named with --owner). The port alone goes to stdout. When the lease
+is refused, --shell prints `(exit N)` instead of the exports, so the eval
+fails with portctl's exit code: a `set -e` script stops there, an
+interactive shell does not exit.")]
 pub struct LeaseArgs {
     /// The port to lease: exactly this one unless --next
     #[arg(value_parser = port_arg, allow_negative_numbers = true)]
@@ -39,15 +42,16 @@ pub struct LeaseArgs {
     /// Print the lease as JSON
     #[arg(long, conflicts_with = "shell")]
     pub json: bool,
-    /// Print `export PORT=... PORTD_LEASE=...` for eval
+    /// Print `export PORT=...` and `export PORTD_LEASE=...` for eval
     #[arg(long)]
     pub shell: bool,
 }
 
 pub fn run(client: &Client, args: LeaseArgs) -> Result<(), ClientError> {
-    let request = request(&args)?;
-    let response = json_errors(args.json, client.send("POST", "/v1/leases", Some(&request)))?;
-    let lease: Lease = decode(&response)?;
+    let granted = request(&args)
+        .and_then(|request| client.send("POST", "/v1/leases", Some(&request)))
+        .and_then(|response| Ok((decode::<Lease>(&response)?, response)));
+    let (lease, response) = eval_errors(args.shell, json_errors(args.json, granted))?;
     note_moved(&lease);
     if args.json {
         print_body(&response);

@@ -10,6 +10,7 @@ pub mod kill;
 pub mod lease;
 pub mod ls;
 pub mod man;
+pub mod names;
 pub mod reap;
 pub mod release;
 pub mod run;
@@ -20,7 +21,7 @@ pub mod who;
 
 use std::io::Write;
 
-use portd_api::{Lease, LeaseList};
+use portd_api::{ErrorBody, ErrorCode, ErrorDetail, Lease, LeaseList};
 use serde::de::DeserializeOwned;
 
 use crate::client::{Client, decode};
@@ -45,10 +46,25 @@ pub fn write_stdout(bytes: &[u8]) -> Result<(), ClientError> {
     }
 }
 
-/// With `--json`, a daemon error's body goes to stdout too.
+/// With `--json`, a daemon error's body goes to stdout too; so does a 404
+/// the client found itself (a lease looked up by name), in the same shape.
 pub fn json_errors<T>(json: bool, result: Result<T, ClientError>) -> Result<T, ClientError> {
-    if let (true, Err(ClientError::Api { raw, .. })) = (json, &result) {
-        println!("{raw}");
+    match (json, &result) {
+        (true, Err(ClientError::Api { raw, .. })) => println!("{raw}"),
+        (true, Err(ClientError::NotFound(message))) => {
+            let body = ErrorBody {
+                error: ErrorDetail {
+                    code: ErrorCode::NotFound,
+                    message: message.clone(),
+                    context: serde_json::Map::new(),
+                },
+            };
+            println!(
+                "{}",
+                serde_json::to_string(&body).expect("error bodies serialize")
+            );
+        }
+        _ => {}
     }
     result
 }
@@ -91,14 +107,46 @@ pub fn note_moved(lease: &Lease) {
     }
 }
 
-/// `export PORT=8000 PORTD_LEASE=<id>`.
+/// `export PORT=8000` and `export PORTD_LEASE=<id>`, one per line, for
+/// `eval`.
 pub fn shell_exports(lease: &Lease) -> String {
     format!(
-        "export PORT={} {}={}",
+        "export PORT={}\nexport {}={}",
         lease.port,
         portd_api::LEASE_ENV,
         lease.id
     )
+}
+
+/// For output meant for `eval`: on failure, print what makes `eval` fail
+/// with the same exit code. `(exit N)` ends only the subshell it starts, so
+/// a `set -e` script stops at the `eval` while an interactive shell lives
+/// on; an empty output would make `eval` succeed and leave `$PORT` unset.
+pub fn eval_errors<T>(shell: bool, result: Result<T, ClientError>) -> Result<T, ClientError> {
+    if let (true, Err(e)) = (shell, &result) {
+        println!("{}", eval_failure(e.exit_code()));
+    }
+    result
+}
+
+/// The shell code that fails `eval` with `code`.
+pub fn eval_failure(code: i32) -> String {
+    format!("(exit {code})")
+}
+
+/// `text` as a value in a query string: everything but unreserved
+/// characters and `/` percent-encoded (project paths hold spaces, `&`, `#`).
+pub fn query_value(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(byte as char)
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
 }
 
 /// Parses a port for clap, with DESIGN's one-line reason on failure.
@@ -112,5 +160,15 @@ pub fn command_text(cmdline: &[String]) -> String {
         "?".to_string()
     } else {
         cmdline.join(" ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn projects_are_encoded_for_the_query() {
+        assert_eq!(query_value("/home/me/my app&x"), "/home/me/my%20app%26x");
     }
 }

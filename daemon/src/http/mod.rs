@@ -37,6 +37,7 @@ pub use error::AppError;
 
 use crate::config::Config;
 use crate::leases::Leases;
+use crate::maintain::Startup;
 
 /// How long one request may take. Longer than any reap grace a later grant
 /// may wait for, short enough that a wedged handler cannot pin a connection.
@@ -49,6 +50,8 @@ pub struct AppState {
     pub started: Instant,
     pub started_at_ms: i64,
     pub reconciled: AtomicBool,
+    /// The start-up cleanup's report, once it has run.
+    pub startup: Startup,
     pub shutdown: CancellationToken,
 }
 
@@ -69,7 +72,7 @@ fn api() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(kill::kill))
         .routes(routes!(reap::reap))
         .routes(routes!(cleanup::cleanup))
-        .routes(routes!(names::list))
+        .routes(routes!(names::list, names::forget))
         .routes(routes!(events::list))
 }
 

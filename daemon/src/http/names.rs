@@ -1,4 +1,5 @@
-//! `/v1/names`: the names that remember ports, per project.
+//! `/v1/names`: the names that remember ports, per project; listing them
+//! and forgetting them.
 
 use axum::Json;
 use portd_api::{ErrorBody, NameList};
@@ -8,8 +9,6 @@ use utoipa::IntoParams;
 use super::extract::ApiQuery;
 use super::openapi::ServerErrors;
 use super::{AppError, State};
-use crate::leases::LeaseError;
-use crate::store::names;
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -17,16 +16,18 @@ use crate::store::names;
 pub struct NamesQuery {
     /// Only the names of this project (its absolute path).
     project: Option<String>,
+    /// Only this name.
+    name: Option<String>,
 }
 
-/// `GET /v1/names[?project=DIR]`.
+/// `GET /v1/names[?project=DIR][&name=N]`.
 #[utoipa::path(
     get,
     path = "/v1/names",
     tag = "history",
     params(NamesQuery),
     responses(
-        (status = 200, description = "Names and the ports they remember", body = NameList),
+        (status = 200, description = "Names, the ports they remember and their active leases", body = NameList),
         (status = 400, description = "`bad_request`: an unknown key or a bad value in the query", body = ErrorBody),
         ServerErrors,
     )
@@ -35,13 +36,46 @@ pub async fn list(
     state: State,
     ApiQuery(query): ApiQuery<NamesQuery>,
 ) -> Result<Json<NameList>, AppError> {
-    state
+    let names = state
         .leases
-        .writer()
-        .flush()
-        .await
-        .map_err(LeaseError::from)?;
-    let mut conn = state.leases.store().reader().acquire().await?;
-    let names = names::list(&mut conn, query.project.as_deref()).await?;
+        .names(query.project.as_deref(), query.name.as_deref())
+        .await?;
+    Ok(Json(NameList { names }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ForgetQuery {
+    /// The project whose names to forget (its absolute path, as the names
+    /// list shows it).
+    project: String,
+    /// Only this name; without it, every name of the project.
+    name: Option<String>,
+}
+
+/// `DELETE /v1/names?project=DIR[&name=N]`: forgets what the names
+/// remember, all or nothing.
+#[utoipa::path(
+    delete,
+    path = "/v1/names",
+    tag = "history",
+    params(ForgetQuery),
+    responses(
+        (status = 200, description = "The names forgotten, with the ports they remembered", body = NameList),
+        (status = 400, description = "`bad_request`: no `project`, an unknown key or a bad value in the query", body = ErrorBody),
+        (status = 404, description = "`not_found`: the project remembers no such name (or no names at all)", body = ErrorBody),
+        (status = 409, description = "`name_taken`: a name to forget has an active lease (context: `name`, `lease`); nothing was forgotten", body = ErrorBody),
+        ServerErrors,
+    )
+)]
+pub async fn forget(
+    state: State,
+    ApiQuery(query): ApiQuery<ForgetQuery>,
+) -> Result<Json<NameList>, AppError> {
+    let names = state
+        .leases
+        .forget_names(&query.project, query.name.as_deref())
+        .await?;
     Ok(Json(NameList { names }))
 }

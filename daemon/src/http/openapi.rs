@@ -136,6 +136,7 @@ mod tests {
             "post /v1/reap",
             "post /v1/cleanup",
             "get /v1/names",
+            "delete /v1/names",
             "get /v1/events",
         ];
         assert_eq!(routes, expected.map(String::from).into());

@@ -1,6 +1,6 @@
 //! Who asks (`Peer`) and why a lease operation failed (`LeaseError`).
 
-use portd_api::{Holder, Lease, PortRange};
+use portd_api::{Holder, HolderKind, Lease, PortRange};
 
 use crate::store::StoreError;
 
@@ -28,7 +28,7 @@ pub enum LeaseError {
     NotFound(String),
     #[error("port {port} is leased to pid {} ({})", lease.owner.pid, lease.id)]
     Leased { port: u16, lease: Box<Lease> },
-    #[error("port {port} is held by {}", describe_holders(holders))]
+    #[error("port {port} is held by {}{}", describe_holders(holders), unleased_hint(*port, holders))]
     Held { port: u16, holders: Vec<Holder> },
     #[error("no free port in {0}")]
     NoFreePort(PortRange),
@@ -56,6 +56,23 @@ pub enum LeaseError {
 impl From<sqlx::Error> for LeaseError {
     fn from(e: sqlx::Error) -> LeaseError {
         LeaseError::Store(StoreError::Query(e))
+    }
+}
+
+/// What to do about listeners without a lease: the explicit kill, on its
+/// own or as part of the lease. Containers and systemd sockets are not
+/// stopped that way (kill refuses them without --force), so for those it
+/// points at `who`.
+fn unleased_hint(port: u16, holders: &[Holder]) -> String {
+    if holders.is_empty() {
+        String::new()
+    } else if holders.iter().all(|h| h.kind == HolderKind::Process) {
+        format!(
+            ", without a lease; stop it with `portctl kill {port}`, \
+             or stop it and lease the port with `portctl lease {port} --kill`"
+        )
+    } else {
+        format!(", without a lease; `portctl who {port}` says what it is")
     }
 }
 

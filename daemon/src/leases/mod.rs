@@ -5,6 +5,7 @@
 
 mod command;
 mod error;
+mod remembered;
 mod table;
 
 use std::collections::{HashMap, HashSet};
@@ -26,6 +27,8 @@ use crate::reaper::policy::{EndedLease, belongs};
 use crate::store::writer::{Change, Pending, Writer};
 use crate::store::{LeaseRow, Store, StoreError, events, leases, names, now_ms};
 use crate::watch::{Watch, Watcher};
+use sqlx::Sqlite;
+use sqlx::pool::PoolConnection;
 
 /// Longest name a lease may carry.
 const MAX_NAME_LEN: usize = 128;
@@ -142,6 +145,17 @@ impl Leases {
             return Err(LeaseError::Unavailable);
         }
         Ok(table)
+    }
+
+    /// A read connection once every change decided so far has committed.
+    async fn reader_after_flush(&self) -> Result<PoolConnection<Sqlite>, LeaseError> {
+        self.writer.flush().await?;
+        Ok(self
+            .store
+            .reader()
+            .acquire()
+            .await
+            .map_err(StoreError::from)?)
     }
 
     /// Reaps the orphans of leases that just ended, in the background.
@@ -732,13 +746,7 @@ impl Leases {
     pub async fn list(&self, all: bool) -> Result<Vec<Lease>, LeaseError> {
         let mut leases: Vec<Lease> = self.table().active().map(LeaseRow::to_api).collect();
         if all {
-            self.writer.flush().await?;
-            let mut conn = self
-                .store
-                .reader()
-                .acquire()
-                .await
-                .map_err(StoreError::from)?;
+            let mut conn = self.reader_after_flush().await?;
             leases.extend(
                 leases::recently_ended(&mut conn, 1000)
                     .await?

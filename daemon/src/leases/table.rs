@@ -152,14 +152,25 @@ impl Table {
     /// Makes `(project, name)` remember `port`.
     pub fn remember(&mut self, project: &str, name: &str, port: u16) {
         if let Some(old) = self.names.insert(key(project, name), port) {
-            if let Some(count) = self.remembered.get_mut(&old) {
-                *count -= 1;
-                if *count == 0 {
-                    self.remembered.remove(&old);
-                }
-            }
+            self.unremember(old);
         }
         *self.remembered.entry(port).or_default() += 1;
+    }
+
+    /// Forgets what `(project, name)` remembers; returns the port it had.
+    pub fn forget(&mut self, project: &str, name: &str) -> Option<u16> {
+        let port = self.names.remove(&key(project, name))?;
+        self.unremember(port);
+        Some(port)
+    }
+
+    fn unremember(&mut self, port: u16) {
+        if let Some(count) = self.remembered.get_mut(&port) {
+            *count -= 1;
+            if *count == 0 {
+                self.remembered.remove(&port);
+            }
+        }
     }
 }
 
@@ -229,6 +240,28 @@ mod tests {
             t.remembered_by_others(8000, 8010, Some(("/p", "web"))),
             HashSet::from([8001, 8002])
         );
+    }
+
+    #[test]
+    fn a_forgotten_name_no_longer_keeps_its_port_from_scans() {
+        let mut t = Table::default();
+        t.remember("/p", "api", 8000);
+        t.remember("/q", "api", 8000);
+        t.remember("/p", "web", 8001);
+        assert_eq!(t.forget("/p", "api"), Some(8000));
+        assert_eq!(t.forget("/p", "api"), None, "forgotten once");
+        assert_eq!(t.remembered("/p", "api"), None);
+        // /q's api still remembers 8000.
+        assert_eq!(
+            t.remembered_by_others(8000, 8010, None),
+            HashSet::from([8000, 8001])
+        );
+        t.forget("/q", "api");
+        assert_eq!(
+            t.remembered_by_others(8000, 8010, None),
+            HashSet::from([8001])
+        );
+        assert_eq!(t.name_count(), 1);
     }
 
     #[test]

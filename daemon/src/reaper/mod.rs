@@ -5,6 +5,7 @@
 //! `policy`; signalling through pidfds is in `signal`. This module gathers
 //! the facts, asks the policy, signals, and records one event per process.
 
+mod claims;
 pub mod policy;
 pub mod signal;
 
@@ -14,6 +15,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use portd_api::{HolderKind, KillReport, KillRequest, ReapReport, Reported, Signalled};
 
+use self::claims::Claims;
 use self::policy::{EndedLease, Judgement, judge};
 use self::signal::{Outcome, Target, terminate};
 use crate::config::MAX_GRACE;
@@ -33,6 +35,8 @@ pub struct Reaper {
     writer: Writer,
     grace: Duration,
     boot_id: String,
+    /// The processes reaps are signalling now: each is reaped by one.
+    claims: Claims,
 }
 
 impl Reaper {
@@ -42,6 +46,7 @@ impl Reaper {
             writer,
             grace,
             boot_id,
+            claims: Claims::default(),
         }
     }
 
@@ -136,6 +141,9 @@ impl Reaper {
                 reported,
             });
         }
+        // Processes another reap is signalling are its to report; this one
+        // answers once they are gone too.
+        let (targets, claim, others) = self.claims.claim(targets);
         let outcomes = if targets.is_empty() {
             Vec::new()
         } else {
@@ -144,6 +152,8 @@ impl Reaper {
                 .unwrap_or_default()
         };
         self.record(&outcomes, "reaped").await?;
+        drop(claim);
+        others.finished().await;
         let mut report = ReapReport {
             dry_run,
             reaped: Vec::new(),
@@ -176,7 +186,9 @@ impl Reaper {
     /// Reaps the orphans listening on `port` (a grant found it held): of the
     /// leases the listeners are tagged with, and of the port's last ended
     /// lease if `portctl run` registered a command for it (its group's
-    /// members may carry no tag). Returns how many processes were signalled.
+    /// members may carry no tag). Returns how many processes were
+    /// signalled, or 1 if another reap that this one waited for freed the
+    /// port.
     pub async fn reap_port(&self, port: u16, protected: HashSet<u32>) -> Result<usize, StoreError> {
         let mut ids: HashSet<String> = tokio::task::spawn_blocking(move || {
             listening_pids(port)
@@ -197,7 +209,22 @@ impl Reaper {
         if ids.is_empty() {
             return Ok(0);
         }
-        Ok(self.reap(Some(ids), false, protected).await?.reaped.len())
+        let reaped = self.reap(Some(ids), false, protected).await?.reaped.len();
+        if reaped > 0 {
+            return Ok(reaped);
+        }
+        // Another reap may have had them (and `reap` waited for it): then
+        // the port is free now all the same.
+        let freed = match tokio::task::spawn_blocking(move || listening_pids(port).is_empty()).await
+        {
+            Ok(freed) => freed,
+            Err(e) => {
+                // Not known to be free: the grant answers with the holders.
+                tracing::error!(port, error = %e, "reading the port's listeners failed");
+                false
+            }
+        };
+        Ok(usize::from(freed))
     }
 
     /// The ended leases a sweep looks at: those running processes are

@@ -1,40 +1,53 @@
-//! Names remember their port per project: `(project, name) -> port`.
+//! Names remember their port per project: `(project, name) -> port`, and
+//! when they last got a lease.
 
+use portd_api::{Lease, NameEntry};
 use sqlx::SqliteConnection;
 
-#[derive(Debug, sqlx::FromRow)]
-struct NameRow {
-    project: String,
-    name: String,
-    port: i64,
-    last_used: i64,
-    lease_id: Option<String>,
+/// A remembered name as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct NameRow {
+    pub project: String,
+    pub name: String,
+    pub port: i64,
+    /// Unix milliseconds.
+    pub last_used: i64,
 }
 
-/// Every name (of `project`, if given) with its active lease, if any.
+impl NameRow {
+    pub fn port(&self) -> u16 {
+        self.port as u16
+    }
+
+    /// The API's entry, with the name's active lease if it has one.
+    pub fn to_api(&self, lease: Option<Lease>) -> NameEntry {
+        NameEntry {
+            project: self.project.clone(),
+            name: self.name.clone(),
+            port: self.port(),
+            last_used: super::rfc3339(self.last_used),
+            lease_id: lease.as_ref().map(|l| l.id.clone()),
+            lease,
+        }
+    }
+}
+
+/// The names of `project` (of every project if `None`), only `name` if
+/// given; by project, then name.
 pub async fn list(
     conn: &mut SqliteConnection,
     project: Option<&str>,
-) -> Result<Vec<portd_api::NameEntry>, sqlx::Error> {
-    let rows: Vec<NameRow> = sqlx::query_as(
-        "SELECT n.project, n.name, n.port, n.last_used, l.id AS lease_id FROM names n
-         LEFT JOIN leases l ON l.state = 'active' AND l.project = n.project AND l.name = n.name
-         WHERE ?1 IS NULL OR n.project = ?1
-         ORDER BY n.project, n.name",
+    name: Option<&str>,
+) -> Result<Vec<NameRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT project, name, port, last_used FROM names
+         WHERE (?1 IS NULL OR project = ?1) AND (?2 IS NULL OR name = ?2)
+         ORDER BY project, name",
     )
     .bind(project)
+    .bind(name)
     .fetch_all(conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| portd_api::NameEntry {
-            project: r.project,
-            name: r.name,
-            port: r.port as u16,
-            last_used: super::rfc3339(r.last_used),
-            lease_id: r.lease_id,
-        })
-        .collect())
+    .await
 }
 
 /// Every name with the port it remembers.

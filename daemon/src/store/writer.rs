@@ -55,6 +55,8 @@ pub enum Change {
         port: u16,
         at: i64,
     },
+    /// `(project, name)` remembers nothing any more.
+    Forget { project: String, name: String },
     /// A line of history.
     Event {
         at: i64,
@@ -343,7 +345,9 @@ struct Net<'a> {
     granted: Vec<LeaseRow>,
     /// Ends of leases granted before this batch.
     ended: Vec<(&'a str, EndReason, i64)>,
-    names: HashMap<(&'a str, &'a str), (u16, i64)>,
+    /// The last word on each name: the port it remembers and when it was
+    /// used, or `None` when it was forgotten.
+    names: HashMap<(&'a str, &'a str), Option<(u16, i64)>>,
     /// Commands registered for leases granted before this batch.
     commands: Vec<(&'a str, u32, u64)>,
     /// Releases with `keep` of leases granted before this batch.
@@ -391,7 +395,10 @@ fn net<'a>(changes: &[&'a Change]) -> Net<'a> {
                 port,
                 at,
             } => {
-                net.names.insert((project, name), (*port, *at));
+                net.names.insert((project, name), Some((*port, *at)));
+            }
+            Change::Forget { project, name } => {
+                net.names.insert((project, name), None);
             }
             Change::Event { .. } => net.events.push(change),
         }
@@ -462,8 +469,12 @@ fn write(conn: &mut Connection, changes: &[&Change]) -> rusqlite::Result<()> {
              ON CONFLICT (project, name) DO UPDATE
                 SET port = excluded.port, last_used = excluded.last_used",
         )?;
-        for ((project, name), (port, at)) in &net.names {
-            remember.execute(params![project, name, port, at])?;
+        let mut forget = tx.prepare_cached("DELETE FROM names WHERE project = ?1 AND name = ?2")?;
+        for ((project, name), last) in &net.names {
+            match last {
+                Some((port, at)) => remember.execute(params![project, name, port, at])?,
+                None => forget.execute(params![project, name])?,
+            };
         }
         let mut record = tx.prepare_cached(
             "INSERT INTO events (at, kind, lease_id, port, pid, detail)
@@ -510,7 +521,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::store::{Store, events, leases};
+    use crate::store::{Store, events, leases, names};
 
     fn row(id: &str, port: u16) -> LeaseRow {
         LeaseRow {
@@ -580,7 +591,54 @@ mod tests {
             },
         ];
         let refs: Vec<&Change> = changes.iter().collect();
-        assert_eq!(net(&refs).names[&("/p", "api")], (8001, 2));
+        assert_eq!(net(&refs).names[&("/p", "api")], Some((8001, 2)));
+    }
+
+    #[test]
+    fn a_name_forgotten_after_it_was_remembered_is_deleted_and_the_reverse() {
+        let remember = |port| Change::Remember {
+            project: "/p".into(),
+            name: "api".into(),
+            port,
+            at: 1,
+        };
+        let forget = Change::Forget {
+            project: "/p".into(),
+            name: "api".into(),
+        };
+        let changes = [remember(8000), forget.clone()];
+        let refs: Vec<&Change> = changes.iter().collect();
+        assert_eq!(net(&refs).names[&("/p", "api")], None);
+        let changes = [forget, remember(8001)];
+        let refs: Vec<&Change> = changes.iter().collect();
+        assert_eq!(net(&refs).names[&("/p", "api")], Some((8001, 1)));
+    }
+
+    #[tokio::test]
+    async fn a_forget_deletes_the_row_a_remember_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, writer) = open(dir.path()).await;
+        let (project, name) = ("/p".to_string(), "api".to_string());
+        writer
+            .submit(vec![Change::Remember {
+                project: project.clone(),
+                name: name.clone(),
+                port: 8000,
+                at: 1,
+            }])
+            .committed()
+            .await
+            .unwrap();
+        let mut conn = store.reader().acquire().await.unwrap();
+        assert_eq!(names::all(&mut conn).await.unwrap().len(), 1);
+        writer
+            .submit(vec![Change::Forget { project, name }])
+            .committed()
+            .await
+            .unwrap();
+        assert!(names::all(&mut conn).await.unwrap().is_empty());
+        drop(conn);
+        writer.close().await;
     }
 
     const DEADLINE: Duration = Duration::from_secs(20);

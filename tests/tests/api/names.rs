@@ -116,3 +116,79 @@ fn a_name_whose_port_is_taken_moves_and_says_where_from() {
     assert_eq!(back["port"], new, "{back}");
     assert!(back.get("moved_from").is_none(), "{back}");
 }
+
+/// `DELETE /v1/names`: the forgotten entries, or why nothing was forgotten.
+#[test]
+fn names_are_forgotten_by_project_and_name_but_never_while_leased() {
+    let block = PortBlock::reserve();
+    let d = TestDaemon::start(block.range());
+    let owner = ChildGuard::sleep(60);
+    // A directory that exists: names of gone projects are pruned at cleanup,
+    // and the daemon's start-up cleanup may still be running.
+    let dir = tempfile::tempdir().expect("a project dir");
+    let p = dir.path().to_str().expect("a UTF-8 path");
+    let named = |name: &str, port: u16| json!({"port": port, "name": name, "project": p, "owner": owner.owner()});
+    let api = expect(&lease(&d, named("api", block.port(1))), 201);
+    let web = expect(&lease(&d, named("web", block.port(2))), 201);
+    expect(
+        &call(&d, "DELETE", &format!("/v1/leases/{}", block.port(2)), None),
+        200,
+    );
+
+    let listed = expect(&get(&d, &format!("/v1/names?project={p}&name=api")), 200);
+    assert_eq!(
+        listed["names"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
+    assert_eq!(listed["names"][0]["lease"], api, "{listed}");
+
+    expect_error(&call(&d, "DELETE", "/v1/names", None), 400, "bad_request");
+    expect_error(
+        &call(&d, "DELETE", &format!("/v1/names?project={p}-other"), None),
+        404,
+        "not_found",
+    );
+    let leased = expect_error(
+        &call(&d, "DELETE", &format!("/v1/names?project={p}"), None),
+        409,
+        "name_taken",
+    );
+    assert_eq!(leased["name"], "api", "{leased}");
+    assert_eq!(leased["lease"]["id"], api["id"], "{leased}");
+    assert_eq!(
+        expect(&get(&d, "/v1/status"), 200)["counts"]["names"],
+        2,
+        "all or nothing"
+    );
+
+    let forgotten = expect(
+        &call(
+            &d,
+            "DELETE",
+            &format!("/v1/names?project={p}&name=web"),
+            None,
+        ),
+        200,
+    );
+    assert_eq!(
+        forgotten["names"].as_array().map(Vec::len),
+        Some(1),
+        "{forgotten}"
+    );
+    assert_eq!(forgotten["names"][0]["name"], "web");
+    assert_eq!(forgotten["names"][0]["port"], web["port"]);
+    assert_eq!(forgotten["names"][0]["lease"], Value::Null);
+    expect_error(
+        &call(
+            &d,
+            "DELETE",
+            &format!("/v1/names?project={p}&name=web"),
+            None,
+        ),
+        404,
+        "not_found",
+    );
+    let left = expect(&get(&d, "/v1/names"), 200);
+    assert_eq!(left["names"].as_array().map(Vec::len), Some(1), "{left}");
+}

@@ -418,3 +418,72 @@ fn autostart_refuses_a_log_that_another_uid_owns() {
         &["portd.log", "owned by uid 65534"],
     );
 }
+
+/// A socket directory that others may enter is the user's to fix, not a
+/// daemon that is down: its own exit code, the fix in the message, and no
+/// daemon started behind it. The fix then works.
+#[test]
+fn a_socket_directory_open_to_others_is_a_configuration_error_that_says_chmod_700() {
+    let home = FreshSocket::new();
+    let dir = home.socket().parent().expect("the socket's directory");
+    fs::create_dir(dir).expect("create the socket's directory");
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).expect("chmod 755");
+
+    let refused = autostarting(&home, &["ls"]);
+    refused.expect(78);
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("chmod 700 {}", dir.display())),
+        "{refused}"
+    );
+    assert!(home.daemons().is_empty(), "{:?}", home.daemons());
+    assert!(!home.log_path().exists(), "autostart ran: {}", home.log());
+
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).expect("chmod 700");
+    autostarting(&home, &["ls"]).expect(0);
+}
+
+/// A daemon that cannot start says why in its log; the client prints that
+/// line, not only "did not answer".
+#[test]
+fn a_failed_autostart_prints_the_daemons_own_reason() {
+    let block = PortBlock::reserve();
+    let home = FreshSocket::new();
+    // Another daemon, on another socket, already serves home's database.
+    let elsewhere = tempfile::Builder::new()
+        .prefix("portd-cli.")
+        .tempdir_in("/tmp")
+        .expect("a temp dir");
+    fs::set_permissions(elsewhere.path(), fs::Permissions::from_mode(0o700)).unwrap();
+    let other_socket = elsewhere.path().join("portd.sock");
+    let holder = ChildGuard::spawn(
+        portd_e2e::portd_command(&other_socket, home.db(), block.range())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let up = wait_until(DEADLINE, || {
+        portd_e2e::http::try_request(&other_socket, "GET", "/v1/health", None)
+            .is_ok_and(|r| r.status == 200)
+    });
+    assert!(up, "the first daemon does not answer");
+
+    let failed = autostarting(&home, &["ls"]);
+    failed.expect(69);
+    let reason = format!(
+        "database {} is in use by another portd (pid {})",
+        home.db().display(),
+        holder.pid()
+    );
+    assert!(failed.stderr.contains(&reason), "{failed}");
+    assert!(
+        failed.stderr.contains("PORTD_SOCKET"),
+        "what to do: {failed}"
+    );
+    assert!(
+        failed.stderr.contains(home.log_path().to_str().unwrap()),
+        "{failed}"
+    );
+    let gone = wait_until(DEADLINE, || home.daemons().is_empty());
+    assert!(gone, "the failed daemon still runs: {:?}", home.daemons());
+}

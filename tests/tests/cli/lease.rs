@@ -68,6 +68,45 @@ fn a_port_held_by_a_listener_exits_3_naming_it_and_next_skips_it() {
     assert!(none.stderr.contains("no free port"), "{none}");
 }
 
+/// The refusal says what to do, and doing it works: `lease P --kill` stops
+/// the unleased listener and leases the port.
+#[test]
+fn a_port_held_without_a_lease_suggests_kill_and_the_suggestion_works() {
+    let block = PortBlock::reserve();
+    let d = TestDaemon::start(block.range());
+    let port = block.port(7);
+    let p = port.to_string();
+    let mut server = ChildGuard::http_server(port);
+
+    let held = portctl(&d, &["lease", &p]);
+    held.expect(3);
+    for hint in [
+        format!("`portctl kill {p}`"),
+        format!("`portctl lease {p} --kill`"),
+    ] {
+        assert!(held.stderr.contains(&hint), "suggests {hint}: {held}");
+    }
+
+    let owner = ChildGuard::sleep(60);
+    let killed = portctl(
+        &d,
+        &["lease", &p, "--kill", "--owner", &owner.pid().to_string()],
+    );
+    killed.expect(0);
+    assert_eq!(killed.stdout, format!("{p}\n"), "{killed}");
+    assert!(
+        server.wait_exit(DEADLINE).is_some(),
+        "the listener still runs after lease --kill"
+    );
+    assert_eq!(lease_on(&d, port)["owner"]["pid"], owner.pid());
+
+    // A port leased by another live owner is not the listener's case: no
+    // kill is suggested for someone's live lease.
+    let taken = portctl(&d, &["lease", &p]);
+    taken.expect(3);
+    assert!(!taken.stderr.contains("--kill"), "{taken}");
+}
+
 #[test]
 fn shell_output_evals_to_port_and_tag() {
     let block = PortBlock::reserve();
@@ -79,7 +118,7 @@ fn shell_output_evals_to_port_and_tag() {
     let id = id_of(&lease_on(&d, port)).to_string();
     assert_eq!(
         shell.stdout,
-        format!("export PORT={port} PORTD_LEASE={id}\n"),
+        format!("export PORT={port}\nexport PORTD_LEASE={id}\n"),
         "{shell}"
     );
 

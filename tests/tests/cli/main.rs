@@ -13,12 +13,15 @@
 //! - `lease`: `portctl lease` output and exit codes.
 //! - `verbs`: `release`, `ls`, `status`, `env`, `who`.
 //! - `names`: `--name` remembering its port per project.
+//! - `shell`: `eval "$(portctl lease --shell)"` in bash and dash scripts
+//!   under `set -e`, and in an interactive bash on a terminal.
 //! - `autostart`: a daemon started by `portctl` when nothing answers.
 
 mod autostart;
 mod lease;
 mod names;
 mod owners;
+mod shell;
 mod verbs;
 
 use std::fs;

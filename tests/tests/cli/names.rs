@@ -111,3 +111,263 @@ read go < "$GATE"
     );
     script.assert_quiet();
 }
+
+/// `portctl names --all --json`: every remembered name, as the API has it.
+fn all_names(d: &TestDaemon) -> Vec<Value> {
+    let out = portctl(d, &["names", "--all", "--json"]);
+    out.expect(0);
+    let list = out.json();
+    assert_eq!(list, d.get("/v1/names").json(), "the API's body: {out}");
+    list["names"].as_array().expect("a list of names").clone()
+}
+
+/// `(project, name, port)` of each name.
+fn keys(names: &[Value]) -> Vec<(String, String, u16)> {
+    names
+        .iter()
+        .map(|n| {
+            (
+                n["project"].as_str().unwrap().to_string(),
+                n["name"].as_str().unwrap().to_string(),
+                n["port"].as_u64().unwrap() as u16,
+            )
+        })
+        .collect()
+}
+
+/// The port a plain scan of `from..=to` grants (then released): the first
+/// free port that no name remembers, which shows what the daemon's table
+/// remembers, not only what SQLite says.
+fn scan(d: &TestDaemon, from: u16, to: u16, owner: &ChildGuard) -> u16 {
+    let range = format!("{from}-{to}");
+    let out = portctl(
+        d,
+        &[
+            "lease",
+            "--range",
+            &range,
+            "--owner",
+            &owner.pid().to_string(),
+        ],
+    );
+    out.expect(0);
+    let port: u16 = out.stdout.trim().parse().expect("a port");
+    portctl(d, &["release", &port.to_string()]).expect(0);
+    port
+}
+
+/// `lease PORT --name NAME --project DIR`, then release it: the name
+/// remembers PORT.
+fn remember(d: &TestDaemon, name: &str, project: &str, port: u16, owner: &ChildGuard) {
+    lease_named(d, name, project, owner, &[&port.to_string()]).expect(0);
+    portctl(d, &["release", &port.to_string()]).expect(0);
+}
+
+#[test]
+fn names_lists_this_projects_names_with_their_leases_and_all_lists_every_project() {
+    let (block, d, scratch, project) = setup();
+    let other = project_dir(&scratch, "other");
+    let owner = ChildGuard::sleep(60);
+    remember(&d, "web", &project, block.port(1), &owner);
+    lease_named(&d, "api", &project, &owner, &[&block.port(2).to_string()]).expect(0);
+    remember(&d, "api", &other, block.port(3), &owner);
+
+    let here = run(
+        cli::portctl(d.socket()).arg("names").current_dir(&project),
+        "portctl names (in the project)".into(),
+    );
+    here.expect(0);
+    let lines: Vec<&str> = here.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "a header and two names: {here}");
+    assert!(lines[0].starts_with("NAME"), "{here}");
+    let api: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(api[..2], ["api", &block.port(2).to_string()[..]], "{here}");
+    assert!(
+        lines[1].ends_with(&format!("port {} (pid {})", block.port(2), owner.pid())),
+        "the active lease: {here}"
+    );
+    assert!(
+        lines[2].starts_with("web") && lines[2].ends_with(" -"),
+        "{here}"
+    );
+    assert!(!here.stdout.contains(&other), "only this project: {here}");
+
+    let all = portctl(&d, &["names", "--all"]);
+    all.expect(0);
+    assert!(
+        all.stdout.contains(&other) && all.stdout.contains(&project),
+        "{all}"
+    );
+    assert_eq!(all.stdout.lines().count(), 4, "{all}");
+
+    let json = portctl(&d, &["names", "--project", &project, "--json"]);
+    json.expect(0);
+    let listed = json.json();
+    assert_eq!(
+        listed,
+        d.get(&format!("/v1/names?project={project}")).json(),
+        "{json}"
+    );
+    let api = &listed["names"][0];
+    assert_eq!(api["name"], "api", "{listed}");
+    assert_eq!(api["lease"], lease_on(&d, block.port(2)), "{listed}");
+    assert_eq!(api["lease_id"], api["lease"]["id"], "{listed}");
+    assert!(api["last_used"].as_str().is_some_and(|t| t.ends_with('Z')));
+    assert_eq!(listed["names"][1]["lease"], Value::Null, "{listed}");
+
+    let elsewhere = project_dir(&scratch, "nameless");
+    let none = portctl(&d, &["names", "--project", &elsewhere]);
+    none.expect(0);
+    assert_eq!(none.stdout, "", "{none}");
+    assert!(none.stderr.contains("no names remembered"), "{none}");
+}
+
+/// Forgetting changes the daemon's table and its database together: the
+/// port is no longer kept from scans, and a restart does not bring it back.
+#[test]
+fn names_forget_forgets_a_name_or_a_project_but_never_a_leased_one() {
+    let (block, d, scratch, project) = setup();
+    let mut d = d;
+    let owner = ChildGuard::sleep(60);
+    let (web, db, api) = (block.port(10), block.port(12), block.port(14));
+    remember(&d, "web", &project, web, &owner);
+    remember(&d, "db", &project, db, &owner);
+    lease_named(&d, "api", &project, &owner, &[&api.to_string()]).expect(0);
+    // web's port is remembered: a scan from it takes the next one.
+    assert_eq!(scan(&d, web, web + 1, &owner), web + 1);
+
+    let leased = portctl(&d, &["names", "forget", "api", "--project", &project]);
+    leased.expect(3);
+    assert!(
+        leased.stderr.contains(&format!(
+            "release it first (`portctl release --name api --project {project}`)"
+        )),
+        "{leased}"
+    );
+    portctl(&d, &["names", "forget", "nope", "--project", &project]).expect(4);
+
+    let forgot = portctl(&d, &["names", "forget", "web", "--project", &project]);
+    forgot.expect(0);
+    assert_eq!(
+        forgot.stdout,
+        format!("forgot 'web' in {project} (it remembered port {web})\n"),
+        "{forgot}"
+    );
+    assert_eq!(
+        scan(&d, web, web + 1, &owner),
+        web,
+        "the table still keeps {web}"
+    );
+    let left = keys(&all_names(&d));
+    assert_eq!(
+        left,
+        [
+            (project.clone(), "api".to_string(), api),
+            (project.clone(), "db".to_string(), db)
+        ]
+    );
+
+    // The whole project: all or nothing while api is leased.
+    portctl(&d, &["names", "forget", "--project", &project]).expect(3);
+    assert_eq!(keys(&all_names(&d)), left, "nothing was forgotten");
+    portctl(&d, &["release", &api.to_string()]).expect(0);
+    let json = portctl(&d, &["names", "forget", "--project", &project, "--json"]);
+    json.expect(0);
+    assert_eq!(
+        keys(json.json()["names"].as_array().unwrap()),
+        left,
+        "{json}"
+    );
+    assert_eq!(all_names(&d), Vec::<Value>::new());
+    assert_eq!(d.get("/v1/status").json()["counts"]["names"], 0);
+
+    // A restart reads the database: nothing comes back.
+    d.restart();
+    assert_eq!(all_names(&d), Vec::<Value>::new());
+    assert_eq!(scan(&d, db, db + 1, &owner), db);
+
+    // A checkout that was deleted can still have its names forgotten.
+    let gone = project_dir(&scratch, "deleted");
+    remember(&d, "api", &gone, block.port(16), &owner);
+    fs::remove_dir(&gone).expect("remove the project dir");
+    let forgot = portctl(&d, &["names", "forget", "--project", &gone]);
+    forgot.expect(0);
+    assert!(
+        forgot.stdout.contains(&format!("forgot 'api' in {gone}")),
+        "{forgot}"
+    );
+}
+
+/// Names are pruned like history: a project's directory is gone (at any
+/// cleanup), or no lease for 90 days (here aged in the database while the
+/// daemon is down, then pruned by the cleanup it runs when it starts).
+#[test]
+fn cleanup_forgets_names_of_gone_projects_and_names_unused_for_90_days() {
+    let (block, d, scratch, project) = setup();
+    let mut d = d;
+    let owner = ChildGuard::sleep(60);
+    let gone = project_dir(&scratch, "gone");
+    let (old, recent, lost, leased) = (block.port(4), block.port(6), block.port(8), block.port(10));
+    remember(&d, "old", &project, old, &owner);
+    remember(&d, "recent", &project, recent, &owner);
+    remember(&d, "api", &gone, lost, &owner);
+    // Leased names are in use, whatever their directory.
+    let gone_too = project_dir(&scratch, "gone-but-leased");
+    lease_named(&d, "api", &gone_too, &owner, &[&leased.to_string()]).expect(0);
+    fs::remove_dir(&gone).expect("remove a project dir");
+    fs::remove_dir(&gone_too).expect("remove a project dir");
+
+    let report = portctl(&d, &["cleanup", "--json"]);
+    report.expect(0);
+    let forgotten = keys(report.json()["forgotten"].as_array().expect("forgotten"));
+    assert_eq!(
+        forgotten,
+        [(gone.clone(), "api".to_string(), lost)],
+        "{report}"
+    );
+    assert_eq!(
+        scan(&d, lost, lost + 1, &owner),
+        lost,
+        "still kept from scans"
+    );
+    let said = portctl(&d, &["cleanup"]);
+    said.expect(0);
+    assert!(!said.stdout.contains("forgot"), "forgotten once: {said}");
+
+    // 91 days without a lease, as the database will say after the restart.
+    d.stop();
+    let aged = std::process::Command::new(portd_e2e::servers::python())
+        .arg("-c")
+        .arg(
+            "import sqlite3, sys, time\n\
+             db = sqlite3.connect(sys.argv[1])\n\
+             db.execute('UPDATE names SET last_used = ? WHERE name = ?',\n\
+                        (int((time.time() - 91 * 86400) * 1000), 'old'))\n\
+             db.commit()\n\
+             print(db.total_changes)",
+        )
+        .arg(d.db())
+        .output()
+        .expect("run python3");
+    assert_eq!(
+        String::from_utf8_lossy(&aged.stdout).trim(),
+        "1",
+        "{aged:?}"
+    );
+    d.launch();
+    let startup = portctl(&d, &["cleanup", "--json"]).json()["startup"].clone();
+    let forgotten = keys(startup["forgotten"].as_array().expect("forgotten"));
+    assert_eq!(
+        forgotten,
+        [(project.clone(), "old".to_string(), old)],
+        "{startup}"
+    );
+    assert_eq!(
+        keys(&all_names(&d)),
+        [
+            (project.clone(), "recent".to_string(), recent),
+            (gone_too.clone(), "api".to_string(), leased)
+        ]
+    );
+    assert_eq!(scan(&d, old, old + 1, &owner), old);
+}

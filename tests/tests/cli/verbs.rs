@@ -155,7 +155,7 @@ fn env_prints_an_existing_lease_as_shell_dotenv_or_json() {
     shell.expect(0);
     assert_eq!(
         shell.stdout,
-        format!("export PORT={port} PORTD_LEASE={id}\n")
+        format!("export PORT={port}\nexport PORTD_LEASE={id}\n")
     );
     let explicit = portctl(&d, &["env", &p, "--format", "shell"]);
     assert_eq!(explicit.expect(0).stdout, shell.stdout);
@@ -186,11 +186,44 @@ fn env_prints_an_existing_lease_as_shell_dotenv_or_json() {
     let by_name = portctl(&d, &["env", "--name", "api", "--project", &project]);
     assert_eq!(by_name.expect(0).stdout, shell.stdout);
 
+    // No lease: the shell format fails the eval, dotenv prints nothing, and
+    // JSON prints the error body, as every `--json` verb does.
     let free = block.port(2).to_string();
     let none = portctl(&d, &["env", &free]);
     none.expect(4);
+    assert_eq!(none.stdout, "(exit 4)\n", "{none}");
+    let none = portctl(&d, &["env", &free, "--format", "dotenv"]);
+    none.expect(4);
     assert_eq!(none.stdout, "", "{none}");
-    portctl(&d, &["env", "--name", "nope", "--project", &project]).expect(4);
+    let by_port = portctl(&d, &["env", &free, "--format", "json"]);
+    by_port.expect(4);
+    assert_eq!(
+        by_port.json(),
+        d.get(&format!("/v1/leases/{free}")).json(),
+        "the API's body: {by_port}"
+    );
+    let by_name = portctl(
+        &d,
+        &[
+            "env",
+            "--name",
+            "nope",
+            "--project",
+            &project,
+            "--format",
+            "json",
+        ],
+    );
+    by_name.expect(4);
+    let error = &by_name.json()["error"];
+    assert_eq!(error["code"], "not_found", "{by_name}");
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("'nope'")),
+        "{by_name}"
+    );
+    assert_eq!(by_name.stdout.lines().count(), 1, "one document: {by_name}");
 }
 
 #[test]
@@ -229,5 +262,73 @@ fn who_reports_free_ports_listeners_and_leases() {
         who.stdout
             .contains(&format!("leased to pid {}", owner.pid())),
         "{who}"
+    );
+}
+
+/// `kill` answers only after the grace; meanwhile stderr has said whom it
+/// signalled and how long until SIGKILL.
+#[test]
+fn kill_says_whom_it_signalled_and_how_long_until_sigkill_while_it_waits() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::sync::mpsc;
+
+    use portd_e2e::servers::{Listener, Scratch};
+
+    let block = PortBlock::reserve();
+    let d = TestDaemon::start(block.range());
+    let scratch = Scratch::new();
+    let port = block.port(8).to_string();
+    // It ignores SIGTERM, so only SIGKILL after the grace ends it.
+    let server = Listener::new(block.port(8), scratch.path("stubborn"))
+        .ignore_sigterm()
+        .spawn();
+
+    let mut cmd = cli::portctl(d.socket());
+    cmd.args(["kill", &port, "--grace", "8s"])
+        .current_dir("/tmp")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut kill = ChildGuard::spawn(&mut cmd);
+    let stderr = kill.child_mut().stderr.take().expect("piped stderr");
+    let (lines, said) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let line = said
+        .recv_timeout(DEADLINE)
+        .expect("portctl kill said nothing on stderr");
+    let expected = format!(
+        "portctl: SIGTERM to pid {} ({}",
+        server.pid(),
+        portd_e2e::servers::python().display()
+    );
+    assert!(line.starts_with(&expected), "{line:?}");
+    assert!(
+        line.ends_with("waiting up to 8 s for it to exit, then SIGKILL"),
+        "{line:?}"
+    );
+    // Said during the grace, not after: the listener ignores SIGTERM and
+    // still runs, and portctl still waits for the answer.
+    assert!(server.procs[0].is_alive(), "the listener is already gone");
+    assert!(kill.is_running(), "portctl already answered");
+
+    let status = kill.wait_exit(DEADLINE + Duration::from_secs(8));
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{status:?}");
+    assert!(
+        server.procs[0].wait_gone(DEADLINE),
+        "the listener survived SIGKILL"
+    );
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(
+        kill.child_mut().stdout.as_mut().expect("piped stdout"),
+        &mut stdout,
+    )
+    .expect("read portctl's stdout");
+    assert!(
+        stdout.contains(&format!("pid {:<7} SIGKILL, ended", server.pid())),
+        "{stdout}"
     );
 }

@@ -23,12 +23,20 @@ use super::*;
 /// How long a manager may take to answer after it is started.
 const MANAGER_START: Duration = Duration::from_secs(20);
 
+/// Held by each running [`Manager`]. Managers of one test process live in
+/// one cgroup (the test's), and each puts its portd.service at the same
+/// path under it: stopping one manager's service kills the other's. So
+/// they run one at a time.
+static ONE_MANAGER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A `systemd --user` in its own mount namespace, stopped (SIGTERM, so it
 /// stops its units) when dropped.
 struct Manager {
     guard: ChildGuard,
     home: Home,
     log: PathBuf,
+    /// Dropped after the manager has stopped (fields drop after `drop`).
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Manager {
@@ -45,6 +53,7 @@ impl Manager {
         for tool in ["unshare", "nsenter", "systemctl"] {
             system_tool(tool).ok_or(format!("{tool} is not installed"))?;
         }
+        let turn = ONE_MANAGER.lock().unwrap_or_else(|e| e.into_inner());
         let marker = home.path("run-systemd");
         fs::create_dir_all(marker.join("system")).expect("create the /run/systemd stand-in");
         let log = home.path("manager.log");
@@ -63,6 +72,7 @@ impl Manager {
             guard: ChildGuard::spawn(&mut cmd),
             home,
             log,
+            _turn: turn,
         };
         let answered = wait_for(MANAGER_START, || {
             if !manager.guard.is_running() {
@@ -136,12 +146,9 @@ impl Drop for Manager {
     }
 }
 
-#[test]
-fn install_and_uninstall_under_a_real_user_manager() {
-    let block = PortBlock::reserve();
-    let home = Home::new();
-    // The service reads its range and grace from the config file, like a
-    // user's daemon would; this keeps it inside the test's block.
+/// The service reads its range and grace from the config file, like a
+/// user's daemon would; this keeps it inside the test's block.
+fn write_config(home: &Home, block: &PortBlock) {
     let config = home.config().join("portd").join("config.toml");
     fs::create_dir_all(config.parent().unwrap()).unwrap();
     fs::write(
@@ -149,6 +156,13 @@ fn install_and_uninstall_under_a_real_user_manager() {
         format!("range = \"{}\"\ngrace = \"500ms\"\n", block.range()),
     )
     .unwrap();
+}
+
+#[test]
+fn install_and_uninstall_under_a_real_user_manager() {
+    let block = PortBlock::reserve();
+    let home = Home::new();
+    write_config(&home, &block);
     let db = home
         .path("home")
         .join(".local")
@@ -256,4 +270,64 @@ fn install_and_uninstall_under_a_real_user_manager() {
             "{unit} is still there"
         );
     }
+}
+
+/// With `PORTD_SOCKET` and `PORTD_DB` set, the units systemd runs serve
+/// exactly there: the `portctl` that uses those settings talks to the
+/// service, which keeps that database.
+#[test]
+fn under_a_real_user_manager_the_service_serves_the_chosen_socket_and_database() {
+    let block = PortBlock::reserve();
+    let home = Home::new();
+    write_config(&home, &block);
+    // Neither directory exists yet: systemd makes the socket's (0700),
+    // portd the database's.
+    let socket = home.path("sockets").join("mine").join("portd.sock");
+    let db = home.path("elsewhere").join("portd.db");
+    let default_socket = home.manager_socket();
+    let manager = match Manager::start(home) {
+        Ok(manager) => manager,
+        Err(why) => return skip(&why),
+    };
+    let chosen = |args: &[&str]| {
+        let mut cmd = manager.command(&portctl_bin(), args);
+        cmd.env("PORTD_NO_AUTOSTART", "1")
+            .env("PORTD_SOCKET", &socket)
+            .env("PORTD_DB", &db);
+        run(&mut cmd)
+    };
+
+    let said = success(&chosen(&["install"]), "install");
+    assert!(
+        said.contains(&format!("portd.socket listens on {}", socket.display())),
+        "{said}"
+    );
+    let status = success(&chosen(&["status", "--json"]), "status");
+    let status: Value = serde_json::from_str(&status).unwrap();
+    let service_pid = manager.main_pid().expect("portd.service has a main pid");
+    assert_eq!(status["pid"], service_pid, "{status}");
+    assert_eq!(status["socket"], socket.to_str().unwrap(), "{status}");
+    assert_eq!(status["db"], db.to_str().unwrap(), "{status}");
+    assert!(db.is_file(), "no database at {}", db.display());
+    let mode = fs::metadata(socket.parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o700, "the socket's directory");
+    assert!(
+        !default_socket.exists(),
+        "something listens on the default socket too"
+    );
+
+    let owner = ChildGuard::sleep(600);
+    let port = block.port(4).to_string();
+    let pid = owner.pid().to_string();
+    success(&chosen(&["lease", &port, "--owner", &pid]), "lease");
+    let ls = success(&chosen(&["ls", "--json"]), "ls");
+    assert!(ls.contains(&format!("\"port\":{port}")), "{ls}");
+
+    success(&chosen(&["uninstall"]), "uninstall");
+    let gone = ProcId::of(service_pid).is_none_or(|p| p.wait_gone(DEADLINE));
+    assert!(gone, "portd.service still runs after uninstall");
 }

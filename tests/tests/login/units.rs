@@ -120,6 +120,104 @@ fn the_printed_units_pass_systemd_analyze_verify_without_a_warning() {
     }
 }
 
+/// `--socket`/`PORTD_SOCKET` and `PORTD_DB` reach the units (systemd
+/// judges them too); a value the units cannot carry is refused with the
+/// reason, and nothing is written.
+#[test]
+fn install_carries_a_chosen_socket_and_database_or_refuses_with_the_reason() {
+    let home = Home::new();
+    let socket = home.path("sockets").join("portd.sock");
+    let db = home.path("my state").join("portd.db");
+    let print = |cmd: &mut Command| {
+        let listing = success(&run(home.apply(cmd, home.bin())), "install --print");
+        parse_listing(&listing)
+    };
+    let by_env = print(
+        portctl()
+            .args(["install", "--print"])
+            .env("PORTD_SOCKET", &socket)
+            .env("PORTD_DB", &db),
+    );
+    let [(_, socket_unit), (_, service_unit)] = &by_env[..] else {
+        panic!("two units: {by_env:?}");
+    };
+    assert!(
+        socket_unit.contains(&format!("\nListenStream={}\n", socket.display())),
+        "{socket_unit}"
+    );
+    assert!(!socket_unit.contains("%t/portd"), "{socket_unit}");
+    let exec = format!(
+        "\nExecStart={} --db \"{}\"\n",
+        portd_bin().display(),
+        db.display()
+    );
+    assert!(service_unit.contains(&exec), "{service_unit}");
+    // The flag wins over the variable, as for every other verb.
+    let flag = home.path("flag.sock");
+    let by_flag = print(
+        portctl()
+            .args(["--socket", flag.to_str().unwrap(), "install", "--print"])
+            .env("PORTD_SOCKET", &socket),
+    );
+    assert!(
+        by_flag[0]
+            .1
+            .contains(&format!("\nListenStream={}\n", flag.display())),
+        "{by_flag:?}"
+    );
+
+    for (var, value, reason) in [
+        ("PORTD_SOCKET", "run/portd.sock", "relative"),
+        ("PORTD_SOCKET", "/tmp/a b/portd.sock", "whitespace"),
+        ("PORTD_DB", "state/portd.db", "relative"),
+    ] {
+        let mut cmd = portctl();
+        cmd.arg("install").env(var, value);
+        let out = run(home.apply(&mut cmd, home.bin()));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{var}={value}: {}",
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).contains(value) && stderr(&out).contains(reason),
+            "{var}={value}: {}",
+            stderr(&out)
+        );
+        assert!(
+            !home.unit_dir().exists(),
+            "{var}={value}: install wrote units it refused"
+        );
+    }
+
+    // Last, as systemd judges them (where systemd-analyze can judge at all,
+    // as the test above checks).
+    let Some(analyze) = require_system_tool("systemd-analyze", "systemd") else {
+        return;
+    };
+    let dir = home.path("verify");
+    fs::create_dir(&dir).unwrap();
+    let plain = dir.join("plain.service");
+    fs::write(&plain, "[Service]\nExecStart=/bin/true\n").unwrap();
+    if let Err(why) = verdict(&verify(&analyze, &[plain])) {
+        return skip(&format!(
+            "systemd-analyze --user verify rejects even a minimal valid unit here: {why}"
+        ));
+    }
+    let paths: Vec<PathBuf> = by_env
+        .iter()
+        .map(|(path, text)| {
+            let copy = dir.join(path.file_name().unwrap());
+            fs::write(&copy, text).unwrap();
+            copy
+        })
+        .collect();
+    if let Err(why) = verdict(&verify(&analyze, &paths)) {
+        panic!("systemd-analyze --user verify {paths:?}: {why}");
+    }
+}
+
 #[test]
 fn install_writes_exactly_what_print_shows_and_a_second_install_changes_nothing() {
     let home = Home::new();

@@ -29,6 +29,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/reap"),
     ("post", "/v1/cleanup"),
     ("get", "/v1/names"),
+    ("delete", "/v1/names"),
     ("get", "/v1/events"),
 ];
 
@@ -121,6 +122,7 @@ fn the_served_document_is_openapi_3_1_and_lists_every_route() {
         ("/v1/leases", "all"),
         ("/v1/leases/{port}", "id"),
         ("/v1/names", "project"),
+        ("/v1/names", "name"),
         ("/v1/events", "since"),
     ] {
         assert!(

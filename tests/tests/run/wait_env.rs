@@ -122,7 +122,7 @@ fn env_prints_the_lease_of_a_name_that_run_holds() {
     shell.expect(0);
     assert_eq!(
         shell.stdout,
-        format!("export PORT={port} PORTD_LEASE={id}\n"),
+        format!("export PORT={port}\nexport PORTD_LEASE={id}\n"),
         "{shell}"
     );
     let by_default = finish(portctl(&d, &dir).args(["env", "--name", "api"]));

@@ -178,7 +178,7 @@ fn start(
     let mut names: Option<NameList> = None;
     let mut lookup = |name: &str| -> Result<u16, ClientError> {
         if names.is_none() {
-            let path = format!("/v1/names?project={}", percent_encode(project));
+            let path = format!("/v1/names?project={}", super::query_value(project));
             names = Some(client.get::<NameList>(&path)?.0);
         }
         names
@@ -229,19 +229,6 @@ fn bind_error(addr: SocketAddr, error: &io::Error) -> ClientError {
         }
         _ => ClientError::Other(format!("cannot bind {addr}: {error}")),
     }
-}
-
-fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                out.push(byte as char)
-            }
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -297,10 +284,5 @@ mod tests {
                 .starts_with(&format!("cannot bind {addr}: address in use")),
             "{failure}"
         );
-    }
-
-    #[test]
-    fn projects_are_encoded_for_the_query() {
-        assert_eq!(percent_encode("/home/me/my app&x"), "/home/me/my%20app%26x");
     }
 }
