@@ -169,9 +169,11 @@ fn two_sweeps_at_once_reap_an_orphan_once_and_count_it_once() {
     let port = block.port(5);
     let owner = ChildGuard::sleep(600);
     let id = d.lease(port, &owner);
-    let mut server = stubborn_orphan(port, &id, &scratch);
-    let released = d.delete(&format!("/v1/leases/{port}"));
+    // Released with keep (so the release itself reaps nothing), then the
+    // server starts with the ended lease's tag: an orphan for the sweeps.
+    let released = d.delete(&format!("/v1/leases/{port}?keep=true"));
     assert_eq!(released.status, 200, "{}", released.body);
+    let mut server = stubborn_orphan(port, &id, &scratch);
 
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
     let sweeps: Vec<_> = (0..2)
