@@ -11,7 +11,8 @@ use utoipa::IntoParams;
 
 use super::error::AppError;
 
-/// A JSON body: 400 if malformed or with unknown fields, 413 past 64 KiB.
+/// A JSON object body: 400 if malformed, not an object, or with unknown
+/// fields; 413 past 64 KiB. An empty body reads as `{}`.
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
@@ -25,10 +26,17 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 AppError::new(ErrorCode::BadRequest, rejection.body_text())
             }
         })?;
-        let text = if bytes.iter().all(u8::is_ascii_whitespace) {
-            &b"{}"[..]
-        } else {
-            &bytes[..]
+        let text = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            None => &b"{}"[..],
+            Some(b'{') => &bytes[..],
+            // serde reads a struct from an array too (`[8000]` as
+            // `{"port": 8000}`, `[]` as `{}`): only an object is a body.
+            Some(_) => {
+                return Err(AppError::new(
+                    ErrorCode::BadRequest,
+                    "the request body must be a JSON object ({...})",
+                ));
+            }
         };
         serde_json::from_slice(text)
             .map(ApiJson)

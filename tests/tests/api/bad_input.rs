@@ -187,3 +187,52 @@ fn idle_clients_beyond_the_connection_cap_do_not_lock_the_daemon_out() {
     assert_eq!(answered.map(|a| a.status).ok(), Some(200));
     drop(idle);
 }
+
+/// A body that is JSON but not an object is refused on every route that
+/// takes a body, before it can act: serde would read `[30531]` as
+/// `{"port": 30531}` and `[]` as `{}` (a reap).
+#[test]
+fn bodies_that_are_not_json_objects_are_refused_on_every_route() {
+    let block = PortBlock::reserve();
+    let d = TestDaemon::start(block.range());
+    let owner = ChildGuard::sleep(60);
+    let port = block.port(0);
+    let me = owner.owner();
+    let routes = [
+        "/v1/leases".to_string(),
+        "/v1/reap".to_string(),
+        format!("/v1/ports/{port}/kill"),
+    ];
+    let bodies = [
+        format!("[{port}]"),
+        format!("[{port}, true]"),
+        format!("[{port}, true, null, null, null, {me}]"),
+        "[]".to_string(),
+        "\"x\"".to_string(),
+        "1".to_string(),
+        "true".to_string(),
+        "null".to_string(),
+        " \n [] ".to_string(),
+    ];
+    for route in &routes {
+        for body in &bodies {
+            let answer = call(&d, "POST", route, Some(body));
+            let error = expect_error(&answer, 400, "bad_request");
+            assert!(
+                error["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("JSON object")),
+                "POST {route} {body}: {error}"
+            );
+        }
+    }
+    assert_eq!(active_lease(&d, port), None, "an array body was granted");
+    assert!(
+        events(&d).is_empty(),
+        "a refused body left events: {:?}",
+        events(&d)
+    );
+    // An object, and an empty body (read as `{}`), still work.
+    expect(&lease(&d, json!({"port": port, "owner": me})), 201);
+    expect(&call(&d, "POST", "/v1/reap", Some("")), 200);
+}
