@@ -7,7 +7,9 @@ use portd_api::CleanupReport;
 
 use super::openapi::ServerErrors;
 use super::{AppError, State};
-use crate::leases::Peer;
+use std::sync::Arc;
+
+use crate::leases::{LeaseError, Peer};
 use crate::maintain;
 use crate::reaper::Reaper;
 
@@ -26,7 +28,16 @@ pub async fn cleanup(
     state: State,
     Extension(peer): Extension<Peer>,
 ) -> Result<Json<CleanupReport>, AppError> {
-    Ok(Json(
-        maintain::cleanup(&state, Reaper::protected(peer.pid)).await?,
-    ))
+    let protected = Reaper::protected(peer.pid);
+    let state = Arc::clone(&state.0);
+    // Leases it ends have their orphans reaped by its sweep: one unit, so
+    // a client that hangs up between the two leaves no orphan behind.
+    let units = state.leases.reaper().units().clone();
+    let report = units
+        .run("cleanup", async move {
+            maintain::cleanup(&state, protected).await
+        })
+        .await
+        .map_err(LeaseError::from)??;
+    Ok(Json(report))
 }

@@ -47,6 +47,9 @@ pub enum LeaseError {
     Unavailable,
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A blocking step (a /proc scan, a probe) panicked; already logged.
+    #[error(transparent)]
+    Panicked(#[from] crate::task::Panicked),
 }
 
 impl From<sqlx::Error> for LeaseError {

@@ -23,6 +23,7 @@ use crate::procs::{self, holders::holders};
 use crate::reaper::Reaper;
 use crate::store::writer::{Change, Pending, Writer};
 use crate::store::{LeaseRow, Store, StoreError, events, leases, names, now_ms};
+use crate::task;
 use crate::watch::{Watch, Watcher};
 
 /// Longest name a lease may carry.
@@ -142,14 +143,15 @@ impl Leases {
         Ok(table)
     }
 
-    /// Reaps the orphans of leases that just ended, in the background.
+    /// Reaps the orphans of leases that just ended, in the background (a
+    /// unit of work: a stopping daemon finishes it first).
     pub fn reap_later(&self, ended: Vec<LeaseRow>) {
         if ended.is_empty() {
             return;
         }
         let ids: HashSet<String> = ended.into_iter().map(|l| l.id).collect();
         let reaper = Arc::clone(&self.reaper);
-        tokio::spawn(async move {
+        self.reaper.units().spawn("reap", async move {
             if let Err(e) = reaper.reap(Some(ids), false, Reaper::protected(None)).await {
                 tracing::error!(error = %e, "reaping the orphans of ended leases failed");
             }
@@ -465,10 +467,10 @@ impl Leases {
                 },
             },
             NoPort::Taken(port, _) => {
-                let holders = tokio::task::spawn_blocking(move || holders(port))
-                    .await
-                    .unwrap_or_default();
-                LeaseError::Held { port, holders }
+                match task::blocking("holder lookup", move || holders(port)).await {
+                    Ok(holders) => LeaseError::Held { port, holders },
+                    Err(panicked) => LeaseError::Panicked(panicked),
+                }
             }
             NoPort::NotPermitted(port) => LeaseError::NotPermitted(port),
             NoPort::Exhausted(range) => LeaseError::NoFreePort(range),
@@ -748,7 +750,7 @@ impl Leases {
             .map(|d| d.owner_sid as u32);
         let lease_id = lease.as_ref().map(|l| l.id.clone());
         let owner_pid = lease.as_ref().map(|l| l.owner().pid);
-        let (holders, probe) = tokio::task::spawn_blocking(move || {
+        let (holders, probe) = task::blocking("holder lookup", move || {
             let mut found = holders(port);
             for holder in &mut found {
                 let tag = holder.pid.and_then(procs::lease_tag);
@@ -765,8 +767,7 @@ impl Leases {
             }
             (found, probe(port))
         })
-        .await
-        .map_err(|e| LeaseError::Invalid(format!("holder lookup failed: {e}")))?;
+        .await?;
         let free = lease.is_none() && probe == Probe::Free;
         Ok(PortReport {
             port,

@@ -24,6 +24,7 @@ use crate::procs::holders::{holders, listening_pids};
 use crate::procs::scan::{self, ProcFacts};
 use crate::store::writer::{Change, Writer};
 use crate::store::{LeaseRow, Store, StoreError, leases, now_ms};
+use crate::task::{self, Units};
 
 /// Most ended leases without tags examined for suspects in one sweep.
 const MAX_UNTAGGED_LEASES: i64 = 200;
@@ -33,6 +34,7 @@ pub struct Reaper {
     writer: Writer,
     grace: Duration,
     boot_id: String,
+    units: Units,
 }
 
 impl Reaper {
@@ -42,6 +44,7 @@ impl Reaper {
             writer,
             grace,
             boot_id,
+            units: Units::default(),
         }
     }
 
@@ -72,9 +75,7 @@ impl Reaper {
         let (procs, ended, mut listening) = match only {
             // A sweep: every process, to find every tag.
             None => {
-                let procs = tokio::task::spawn_blocking(scan::all)
-                    .await
-                    .unwrap_or_default();
+                let procs = task::blocking("process scan", scan::all).await?;
                 let ended = self.ended_leases(&procs).await?;
                 (procs, ended, HashMap::new())
             }
@@ -83,19 +84,18 @@ impl Reaper {
             Some(ids) => {
                 let ended = self.leases_by_ids(&ids).await?;
                 let ports: Vec<u16> = ended.iter().map(|l| l.port).collect();
-                let (procs, listening) = tokio::task::spawn_blocking(move || {
+                let (procs, listening) = task::blocking("listener scan", move || {
                     let listening: HashMap<u16, HashSet<u32>> =
                         ports.into_iter().map(|p| (p, listening_pids(p))).collect();
                     let listeners = listening.values().flatten().copied().collect();
                     (scan::around_listeners(&listeners), listening)
                 })
-                .await
-                .unwrap_or_default();
+                .await?;
                 (procs, ended, listening)
             }
         };
         let grace = self.grace;
-        let (targets, reported) = tokio::task::spawn_blocking(move || {
+        let (targets, reported) = task::blocking("orphan judgement", move || {
             let mut targets = Vec::new();
             let mut reported = Vec::new();
             for lease in &ended {
@@ -122,8 +122,7 @@ impl Reaper {
             }
             (targets, reported)
         })
-        .await
-        .unwrap_or_default();
+        .await?;
 
         if dry_run {
             let reaped = targets
@@ -136,14 +135,9 @@ impl Reaper {
                 reported,
             });
         }
-        let outcomes = if targets.is_empty() {
-            Vec::new()
-        } else {
-            tokio::task::spawn_blocking(move || terminate(targets, Signal::SIGTERM, grace))
-                .await
-                .unwrap_or_default()
-        };
-        self.record(&outcomes, "reaped").await?;
+        let outcomes = self
+            .signal_and_record(targets, Signal::SIGTERM, grace, "reaped")
+            .await?;
         let mut report = ReapReport {
             dry_run,
             reaped: Vec::new(),
@@ -176,14 +170,13 @@ impl Reaper {
     /// Reaps the orphans listening on `port` (a grant found it held).
     /// Returns how many processes were signalled.
     pub async fn reap_port(&self, port: u16, protected: HashSet<u32>) -> Result<usize, StoreError> {
-        let tags: HashSet<String> = tokio::task::spawn_blocking(move || {
+        let tags: HashSet<String> = task::blocking("listener tags", move || {
             listening_pids(port)
                 .into_iter()
                 .filter_map(procs::lease_tag)
                 .collect()
         })
-        .await
-        .unwrap_or_default();
+        .await?;
         if tags.is_empty() {
             return Ok(0);
         }
@@ -253,9 +246,7 @@ impl Reaper {
             Some(secs) => Duration::from_secs_f64(secs),
             None => self.grace,
         };
-        let found = tokio::task::spawn_blocking(move || holders(port))
-            .await
-            .unwrap_or_default();
+        let found = task::blocking("holder lookup", move || holders(port)).await?;
         if found.is_empty() {
             return Err(LeaseError::NotFound(format!(
                 "nothing listens on port {port}"
@@ -323,10 +314,9 @@ impl Reaper {
                 message: why.join("; "),
             });
         }
-        let outcomes = tokio::task::spawn_blocking(move || terminate(targets, first, grace))
-            .await
-            .unwrap_or_default();
-        self.record(&outcomes, "killed").await?;
+        let outcomes = self
+            .signal_and_record(targets, first, grace, "killed")
+            .await?;
         let mut report = KillReport {
             port,
             signalled: Vec::new(),
@@ -351,40 +341,69 @@ impl Reaper {
                 )),
             }
         }
-        report.free = tokio::task::spawn_blocking(move || {
+        report.free = task::blocking("port check", move || {
             listening_pids(port).is_empty() && probe(port) != Probe::InUse
         })
-        .await
-        .unwrap_or(false);
+        .await?;
         Ok(report)
     }
 
-    /// One event per signalled process, committed before the answer.
-    async fn record(&self, outcomes: &[Outcome], kind: &str) -> Result<(), StoreError> {
-        let now = now_ms();
-        let changes: Vec<Change> = outcomes
-            .iter()
-            .filter(|o| o.signal.is_some())
-            .map(|outcome| Change::Event {
-                at: now,
-                kind: kind.to_string(),
-                lease_id: outcome.target.lease_id.clone(),
-                port: Some(outcome.target.port),
-                pid: Some(outcome.target.facts.pid),
-                detail: Some(format!(
-                    "{} {}: {}",
-                    outcome.signal.map_or("", |s| s.as_str()),
-                    if outcome.exited {
-                        "ended it"
-                    } else {
-                        "did not end it"
-                    },
-                    outcome.target.cmdline.join(" ")
-                )),
+    /// Signals `targets` and records one event of `kind` per process
+    /// signalled, as one unit that runs to its end even if the caller is
+    /// dropped (a client that hangs up, a request that times out) and that
+    /// a stopping daemon waits for.
+    async fn signal_and_record(
+        &self,
+        targets: Vec<Target>,
+        first: Signal,
+        grace: Duration,
+        kind: &'static str,
+    ) -> Result<Vec<Outcome>, StoreError> {
+        if targets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let writer = self.writer.clone();
+        self.units
+            .run(kind, async move {
+                let outcomes =
+                    task::blocking("signals", move || terminate(targets, first, grace)).await?;
+                record(&writer, &outcomes, kind).await?;
+                Ok(outcomes)
             })
-            .collect();
-        self.writer.submit(changes).committed().await
+            .await?
     }
+
+    /// The units of work in flight (signals and their records, cleanups).
+    pub fn units(&self) -> &Units {
+        &self.units
+    }
+}
+
+/// One event per signalled process, committed before the answer.
+async fn record(writer: &Writer, outcomes: &[Outcome], kind: &str) -> Result<(), StoreError> {
+    let now = now_ms();
+    let changes: Vec<Change> = outcomes
+        .iter()
+        .filter(|o| o.signal.is_some())
+        .map(|outcome| Change::Event {
+            at: now,
+            kind: kind.to_string(),
+            lease_id: outcome.target.lease_id.clone(),
+            port: Some(outcome.target.port),
+            pid: Some(outcome.target.facts.pid),
+            detail: Some(format!(
+                "{} {}: {}",
+                outcome.signal.map_or("", |s| s.as_str()),
+                if outcome.exited {
+                    "ended it"
+                } else {
+                    "did not end it"
+                },
+                outcome.target.cmdline.join(" ")
+            )),
+        })
+        .collect();
+    writer.submit(changes).committed().await
 }
 
 fn kind_name(kind: HolderKind) -> &'static str {
