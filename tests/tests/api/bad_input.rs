@@ -236,3 +236,37 @@ fn bodies_that_are_not_json_objects_are_refused_on_every_route() {
     expect(&lease(&d, json!({"port": port, "owner": me})), 201);
     expect(&call(&d, "POST", "/v1/reap", Some("")), 200);
 }
+
+/// A client that sends a whole request and then shuts its writing half
+/// (`shutdown(SHUT_WR)`, as `nc -N` and some HTTP libraries do) still gets
+/// its answer; the request's effect must never come without one.
+#[test]
+fn a_request_followed_by_a_half_close_is_answered() {
+    let block = PortBlock::reserve();
+    let d = TestDaemon::start(block.range());
+    let owner = ChildGuard::sleep(60);
+    let port = block.port(0);
+
+    let raw = d
+        .send_raw(&http::request_bytes("GET", "/v1/health", None))
+        .expect("send health");
+    let answer = http::parse_response(&raw).unwrap_or_else(|e| panic!("health: {e}"));
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json()["pid"], d.pid());
+
+    let body = json!({"port": port, "owner": owner.owner()}).to_string();
+    let raw = d
+        .send_raw(&http::request_bytes(
+            "POST",
+            "/v1/leases",
+            Some(body.as_bytes()),
+        ))
+        .expect("send lease");
+    let answer = http::parse_response(&raw).unwrap_or_else(|e| panic!("lease: {e}"));
+    let granted = expect(&answer, 201);
+    assert_eq!(granted["port"], port);
+    assert_eq!(
+        active_lease(&d, port).map(|l| l["id"].clone()),
+        Some(granted["id"].clone())
+    );
+}
