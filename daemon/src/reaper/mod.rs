@@ -20,7 +20,7 @@ use crate::config::MAX_GRACE;
 use crate::leases::{LeaseError, Peer};
 use crate::probe::{Probe, probe};
 use crate::procs;
-use crate::procs::holders::{holders, listening_pids};
+use crate::procs::holders::{Seen, listening_pids, seen_holders};
 use crate::procs::scan::{self, ProcFacts};
 use crate::store::writer::{Change, Writer};
 use crate::store::{LeaseRow, Store, StoreError, leases, now_ms};
@@ -246,57 +246,19 @@ impl Reaper {
             Some(secs) => Duration::from_secs_f64(secs),
             None => self.grace,
         };
-        let found = task::blocking("holder lookup", move || holders(port)).await?;
-        if found.is_empty() {
+        let force = request.force;
+        // Who listens, then each one's facts through a pidfd: one blocking
+        // step, so that little time passes between the two.
+        let chosen = task::blocking("holder lookup", move || {
+            let seen = seen_holders(port);
+            (!seen.is_empty()).then(|| kill_targets(peer, port, seen, force, &protected))
+        })
+        .await?;
+        let Some((targets, skipped)) = chosen else {
             return Err(LeaseError::NotFound(format!(
                 "nothing listens on port {port}"
             )));
-        }
-        let mut targets = Vec::new();
-        let mut skipped = Vec::new();
-        for holder in found {
-            let skip = |reason: String| Reported {
-                pid: holder.pid,
-                uid: holder.uid,
-                cmdline: holder.cmdline.clone(),
-                port,
-                lease_id: holder.lease_id.clone(),
-                reason,
-                suspect: false,
-            };
-            let Some(pid) = holder.pid else {
-                skipped.push(skip("its process cannot be seen from here".into()));
-                continue;
-            };
-            let Some(facts) = scan::facts(pid) else {
-                skipped.push(skip("it is already gone".into()));
-                continue;
-            };
-            if protected.contains(&pid) {
-                skipped.push(skip(
-                    "protected (pid 1, portd, or the caller and its ancestors)".into(),
-                ));
-            } else if holder.kind != HolderKind::Process && !request.force {
-                skipped.push(skip(format!(
-                    "{} holds it for someone else; use --force",
-                    kind_name(holder.kind)
-                )));
-            } else if peer.uid != 0
-                && [facts.uids.real, facts.uids.effective, facts.uids.saved] != [peer.uid; 3]
-            {
-                skipped.push(skip(format!(
-                    "it belongs to uid {}, not to uid {}",
-                    facts.uids.real, peer.uid
-                )));
-            } else {
-                targets.push(Target {
-                    facts,
-                    cmdline: holder.cmdline,
-                    port,
-                    lease_id: holder.lease_id,
-                });
-            }
-        }
+        };
         if targets.is_empty() {
             let why: Vec<String> = skipped
                 .iter()
@@ -406,6 +368,70 @@ async fn record(writer: &Writer, outcomes: &[Outcome], kind: &str) -> Result<(),
     writer.submit(changes).committed().await
 }
 
+/// Which of the listeners seen on `port` an explicit kill by `peer` may
+/// signal, and why the others are skipped. Blocking: it reads /proc.
+fn kill_targets(
+    peer: Peer,
+    port: u16,
+    seen: Vec<Seen>,
+    force: bool,
+    protected: &HashSet<u32>,
+) -> (Vec<Target>, Vec<Reported>) {
+    let mut targets = Vec::new();
+    let mut skipped = Vec::new();
+    for Seen {
+        holder,
+        start_ticks,
+    } in seen
+    {
+        let skip = |reason: String| Reported {
+            pid: holder.pid,
+            uid: holder.uid,
+            cmdline: holder.cmdline.clone(),
+            port,
+            lease_id: holder.lease_id.clone(),
+            reason,
+            suspect: false,
+        };
+        let Some(pid) = holder.pid else {
+            skipped.push(skip("its process cannot be seen from here".into()));
+            continue;
+        };
+        let facts = match signal::seen_again(pid, start_ticks) {
+            Ok(facts) => facts,
+            Err(reason) => {
+                skipped.push(skip(reason));
+                continue;
+            }
+        };
+        if protected.contains(&pid) {
+            skipped.push(skip(
+                "protected (pid 1, portd, or the caller and its ancestors)".into(),
+            ));
+        } else if holder.kind != HolderKind::Process && !force {
+            skipped.push(skip(format!(
+                "{} holds it for someone else; use --force",
+                kind_name(holder.kind)
+            )));
+        } else if peer.uid != 0
+            && [facts.uids.real, facts.uids.effective, facts.uids.saved] != [peer.uid; 3]
+        {
+            skipped.push(skip(format!(
+                "it belongs to uid {}, not to uid {}",
+                facts.uids.real, peer.uid
+            )));
+        } else {
+            targets.push(Target {
+                facts,
+                cmdline: holder.cmdline,
+                port,
+                lease_id: holder.lease_id,
+            });
+        }
+    }
+    (targets, skipped)
+}
+
 fn kind_name(kind: HolderKind) -> &'static str {
     match kind {
         HolderKind::Process => "a process",
@@ -445,5 +471,79 @@ fn signalled(target: &Target, signal: Option<Signal>, exited: bool) -> Signalled
         lease_id: target.lease_id.clone(),
         signal: signal.map(|s| s.as_str().to_string()),
         exited,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Child, Command};
+
+    /// A `sleep` child, seen as the listener of port 1 with the start
+    /// time `ticks` applied to its real one.
+    fn seen_sleep(shift_ticks: u64) -> (Child, Seen) {
+        let child = Command::new("sleep").arg("60").spawn().unwrap();
+        let pid = child.id();
+        let stat = procs::read_stat(pid).unwrap();
+        let seen = Seen {
+            holder: portd_api::Holder {
+                pid: Some(pid),
+                ppid: Some(stat.ppid),
+                uid: nix::unistd::getuid().as_raw(),
+                user: None,
+                cmdline: vec!["sleep".into(), "60".into()],
+                start_time: None,
+                lease_id: None,
+                kind: HolderKind::Process,
+                suspect: false,
+            },
+            start_ticks: Some(stat.start_ticks + shift_ticks),
+        };
+        (child, seen)
+    }
+
+    fn me() -> Peer {
+        Peer {
+            pid: Some(std::process::id()),
+            uid: nix::unistd::getuid().as_raw(),
+        }
+    }
+
+    #[test]
+    fn a_holder_whose_pid_now_names_another_process_is_not_a_kill_target() {
+        // The listener seen under this pid started one tick before the
+        // process that has the pid now: a reused pid.
+        let (mut child, seen) = seen_sleep(1);
+        let (targets, skipped) = kill_targets(me(), 1, vec![seen], false, &HashSet::new());
+        assert!(targets.is_empty(), "{targets:?}");
+        assert_eq!(skipped.len(), 1);
+        assert!(
+            skipped[0].reason.contains("not the process"),
+            "{}",
+            skipped[0].reason
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn the_holder_that_was_seen_is_a_kill_target() {
+        let (mut child, seen) = seen_sleep(0);
+        let (targets, skipped) = kill_targets(me(), 1, vec![seen], false, &HashSet::new());
+        assert!(skipped.is_empty(), "{skipped:?}");
+        assert_eq!(targets.len(), 1);
+        assert_eq!(targets[0].facts.pid, child.id());
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn a_holder_that_has_exited_is_skipped_as_gone() {
+        let (mut child, seen) = seen_sleep(0);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let (targets, skipped) = kill_targets(me(), 1, vec![seen], false, &HashSet::new());
+        assert!(targets.is_empty(), "{targets:?}");
+        assert!(skipped[0].reason.contains("gone"), "{}", skipped[0].reason);
     }
 }
