@@ -4,6 +4,7 @@
 //! `reap`, `cleanup`, `status`, `events`; `openapi` describes them all.
 
 mod cleanup;
+mod conns;
 mod error;
 mod events;
 mod extract;

@@ -11,6 +11,8 @@
 //! - `refusals`: unsafe socket directories the `api` suite does not cover.
 //! - `resources`: idle and slow clients, and more owners than file
 //!   descriptors.
+//! - `stalls`: a crowd of idle and slow clients held open does not hold up
+//!   a user's lease.
 //!
 //! Every test has its own daemon on its own port block; waits are
 //! conditions with deadlines.
@@ -20,6 +22,7 @@ mod fuzz;
 mod openapi;
 mod refusals;
 mod resources;
+mod stalls;
 
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
