@@ -479,11 +479,21 @@ mod tests {
     use super::*;
     use std::process::{Child, Command};
 
-    /// A `sleep` child, seen as the listener of port 1 with the start
-    /// time `ticks` applied to its real one.
-    fn seen_sleep(shift_ticks: u64) -> (Child, Seen) {
-        let child = Command::new("sleep").arg("60").spawn().unwrap();
-        let pid = child.id();
+    /// A `sleep` child, killed when dropped (also when a test fails).
+    struct Sleeper(Child);
+
+    impl Drop for Sleeper {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// A `sleep` child, seen as a listener of port 1 with its real start
+    /// time plus `shift_ticks`.
+    fn seen_sleep(shift_ticks: u64) -> (Sleeper, Seen) {
+        let child = Sleeper(Command::new("sleep").arg("60").spawn().unwrap());
+        let pid = child.0.id();
         let stat = procs::read_stat(pid).unwrap();
         let seen = Seen {
             holder: portd_api::Holder {
@@ -502,19 +512,21 @@ mod tests {
         (child, seen)
     }
 
-    fn me() -> Peer {
-        Peer {
+    /// What this process may kill of `seen`, on port 1.
+    fn targets_of(seen: Seen) -> (Vec<Target>, Vec<Reported>) {
+        let me = Peer {
             pid: Some(std::process::id()),
             uid: nix::unistd::getuid().as_raw(),
-        }
+        };
+        kill_targets(me, 1, vec![seen], false, &HashSet::new())
     }
 
     #[test]
     fn a_holder_whose_pid_now_names_another_process_is_not_a_kill_target() {
         // The listener seen under this pid started one tick before the
         // process that has the pid now: a reused pid.
-        let (mut child, seen) = seen_sleep(1);
-        let (targets, skipped) = kill_targets(me(), 1, vec![seen], false, &HashSet::new());
+        let (_child, seen) = seen_sleep(1);
+        let (targets, skipped) = targets_of(seen);
         assert!(targets.is_empty(), "{targets:?}");
         assert_eq!(skipped.len(), 1);
         assert!(
@@ -522,27 +534,22 @@ mod tests {
             "{}",
             skipped[0].reason
         );
-        child.kill().unwrap();
-        child.wait().unwrap();
     }
 
     #[test]
     fn the_holder_that_was_seen_is_a_kill_target() {
-        let (mut child, seen) = seen_sleep(0);
-        let (targets, skipped) = kill_targets(me(), 1, vec![seen], false, &HashSet::new());
+        let (child, seen) = seen_sleep(0);
+        let (targets, skipped) = targets_of(seen);
         assert!(skipped.is_empty(), "{skipped:?}");
         assert_eq!(targets.len(), 1);
-        assert_eq!(targets[0].facts.pid, child.id());
-        child.kill().unwrap();
-        child.wait().unwrap();
+        assert_eq!(targets[0].facts.pid, child.0.id());
     }
 
     #[test]
     fn a_holder_that_has_exited_is_skipped_as_gone() {
-        let (mut child, seen) = seen_sleep(0);
-        child.kill().unwrap();
-        child.wait().unwrap();
-        let (targets, skipped) = kill_targets(me(), 1, vec![seen], false, &HashSet::new());
+        let (child, seen) = seen_sleep(0);
+        drop(child);
+        let (targets, skipped) = targets_of(seen);
         assert!(targets.is_empty(), "{targets:?}");
         assert!(skipped[0].reason.contains("gone"), "{}", skipped[0].reason);
     }

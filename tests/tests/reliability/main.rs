@@ -87,6 +87,18 @@ fn raise_own_fd_limit() {
     }
 }
 
+/// The open-file limit (soft and hard, so it cannot raise it) of a daemon
+/// whose connection cap, half of it, is below the crowds the tests open.
+const CAPPED_NOFILE: usize = 1024;
+const CAPPED_CONNECTIONS: usize = CAPPED_NOFILE / 2;
+
+/// A daemon on `range` under [`CAPPED_NOFILE`].
+fn capped_daemon(range: portd_api::PortRange) -> TestDaemon {
+    let mut d = TestDaemon::new(range);
+    d.launch_with(|cmd| portd_e2e::via_bash(&cmd, &format!("ulimit -n {CAPPED_NOFILE}")));
+    d
+}
+
 /// Open file descriptors of `pid`.
 fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))

@@ -11,7 +11,9 @@ use portd_e2e::http;
 use portd_e2e::{ChildGuard, PortBlock, TestDaemon, via_bash, wait_until};
 use serde_json::json;
 
-use super::{DEADLINE, assert_no_panic, open_fds, raise_own_fd_limit};
+use super::{
+    CAPPED_CONNECTIONS, DEADLINE, assert_no_panic, capped_daemon, open_fds, raise_own_fd_limit,
+};
 
 /// The daemon's header-read timeout (docs/API.md "Limits").
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -34,12 +36,10 @@ fn fd_trouble(log: &str) -> Vec<&str> {
 /// idle one, not after a header timeout.
 #[test]
 fn a_thousand_idle_connections_neither_exhaust_descriptors_nor_lock_others_out() {
-    const DAEMON_NOFILE: usize = 1024;
-    const CAP: usize = DAEMON_NOFILE / 2;
+    const CAP: usize = CAPPED_CONNECTIONS;
     raise_own_fd_limit();
     let block = PortBlock::reserve();
-    let mut d = TestDaemon::new(block.range());
-    d.launch_with(|cmd| via_bash(&cmd, &format!("ulimit -n {DAEMON_NOFILE}")));
+    let d = capped_daemon(block.range());
     let before = open_fds(d.pid());
     let idle: Vec<UnixStream> = (0..1000)
         .map(|i| UnixStream::connect(d.socket()).unwrap_or_else(|e| panic!("connection {i}: {e}")))

@@ -16,9 +16,9 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use portd_e2e::{PortBlock, TestDaemon, cli, finish, via_bash};
+use portd_e2e::{PortBlock, TestDaemon, cli, finish};
 
-use super::{assert_no_panic, raise_own_fd_limit};
+use super::{CAPPED_CONNECTIONS, assert_no_panic, capped_daemon, raise_own_fd_limit};
 
 const IDLE: usize = 1200;
 const PARTIAL_HEADERS: usize = 600;
@@ -119,12 +119,10 @@ fn a_crowd_of_idle_and_slow_clients_does_not_hold_up_a_lease() {
 /// clients, and a lease is still answered.
 #[test]
 fn a_crowd_larger_than_the_connection_cap_is_shed_and_a_lease_is_answered() {
-    const DAEMON_NOFILE: usize = 1024;
-    const CAP: usize = DAEMON_NOFILE / 2;
+    const CAP: usize = CAPPED_CONNECTIONS;
     raise_own_fd_limit();
     let block = PortBlock::reserve();
-    let mut d = TestDaemon::new(block.range());
-    d.launch_with(|cmd| via_bash(&cmd, &format!("ulimit -n {DAEMON_NOFILE}")));
+    let d = capped_daemon(block.range());
     let crowd = crowd(d.socket());
     let took = five_leases(&d);
     let closed = closed_by_the_daemon(&crowd);
