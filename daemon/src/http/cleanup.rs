@@ -1,14 +1,14 @@
 //! `POST /v1/cleanup`: the start-up cleanup, on demand (machines without
 //! systemd run `portctl cleanup` at login).
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::Extension;
 use portd_api::CleanupReport;
 
 use super::openapi::ServerErrors;
 use super::{AppError, State};
-use std::sync::Arc;
-
 use crate::leases::{LeaseError, Peer};
 use crate::maintain;
 use crate::reaper::Reaper;
