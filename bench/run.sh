@@ -18,6 +18,10 @@
 #             caps everything at 4915 tasks), the rest of the 10,000 leases
 #             shared among them, so that the cost per owner and per lease can
 #             be told apart and 10,000 distinct owners extrapolated.
+#   slowclients five `portctl lease --next` beside 1,200 idle, 600
+#             partial-header and 500 slow-body connections held open
+#             (bench/slow_clients.py), at the daemon's own open-file limit
+#             and at 1,024 (a connection cap below the crowd).
 #   profile   perf record of the daemon (and of portctl) where a target is
 #             missed (BENCH_PROFILE=auto), always, or never.
 #
@@ -38,14 +42,14 @@
 #   BENCH_QUIET_WAIT  seconds to wait, before each measurement, for the
 #                  machine to be under 25% busy with other work (60)
 # Port ranges used: 24000-24999 (portd), 26000-26999 (portserver, one-shot),
-# 10000-19999 (portserver pool under load; portd in the memory test) and
-# who.sh's 19400-19419, one section at a time.
+# 10000-19999 (portserver pool under load; portd in the memory test),
+# 25000-25999 (slow clients) and who.sh's 19400-19419, one section at a time.
 
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${BENCH_OUT:-$ROOT/target/bench/run}
-ONLY=${BENCH_ONLY:-who oneshot throughput death memory profile}
+ONLY=${BENCH_ONLY:-who oneshot throughput death memory slowclients profile}
 RUNS=${BENCH_RUNS:-40}
 WARMUP=${BENCH_WARMUP:-5}
 SECONDS_PER=${BENCH_SECONDS:-5}
@@ -484,6 +488,21 @@ if want memory; then
         | "memory per owner with its lease \($first * 100 | round / 100) KiB, per extra lease \($lease * 100 | round / 100) KiB: \(.leases) distinct owners would be about \(.idle.VmRSS + .leases * $first | round) KiB"
         else empty end' "$OUT/memory.json" | tee -a "$OUT/summary.txt" >&2
     (($(jq .idle.VmRSS "$OUT/memory.json") < 15360)) || MISSED+=(memory)
+fi
+
+# ---------------------------------------------------------------- slow clients
+if want slowclients; then
+    say "slow clients: five leases beside 2,300 idle and slow connections"
+    for nofile in own 1024; do
+        wait_quiet "slow clients ($nofile open-file limit)"
+        limit=()
+        [[ $nofile == own ]] || limit=(--daemon-nofile "$nofile")
+        "$PYTHON" "$ROOT/bench/slow_clients.py" --bin "$BIN" --range 25000-25999 "${limit[@]}" \
+            --out "$OUT/slow-clients-$nofile.json" | tee -a "$OUT/slow-clients.txt" >&2
+        jq -r '"slow clients: 5 leases beside \(.crowd.idle + .crowd.partial + .crowd.slow) held connections, open-file limit \(.daemon_nofile): \([.leases[].ms] | map(tostring + " ms") | join(", ")); target < 100 ms each"' \
+            "$OUT/slow-clients-$nofile.json" | tee -a "$OUT/summary.txt" >&2
+        awk -v w="$(jq .worst_ms "$OUT/slow-clients-$nofile.json")" 'BEGIN { exit !(w >= 100) }' && MISSED+=(slowclients)
+    done
 fi
 
 echo "load at end: $(load)" | tee -a "$OUT/machine.txt" >&2

@@ -19,6 +19,7 @@ pub mod procs;
 pub mod reaper;
 pub mod socket;
 pub mod store;
+pub mod task;
 pub mod watch;
 
 use std::sync::Arc;
@@ -35,6 +36,10 @@ use crate::reaper::Reaper;
 use crate::store::writer::Writer;
 use crate::store::{Store, StoreError};
 use crate::watch::Watcher;
+
+/// How long a stop waits for kills and reaps under way: the longest grace,
+/// the wait after SIGKILL, and time to record.
+const UNITS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -105,8 +110,25 @@ pub async fn serve(
     let chores = tokio::spawn(maintain::run(Arc::clone(&state), shutdown.clone()));
     http::server::serve_connections(listener, http::router(Arc::clone(&state)), shutdown).await;
 
-    let _ = chores.await;
-    let _ = deaths_task.await;
+    for (what, task) in [("chores", chores), ("owner deaths", deaths_task)] {
+        if let Err(e) = task.await {
+            tracing::error!(task = what, error = %e, "a background task failed");
+        }
+    }
+    // Kills and reaps under way (a grace may outlast the connections'
+    // drain) finish and are recorded before the database closes.
+    let units = state.leases.reaper().units();
+    if units.running() > 0 {
+        tracing::info!(
+            units = units.running(),
+            "finishing kills and reaps under way"
+        );
+        if !units.finish(UNITS_TIMEOUT).await {
+            tracing::error!(
+                "kills or reaps still running after {UNITS_TIMEOUT:?}; stopping anyway"
+            );
+        }
+    }
     watcher.stop_all();
     // Readers first, so that the writer's final checkpoint can empty the
     // WAL; the last connection to close removes it if it may write.

@@ -44,19 +44,24 @@ pub enum Watch {
     Polled,
 }
 
-/// Descriptors kept free for everything but pidfds: every connection the
-/// server may hold at once, plus SQLite's files, the listener, epoll, probe
-/// sockets and /proc reads.
-const RESERVED_FDS: u64 = crate::http::server::MAX_CONNECTIONS as u64 + 128;
+/// Descriptors kept free for everything but pidfds and connections:
+/// SQLite's files, the listener, epoll, probe sockets and /proc reads.
+const RESERVED_FDS: u64 = 128;
 
 /// How many pidfds the daemon may hold at once: its open-file limit less
-/// [`RESERVED_FDS`], and at least a quarter of the limit. Past it, owners
-/// are polled: a pidfd for every owner would leave no descriptor to accept
-/// a connection, open a probe socket or read /proc with.
+/// every connection the server may hold at once and [`RESERVED_FDS`], and
+/// at least a quarter of the limit. Past it, owners are polled: a pidfd
+/// for every owner would leave no descriptor to accept a connection, open
+/// a probe socket or read /proc with.
 pub fn pidfd_budget() -> usize {
     use nix::sys::resource::{Resource, getrlimit};
     let soft = getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft);
-    usize::try_from(soft.saturating_sub(RESERVED_FDS).max(soft / 4)).unwrap_or(usize::MAX)
+    let connections = crate::http::server::connection_cap(soft) as u64;
+    usize::try_from(
+        soft.saturating_sub(connections + RESERVED_FDS)
+            .max(soft / 4),
+    )
+    .unwrap_or(usize::MAX)
 }
 
 /// Watches owners and reports each death once on a channel.

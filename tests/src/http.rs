@@ -64,8 +64,8 @@ pub fn try_request(
     body: Option<&str>,
 ) -> io::Result<Response> {
     let bytes = request_bytes(method, path, body.map(str::as_bytes));
-    // No half-close here: hyper ends a connection whose reading side sees
-    // EOF before it has answered, and real clients (curl) never half-close.
+    // No half-close here: real clients (curl) do not half-close; a client
+    // that does is answered all the same (api::bad_input checks it).
     let raw = exchange(socket, &bytes, false)?;
     parse_response(&raw)
 }

@@ -49,23 +49,31 @@ pub fn python() -> PathBuf {
     }
 }
 
-/// `listener.py HOST PORT PID_FILE [--fork] [--ignore-term] [--signal-log PATH]`
+/// `listener.py HOST PORT PID_FILE [--fork] [--ignore-term] [--signal-log PATH]
+/// [--term-log PATH]`
 const LISTENER_PY: &str = r#"
 import os, signal, socket, sys
 host, port, pid_file = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 flags = sys.argv[4:]
 log = flags[flags.index("--signal-log") + 1] if "--signal-log" in flags else None
+term_log = flags[flags.index("--term-log") + 1] if "--term-log" in flags else None
 
 def on_signal(number, frame):
     with open(log, "a") as f:
         f.write(signal.Signals(number).name + "\n")
     os._exit(0)
 
+def note_term(number, frame):
+    with open(term_log, "a") as f:
+        f.write("TERM\n")
+
 if log:
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, on_signal)
 if "--ignore-term" in flags:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+if term_log:
+    signal.signal(signal.SIGTERM, note_term)
 family = socket.AF_INET6 if ":" in host else socket.AF_INET
 sock = socket.socket(family, socket.SOCK_STREAM)
 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -150,6 +158,7 @@ pub struct Listener {
     fork: bool,
     ignore_term: bool,
     signal_log: Option<PathBuf>,
+    term_log: Option<PathBuf>,
     tag: Option<String>,
 }
 
@@ -167,6 +176,7 @@ impl Listener {
             fork: false,
             ignore_term: false,
             signal_log: None,
+            term_log: None,
             tag: None,
         }
     }
@@ -185,6 +195,13 @@ impl Listener {
 
     pub fn ignore_sigterm(mut self) -> Listener {
         self.ignore_term = true;
+        self
+    }
+
+    /// Survives SIGTERM, appending `TERM` to `path` each time one arrives:
+    /// a test can tell when a grace has begun.
+    pub fn note_sigterm(mut self, path: impl Into<PathBuf>) -> Listener {
+        self.term_log = Some(path.into());
         self
     }
 
@@ -218,6 +235,10 @@ impl Listener {
         }
         if let Some(log) = &self.signal_log {
             argv.push("--signal-log".into());
+            argv.push(log.into());
+        }
+        if let Some(log) = &self.term_log {
+            argv.push("--term-log".into());
             argv.push(log.into());
         }
         argv

@@ -1,13 +1,15 @@
 //! `POST /v1/cleanup`: the start-up cleanup, on demand (machines without
 //! systemd run `portctl cleanup` at login).
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::Extension;
 use portd_api::CleanupReport;
 
 use super::openapi::ServerErrors;
 use super::{AppError, State};
-use crate::leases::Peer;
+use crate::leases::{LeaseError, Peer};
 use crate::maintain;
 use crate::reaper::Reaper;
 use crate::store::now_ms;
@@ -29,7 +31,17 @@ pub async fn cleanup(
     Extension(peer): Extension<Peer>,
 ) -> Result<Json<CleanupReport>, AppError> {
     let startup = state.startup.report().await;
-    let mut report = maintain::cleanup(&state, Reaper::protected(peer.pid), now_ms()).await?;
+    let protected = Reaper::protected(peer.pid);
+    let state = Arc::clone(&state.0);
+    // Leases it ends have their orphans reaped by its sweep: one unit, so
+    // a client that hangs up between the two leaves no orphan behind.
+    let units = state.leases.reaper().units().clone();
+    let mut report = units
+        .run("cleanup", async move {
+            maintain::cleanup(&state, protected, now_ms()).await
+        })
+        .await
+        .map_err(LeaseError::from)??;
     report.startup = startup;
     Ok(Json(report))
 }

@@ -9,6 +9,7 @@ use portd_api::{ErrorBody, ErrorCode, ErrorDetail};
 use serde_json::{Map, Value, json};
 
 use crate::leases::LeaseError;
+use crate::store::StoreError;
 
 #[derive(Debug)]
 pub struct AppError {
@@ -60,12 +61,12 @@ impl From<LeaseError> for AppError {
                 .with("name", json!(name))
                 .with("lease", json!(lease)),
             LeaseError::Unavailable => AppError::new(ErrorCode::Unavailable, message),
-            LeaseError::Store(e) => {
-                tracing::error!(error = %e, "store failure");
+            // Logged with its message where it was caught.
+            LeaseError::Panicked(_) | LeaseError::Store(StoreError::Panicked(_)) => {
                 AppError::new(ErrorCode::Internal, "internal error; see the daemon's log")
             }
-            LeaseError::Internal(e) => {
-                tracing::error!(error = %e, "internal failure");
+            LeaseError::Store(e) => {
+                tracing::error!(error = %e, "store failure");
                 AppError::new(ErrorCode::Internal, "internal error; see the daemon's log")
             }
         }
@@ -96,5 +97,32 @@ impl IntoResponse for AppError {
                 .insert("retry-after", HeaderValue::from_static("1"));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::Panicked;
+
+    #[test]
+    fn a_panic_is_a_500_internal_that_keeps_its_message_out_of_the_answer() {
+        let panicked = Panicked {
+            what: "holder lookup",
+            message: "secret detail".into(),
+        };
+        for err in [
+            LeaseError::Panicked(panicked.clone()),
+            LeaseError::Store(StoreError::Panicked(panicked)),
+        ] {
+            let error = AppError::from(err);
+            assert_eq!(error.code, ErrorCode::Internal);
+            assert_eq!(error.into_response().status(), 500);
+        }
+        let error = AppError::from(LeaseError::Panicked(Panicked {
+            what: "x",
+            message: "secret detail".into(),
+        }));
+        assert!(!error.message.contains("secret"), "{}", error.message);
     }
 }

@@ -1,6 +1,9 @@
 //! Body, query and path extractors that reject bad input with our JSON
 //! error body instead of axum's plain-text one.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::StatusCode;
@@ -9,26 +12,59 @@ use portd_api::ErrorCode;
 use serde::de::DeserializeOwned;
 use utoipa::IntoParams;
 
+use super::conns::Activity;
 use super::error::AppError;
 
-/// A JSON body: 400 if malformed or with unknown fields, 413 past 64 KiB.
+/// How long a request's body may take to arrive once its headers are in.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A JSON object body: 400 if malformed, not an object, or with unknown
+/// fields; 413 past 64 KiB. An empty body reads as `{}`.
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                AppError::new(ErrorCode::BodyTooLarge, "request body exceeds 64 KiB")
-            } else {
-                AppError::new(ErrorCode::BadRequest, rejection.body_text())
+        // Until the body is in, nothing is done: the connection may give way
+        // at the cap like one stuck in its headers.
+        let activity = req.extensions().get::<Arc<Activity>>().cloned();
+        if let Some(activity) = &activity {
+            activity.reading_body();
+        }
+        let read = tokio::time::timeout(BODY_READ_TIMEOUT, Bytes::from_request(req, state));
+        let bytes = read
+            .await
+            .map_err(|_| {
+                AppError::new(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "the request body did not arrive within {} s; send it whole",
+                        BODY_READ_TIMEOUT.as_secs()
+                    ),
+                )
+            })?
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    AppError::new(ErrorCode::BodyTooLarge, "request body exceeds 64 KiB")
+                } else {
+                    AppError::new(ErrorCode::BadRequest, rejection.body_text())
+                }
+            })?;
+        if let Some(activity) = &activity {
+            activity.busy();
+        }
+        let text = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            None => &b"{}"[..],
+            Some(b'{') => &bytes[..],
+            // serde reads a struct from an array too (`[8000]` as
+            // `{"port": 8000}`, `[]` as `{}`): only an object is a body.
+            Some(_) => {
+                return Err(AppError::new(
+                    ErrorCode::BadRequest,
+                    "the request body must be a JSON object ({...})",
+                ));
             }
-        })?;
-        let text = if bytes.iter().all(u8::is_ascii_whitespace) {
-            &b"{}"[..]
-        } else {
-            &bytes[..]
         };
         serde_json::from_slice(text)
             .map(ApiJson)

@@ -20,7 +20,7 @@ use crate::reaper::Reaper;
     request_body(content = KillRequest, description = "Every field is optional"),
     responses(
         (status = 200, description = "What was signalled and what was skipped", body = KillReport),
-        (status = 400, description = "`bad_request`: malformed JSON or an unknown field", body = ErrorBody),
+        (status = 400, description = "`bad_request`: malformed JSON, a body that is not an object, an unknown field, or a body that did not arrive within 5 s of its headers", body = ErrorBody),
         (status = 403, description = "`forbidden`: every holder is protected or another user's", body = ErrorBody),
         (status = 404, description = "`not_found`: nothing listens on the port", body = ErrorBody),
         (status = 413, description = "`body_too_large`: over 64 KiB", body = ErrorBody),

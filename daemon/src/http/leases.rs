@@ -23,7 +23,7 @@ use crate::leases::{OwnerCache, Peer};
     responses(
         (status = 201, description = "A new lease", body = Lease),
         (status = 200, description = "The caller's existing lease on that port or name", body = Lease),
-        (status = 400, description = "`bad_request`: malformed JSON or an unknown field", body = ErrorBody),
+        (status = 400, description = "`bad_request`: malformed JSON, a body that is not an object, an unknown field, or a body that did not arrive within 5 s of its headers", body = ErrorBody),
         (status = 403, description = "`forbidden`: the owner is another user's process, or every holder of the port is protected (`kill`)", body = ErrorBody),
         (status = 409, description = "`port_taken` (with `port` and `lease` or `holders`), `no_free_port` (`range`) or `name_taken` (`name`, `lease`)", body = ErrorBody),
         (status = 413, description = "`body_too_large`: over 64 KiB", body = ErrorBody),

@@ -5,6 +5,7 @@
 //! `events`; `openapi` describes them all.
 
 mod cleanup;
+mod conns;
 mod error;
 mod events;
 mod extract;

@@ -19,7 +19,7 @@ use crate::reaper::Reaper;
     request_body(content = ReapRequest, description = "Optional; `{}` reaps"),
     responses(
         (status = 200, description = "What was (or, with `dry_run`, would be) signalled, and what was only reported", body = ReapReport),
-        (status = 400, description = "`bad_request`: malformed JSON or an unknown field", body = ErrorBody),
+        (status = 400, description = "`bad_request`: malformed JSON, a body that is not an object, an unknown field, or a body that did not arrive within 5 s of its headers", body = ErrorBody),
         (status = 413, description = "`body_too_large`: over 64 KiB", body = ErrorBody),
         ServerErrors,
     )

@@ -16,6 +16,7 @@ use crate::procs::{self, holders::listening_ports_of, scan};
 use crate::reaper::policy::belongs;
 use crate::store::now_ms;
 use crate::store::writer::Change;
+use crate::task;
 
 impl Leases {
     /// Registers `request.pid` as the command of the active lease on `port`:
@@ -114,7 +115,7 @@ impl Leases {
             .ok_or_else(|| LeaseError::NotFound(format!("no active lease on port {port}")))?;
         let lease_id = row.id.clone();
         let lease = self.reaper.facts_of(row);
-        let processes = tokio::task::spawn_blocking(move || {
+        let processes = task::blocking("reading a lease's processes", move || {
             let members: Vec<scan::ProcFacts> = scan::all()
                 .into_iter()
                 .filter(|p| belongs(&lease, p))
@@ -130,8 +131,7 @@ impl Leases {
                 })
                 .collect()
         })
-        .await
-        .map_err(|e| LeaseError::Internal(format!("reading the lease's processes failed: {e}")))?;
+        .await?;
         Ok(LeaseProcesses {
             lease_id,
             port,

@@ -47,10 +47,9 @@ pub enum LeaseError {
     Unavailable,
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// A failure inside the daemon (a blocking task that panicked): logged
-    /// in full, answered as a 500.
-    #[error("{0}")]
-    Internal(String),
+    /// A blocking step (a /proc scan, a probe) panicked; already logged.
+    #[error(transparent)]
+    Panicked(#[from] crate::task::Panicked),
 }
 
 impl From<sqlx::Error> for LeaseError {

@@ -26,6 +26,7 @@ use crate::reaper::Reaper;
 use crate::reaper::policy::{EndedLease, belongs};
 use crate::store::writer::{Change, Pending, Writer};
 use crate::store::{LeaseRow, Store, StoreError, events, leases, names, now_ms};
+use crate::task;
 use crate::watch::{Watch, Watcher};
 use sqlx::Sqlite;
 use sqlx::pool::PoolConnection;
@@ -158,7 +159,8 @@ impl Leases {
             .map_err(StoreError::from)?)
     }
 
-    /// Reaps the orphans of leases that just ended, in the background.
+    /// Reaps the orphans of leases that just ended, in the background (a
+    /// unit of work: a stopping daemon finishes it first).
     pub fn reap_later(&self, ended: Vec<LeaseRow>) {
         self.reap_in_background(ended, Reaper::protected(None));
     }
@@ -171,7 +173,7 @@ impl Leases {
         }
         let ids: HashSet<String> = ended.into_iter().map(|l| l.id).collect();
         let reaper = Arc::clone(&self.reaper);
-        tokio::spawn(async move {
+        self.reaper.units().spawn("reap", async move {
             if let Err(e) = reaper.reap(Some(ids), false, protected).await {
                 tracing::error!(error = %e, "reaping the orphans of ended leases failed");
             }
@@ -490,10 +492,10 @@ impl Leases {
                 },
             },
             NoPort::Taken(port, _) => {
-                let holders = tokio::task::spawn_blocking(move || holders(port))
-                    .await
-                    .unwrap_or_default();
-                LeaseError::Held { port, holders }
+                match task::blocking("holder lookup", move || holders(port)).await {
+                    Ok(holders) => LeaseError::Held { port, holders },
+                    Err(panicked) => LeaseError::Panicked(panicked),
+                }
             }
             NoPort::NotPermitted(port) => LeaseError::NotPermitted(port),
             NoPort::Exhausted(range) => LeaseError::NoFreePort(range),
@@ -790,7 +792,7 @@ impl Leases {
         let owner_pid = lease.as_ref().map(|l| l.owner().pid);
         let active = lease.clone().map(|l| self.reaper.facts_of(l));
         let ended = dead.map(|d| self.reaper.facts_of(d));
-        let (holders, probe) = tokio::task::spawn_blocking(move || {
+        let (holders, probe) = task::blocking("holder lookup", move || {
             let mut found = holders(port);
             for holder in &mut found {
                 let Some(facts) = holder.pid.and_then(scan::facts) else {
@@ -816,8 +818,7 @@ impl Leases {
             }
             (found, probe(port))
         })
-        .await
-        .map_err(|e| LeaseError::Invalid(format!("holder lookup failed: {e}")))?;
+        .await?;
         let free = lease.is_none() && probe == Probe::Free;
         Ok(PortReport {
             port,

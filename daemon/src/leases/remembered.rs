@@ -12,6 +12,7 @@ use super::{LeaseError, Leases, Table};
 use crate::store::names::{self, NameRow};
 use crate::store::writer::{Change, Pending};
 use crate::store::{LeaseRow, now_ms};
+use crate::task;
 
 impl Leases {
     /// The names of `project` (every project's if `None`), only `name` if
@@ -72,14 +73,13 @@ impl Leases {
         let cutoff = now_ms() - max_age.as_millis() as i64;
         let rows = self.stored_names(None, None).await?;
         // stat() may block (a slow mount): off the runtime's threads.
-        let stale: Vec<NameRow> = tokio::task::spawn_blocking(move || {
+        let stale: Vec<NameRow> = task::blocking("checking project directories", move || {
             rows.into_iter()
                 .filter(|row| row.last_used < used_since)
                 .filter(|row| row.last_used < cutoff || project_gone(&row.project))
                 .collect()
         })
-        .await
-        .map_err(|e| LeaseError::Internal(format!("checking project directories: {e}")))?;
+        .await?;
         if stale.is_empty() {
             return Ok(Vec::new());
         }

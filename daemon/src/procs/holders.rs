@@ -167,10 +167,24 @@ pub fn listening_ports_of(pids: &HashSet<u32>) -> HashMap<u32, Vec<u16>> {
     found
 }
 
+/// A holder and the start time it was seen with, in clock ticks after boot
+/// (exact, unlike the Unix seconds of [`Holder::start_time`]): what a signal
+/// must find again before it is sent.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub holder: Holder,
+    pub start_ticks: Option<u64>,
+}
+
 /// Everything listening on `port`, one entry per process (a socket shared by
 /// a forked server and its workers yields each of them). `lease_id` and
 /// `suspect` are left for the caller, who knows the leases.
 pub fn holders(port: u16) -> Vec<Holder> {
+    seen_holders(port).into_iter().map(|s| s.holder).collect()
+}
+
+/// [`holders`], each with the start time it was seen with.
+pub fn seen_holders(port: u16) -> Vec<Seen> {
     let sockets = listening_sockets(Some(port));
     if sockets.is_empty() {
         return Vec::new();
@@ -190,30 +204,33 @@ pub fn holders(port: u16) -> Vec<Holder> {
                     }
                 }
             }
-            None => holders.push(Holder {
-                pid: None,
-                ppid: None,
-                uid: socket.uid,
-                user: user_name(socket.uid),
-                cmdline: Vec::new(),
-                start_time: None,
-                lease_id: None,
-                kind: HolderKind::Process,
-                suspect: false,
+            None => holders.push(Seen {
+                holder: Holder {
+                    pid: None,
+                    ppid: None,
+                    uid: socket.uid,
+                    user: user_name(socket.uid),
+                    cmdline: Vec::new(),
+                    start_time: None,
+                    lease_id: None,
+                    kind: HolderKind::Process,
+                    suspect: false,
+                },
+                start_ticks: None,
             }),
         }
     }
     holders
 }
 
-fn describe(pid: u32, socket_uid: u32, btime: u64) -> Holder {
+fn describe(pid: u32, socket_uid: u32, btime: u64) -> Seen {
     let stat: Option<ProcStat> = read_stat(pid).ok();
     let uid = fs::metadata(format!("/proc/{pid}"))
         .map(|m| m.uid())
         .unwrap_or(socket_uid);
     let cmdline = cmdline(pid);
     let exe = super::exe(pid);
-    Holder {
+    let holder = Holder {
         pid: Some(pid),
         ppid: stat.map(|s| s.ppid),
         uid,
@@ -223,6 +240,10 @@ fn describe(pid: u32, socket_uid: u32, btime: u64) -> Holder {
         start_time: stat.map(|s| ticks_to_unix(btime, s.start_ticks)),
         lease_id: None,
         suspect: false,
+    };
+    Seen {
+        holder,
+        start_ticks: stat.map(|s| s.start_ticks),
     }
 }
 

@@ -7,7 +7,7 @@
 //! or counted twice.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
@@ -17,14 +17,18 @@ use super::signal::Target;
 /// another process).
 type ProcKey = (u32, u64);
 
+type Held = Arc<Mutex<HashMap<ProcKey, watch::Receiver<()>>>>;
+
 /// The processes being reaped, each with a way to wait for its reap.
 #[derive(Default)]
-pub struct Claims(Mutex<HashMap<ProcKey, watch::Receiver<()>>>);
+pub struct Claims(Held);
 
-/// Held while a reap signals the processes it claimed; dropping it lets
-/// them be claimed again and wakes whoever waits for them.
-pub struct Claim<'a> {
-    claims: &'a Claims,
+/// Held while a reap signals the processes it claimed (moved into the unit
+/// of work that signals them, so it lasts as long as the signalling even if
+/// the caller stops waiting); dropping it lets them be claimed again and
+/// wakes whoever waits for them.
+pub struct Claim {
+    claims: Held,
     keys: Vec<ProcKey>,
     /// Dropped with the claim: waiters see the channel close.
     _done: watch::Sender<()>,
@@ -36,7 +40,7 @@ pub struct Others(Vec<watch::Receiver<()>>);
 impl Claims {
     /// Splits `targets` into those this caller now holds (returned, with
     /// the claim) and those another reap holds (to wait for).
-    pub fn claim(&self, targets: Vec<Target>) -> (Vec<Target>, Claim<'_>, Others) {
+    pub fn claim(&self, targets: Vec<Target>) -> (Vec<Target>, Claim, Others) {
         let (done, receiver) = watch::channel(());
         let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let mut mine = Vec::new();
@@ -54,7 +58,7 @@ impl Claims {
             }
         }
         let claim = Claim {
-            claims: self,
+            claims: Arc::clone(&self.0),
             keys,
             _done: done,
         };
@@ -72,9 +76,9 @@ impl Others {
     }
 }
 
-impl Drop for Claim<'_> {
+impl Drop for Claim {
     fn drop(&mut self) {
-        let mut held = self.claims.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held = self.claims.lock().unwrap_or_else(|e| e.into_inner());
         for key in &self.keys {
             held.remove(key);
         }

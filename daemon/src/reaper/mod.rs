@@ -15,17 +15,18 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use portd_api::{HolderKind, KillReport, KillRequest, ReapReport, Reported, Signalled};
 
-use self::claims::Claims;
+use self::claims::{Claim, Claims};
 use self::policy::{EndedLease, Judgement, judge};
 use self::signal::{Outcome, Target, terminate};
 use crate::config::MAX_GRACE;
 use crate::leases::{LeaseError, Peer};
 use crate::probe::{Probe, probe};
 use crate::procs;
-use crate::procs::holders::{holders, listening_pids};
+use crate::procs::holders::{Seen, listening_pids, seen_holders};
 use crate::procs::scan::{self, ProcFacts};
 use crate::store::writer::{Change, Writer};
 use crate::store::{LeaseRow, Store, StoreError, leases, now_ms};
+use crate::task::{self, Units};
 
 /// Most ended leases without tags examined for suspects in one sweep.
 const MAX_UNTAGGED_LEASES: i64 = 200;
@@ -37,6 +38,7 @@ pub struct Reaper {
     boot_id: String,
     /// The processes reaps are signalling now: each is reaped by one.
     claims: Claims,
+    units: Units,
 }
 
 impl Reaper {
@@ -47,6 +49,7 @@ impl Reaper {
             grace,
             boot_id,
             claims: Claims::default(),
+            units: Units::default(),
         }
     }
 
@@ -77,9 +80,7 @@ impl Reaper {
         let (procs, ended, mut listening) = match only {
             // A sweep: every process, to find every tag.
             None => {
-                let procs = tokio::task::spawn_blocking(scan::all)
-                    .await
-                    .unwrap_or_default();
+                let procs = task::blocking("process scan", scan::all).await?;
                 let ended = self.ended_leases(&procs).await?;
                 (procs, ended, HashMap::new())
             }
@@ -88,19 +89,18 @@ impl Reaper {
             Some(ids) => {
                 let ended = self.leases_by_ids(&ids).await?;
                 let ports: Vec<u16> = ended.iter().map(|l| l.port).collect();
-                let (procs, listening) = tokio::task::spawn_blocking(move || {
+                let (procs, listening) = task::blocking("listener scan", move || {
                     let listening: HashMap<u16, HashSet<u32>> =
                         ports.into_iter().map(|p| (p, listening_pids(p))).collect();
                     let listeners = listening.values().flatten().copied().collect();
                     (scan::around_listeners(&listeners), listening)
                 })
-                .await
-                .unwrap_or_default();
+                .await?;
                 (procs, ended, listening)
             }
         };
         let grace = self.grace;
-        let (targets, reported) = tokio::task::spawn_blocking(move || {
+        let (targets, reported) = task::blocking("orphan judgement", move || {
             let mut targets = Vec::new();
             let mut reported = Vec::new();
             for lease in &ended {
@@ -127,8 +127,7 @@ impl Reaper {
             }
             (targets, reported)
         })
-        .await
-        .unwrap_or_default();
+        .await?;
 
         if dry_run {
             let reaped = targets
@@ -144,15 +143,9 @@ impl Reaper {
         // Processes another reap is signalling are its to report; this one
         // answers once they are gone too.
         let (targets, claim, others) = self.claims.claim(targets);
-        let outcomes = if targets.is_empty() {
-            Vec::new()
-        } else {
-            tokio::task::spawn_blocking(move || terminate(targets, Signal::SIGTERM, grace))
-                .await
-                .unwrap_or_default()
-        };
-        self.record(&outcomes, "reaped").await?;
-        drop(claim);
+        let outcomes = self
+            .signal_and_record(targets, Signal::SIGTERM, grace, "reaped", Some(claim))
+            .await?;
         others.finished().await;
         let mut report = ReapReport {
             dry_run,
@@ -190,14 +183,13 @@ impl Reaper {
     /// signalled, or 1 if another reap that this one waited for freed the
     /// port.
     pub async fn reap_port(&self, port: u16, protected: HashSet<u32>) -> Result<usize, StoreError> {
-        let mut ids: HashSet<String> = tokio::task::spawn_blocking(move || {
+        let mut ids: HashSet<String> = task::blocking("listener tags", move || {
             listening_pids(port)
                 .into_iter()
                 .filter_map(procs::lease_tag)
                 .collect()
         })
-        .await
-        .unwrap_or_default();
+        .await?;
         self.writer.flush().await?;
         let mut conn = self.store.reader().acquire().await?;
         if let Some(last) = leases::last_ended_on_port(&mut conn, port, &self.boot_id).await? {
@@ -215,15 +207,7 @@ impl Reaper {
         }
         // Another reap may have had them (and `reap` waited for it): then
         // the port is free now all the same.
-        let freed = match tokio::task::spawn_blocking(move || listening_pids(port).is_empty()).await
-        {
-            Ok(freed) => freed,
-            Err(e) => {
-                // Not known to be free: the grant answers with the holders.
-                tracing::error!(port, error = %e, "reading the port's listeners failed");
-                false
-            }
-        };
+        let freed = task::blocking("listeners", move || listening_pids(port).is_empty()).await?;
         Ok(usize::from(freed))
     }
 
@@ -300,59 +284,19 @@ impl Reaper {
             Some(secs) => Duration::from_secs_f64(secs),
             None => self.grace,
         };
-        let found = tokio::task::spawn_blocking(move || holders(port))
-            .await
-            .unwrap_or_default();
-        if found.is_empty() {
+        let force = request.force;
+        // Who listens, then each one's facts through a pidfd: one blocking
+        // step, so that little time passes between the two.
+        let chosen = task::blocking("holder lookup", move || {
+            let seen = seen_holders(port);
+            (!seen.is_empty()).then(|| kill_targets(peer, port, seen, force, &protected))
+        })
+        .await?;
+        let Some((targets, skipped)) = chosen else {
             return Err(LeaseError::NotFound(format!(
                 "nothing listens on port {port}"
             )));
-        }
-        let mut targets = Vec::new();
-        let mut skipped = Vec::new();
-        for holder in found {
-            let skip = |reason: String| Reported {
-                pid: holder.pid,
-                uid: holder.uid,
-                cmdline: holder.cmdline.clone(),
-                port,
-                lease_id: holder.lease_id.clone(),
-                reason,
-                suspect: false,
-            };
-            let Some(pid) = holder.pid else {
-                skipped.push(skip("its process cannot be seen from here".into()));
-                continue;
-            };
-            let Some(facts) = scan::facts(pid) else {
-                skipped.push(skip("it is already gone".into()));
-                continue;
-            };
-            if protected.contains(&pid) {
-                skipped.push(skip(
-                    "protected (pid 1, portd, or the caller and its ancestors)".into(),
-                ));
-            } else if holder.kind != HolderKind::Process && !request.force {
-                skipped.push(skip(format!(
-                    "{} holds it for someone else; use --force",
-                    kind_name(holder.kind)
-                )));
-            } else if peer.uid != 0
-                && [facts.uids.real, facts.uids.effective, facts.uids.saved] != [peer.uid; 3]
-            {
-                skipped.push(skip(format!(
-                    "it belongs to uid {}, not to uid {}",
-                    facts.uids.real, peer.uid
-                )));
-            } else {
-                targets.push(Target {
-                    facts,
-                    cmdline: holder.cmdline,
-                    port,
-                    lease_id: holder.lease_id,
-                });
-            }
-        }
+        };
         if targets.is_empty() {
             let why: Vec<String> = skipped
                 .iter()
@@ -370,10 +314,9 @@ impl Reaper {
                 message: why.join("; "),
             });
         }
-        let outcomes = tokio::task::spawn_blocking(move || terminate(targets, first, grace))
-            .await
-            .unwrap_or_default();
-        self.record(&outcomes, "killed").await?;
+        let outcomes = self
+            .signal_and_record(targets, first, grace, "killed", None)
+            .await?;
         let mut report = KillReport {
             port,
             signalled: Vec::new(),
@@ -398,40 +341,136 @@ impl Reaper {
                 )),
             }
         }
-        report.free = tokio::task::spawn_blocking(move || {
+        report.free = task::blocking("port check", move || {
             listening_pids(port).is_empty() && probe(port) != Probe::InUse
         })
-        .await
-        .unwrap_or(false);
+        .await?;
         Ok(report)
     }
 
-    /// One event per signalled process, committed before the answer.
-    async fn record(&self, outcomes: &[Outcome], kind: &str) -> Result<(), StoreError> {
-        let now = now_ms();
-        let changes: Vec<Change> = outcomes
-            .iter()
-            .filter(|o| o.signal.is_some())
-            .map(|outcome| Change::Event {
-                at: now,
-                kind: kind.to_string(),
-                lease_id: outcome.target.lease_id.clone(),
-                port: Some(outcome.target.port),
-                pid: Some(outcome.target.facts.pid),
-                detail: Some(format!(
-                    "{} {}: {}",
-                    outcome.signal.map_or("", |s| s.as_str()),
-                    if outcome.exited {
-                        "ended it"
-                    } else {
-                        "did not end it"
-                    },
-                    outcome.target.cmdline.join(" ")
-                )),
+    /// Signals `targets` and records one event of `kind` per process
+    /// signalled, as one unit that runs to its end even if the caller is
+    /// dropped (a client that hangs up, a request that times out) and that
+    /// a stopping daemon waits for.
+    async fn signal_and_record(
+        &self,
+        targets: Vec<Target>,
+        first: Signal,
+        grace: Duration,
+        kind: &'static str,
+        claim: Option<Claim>,
+    ) -> Result<Vec<Outcome>, StoreError> {
+        if targets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let writer = self.writer.clone();
+        self.units
+            .run(kind, async move {
+                let outcomes =
+                    task::blocking("signals", move || terminate(targets, first, grace)).await?;
+                record(&writer, &outcomes, kind).await?;
+                // Recorded: another reap may claim these processes again.
+                drop(claim);
+                Ok(outcomes)
             })
-            .collect();
-        self.writer.submit(changes).committed().await
+            .await?
     }
+
+    /// The units of work in flight (signals and their records, cleanups).
+    pub fn units(&self) -> &Units {
+        &self.units
+    }
+}
+
+/// One event per signalled process, committed before the answer.
+async fn record(writer: &Writer, outcomes: &[Outcome], kind: &str) -> Result<(), StoreError> {
+    let now = now_ms();
+    let changes: Vec<Change> = outcomes
+        .iter()
+        .filter(|o| o.signal.is_some())
+        .map(|outcome| Change::Event {
+            at: now,
+            kind: kind.to_string(),
+            lease_id: outcome.target.lease_id.clone(),
+            port: Some(outcome.target.port),
+            pid: Some(outcome.target.facts.pid),
+            detail: Some(format!(
+                "{} {}: {}",
+                outcome.signal.map_or("", |s| s.as_str()),
+                if outcome.exited {
+                    "ended it"
+                } else {
+                    "did not end it"
+                },
+                outcome.target.cmdline.join(" ")
+            )),
+        })
+        .collect();
+    writer.submit(changes).committed().await
+}
+
+/// Which of the listeners seen on `port` an explicit kill by `peer` may
+/// signal, and why the others are skipped. Blocking: it reads /proc.
+fn kill_targets(
+    peer: Peer,
+    port: u16,
+    seen: Vec<Seen>,
+    force: bool,
+    protected: &HashSet<u32>,
+) -> (Vec<Target>, Vec<Reported>) {
+    let mut targets = Vec::new();
+    let mut skipped = Vec::new();
+    for Seen {
+        holder,
+        start_ticks,
+    } in seen
+    {
+        let skip = |reason: String| Reported {
+            pid: holder.pid,
+            uid: holder.uid,
+            cmdline: holder.cmdline.clone(),
+            port,
+            lease_id: holder.lease_id.clone(),
+            reason,
+            suspect: false,
+        };
+        let Some(pid) = holder.pid else {
+            skipped.push(skip("its process cannot be seen from here".into()));
+            continue;
+        };
+        let facts = match signal::seen_again(pid, start_ticks) {
+            Ok(facts) => facts,
+            Err(reason) => {
+                skipped.push(skip(reason));
+                continue;
+            }
+        };
+        if protected.contains(&pid) {
+            skipped.push(skip(
+                "protected (pid 1, portd, or the caller and its ancestors)".into(),
+            ));
+        } else if holder.kind != HolderKind::Process && !force {
+            skipped.push(skip(format!(
+                "{} holds it for someone else; use --force",
+                kind_name(holder.kind)
+            )));
+        } else if peer.uid != 0
+            && [facts.uids.real, facts.uids.effective, facts.uids.saved] != [peer.uid; 3]
+        {
+            skipped.push(skip(format!(
+                "it belongs to uid {}, not to uid {}",
+                facts.uids.real, peer.uid
+            )));
+        } else {
+            targets.push(Target {
+                facts,
+                cmdline: holder.cmdline,
+                port,
+                lease_id: holder.lease_id,
+            });
+        }
+    }
+    (targets, skipped)
 }
 
 fn kind_name(kind: HolderKind) -> &'static str {
@@ -473,5 +512,86 @@ fn signalled(target: &Target, signal: Option<Signal>, exited: bool) -> Signalled
         lease_id: target.lease_id.clone(),
         signal: signal.map(|s| s.as_str().to_string()),
         exited,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Child, Command};
+
+    /// A `sleep` child, killed when dropped (also when a test fails).
+    struct Sleeper(Child);
+
+    impl Drop for Sleeper {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// A `sleep` child, seen as a listener of port 1 with its real start
+    /// time plus `shift_ticks`.
+    fn seen_sleep(shift_ticks: u64) -> (Sleeper, Seen) {
+        let child = Sleeper(Command::new("sleep").arg("60").spawn().unwrap());
+        let pid = child.0.id();
+        let stat = procs::read_stat(pid).unwrap();
+        let seen = Seen {
+            holder: portd_api::Holder {
+                pid: Some(pid),
+                ppid: Some(stat.ppid),
+                uid: nix::unistd::getuid().as_raw(),
+                user: None,
+                cmdline: vec!["sleep".into(), "60".into()],
+                start_time: None,
+                lease_id: None,
+                kind: HolderKind::Process,
+                suspect: false,
+            },
+            start_ticks: Some(stat.start_ticks + shift_ticks),
+        };
+        (child, seen)
+    }
+
+    /// What this process may kill of `seen`, on port 1.
+    fn targets_of(seen: Seen) -> (Vec<Target>, Vec<Reported>) {
+        let me = Peer {
+            pid: Some(std::process::id()),
+            uid: nix::unistd::getuid().as_raw(),
+        };
+        kill_targets(me, 1, vec![seen], false, &HashSet::new())
+    }
+
+    #[test]
+    fn a_holder_whose_pid_now_names_another_process_is_not_a_kill_target() {
+        // The listener seen under this pid started one tick before the
+        // process that has the pid now: a reused pid.
+        let (_child, seen) = seen_sleep(1);
+        let (targets, skipped) = targets_of(seen);
+        assert!(targets.is_empty(), "{targets:?}");
+        assert_eq!(skipped.len(), 1);
+        assert!(
+            skipped[0].reason.contains("not the process"),
+            "{}",
+            skipped[0].reason
+        );
+    }
+
+    #[test]
+    fn the_holder_that_was_seen_is_a_kill_target() {
+        let (child, seen) = seen_sleep(0);
+        let (targets, skipped) = targets_of(seen);
+        assert!(skipped.is_empty(), "{skipped:?}");
+        assert_eq!(targets.len(), 1);
+        assert_eq!(targets[0].facts.pid, child.0.id());
+    }
+
+    #[test]
+    fn a_holder_that_has_exited_is_skipped_as_gone() {
+        let (child, seen) = seen_sleep(0);
+        drop(child);
+        let (targets, skipped) = targets_of(seen);
+        assert!(targets.is_empty(), "{targets:?}");
+        assert!(skipped[0].reason.contains("gone"), "{}", skipped[0].reason);
     }
 }

@@ -107,6 +107,28 @@ pub fn terminate(targets: Vec<Target>, first: Signal, grace: Duration) -> Vec<Ou
     outcomes
 }
 
+/// The facts of the process `pid` names now, read after a pidfd for it was
+/// opened, if it is the one seen earlier: still running, and started at
+/// `seen_ticks` (clock ticks after boot). The explicit kill's counterpart of
+/// the reaper's scan: the uid rules then judge facts of the very process
+/// that was seen, and [`terminate`] checks them again through its own
+/// pidfd before it signals.
+pub fn seen_again(pid: u32, seen_ticks: Option<u64>) -> Result<ProcFacts, String> {
+    let gone = || "it is already gone".to_string();
+    let _pidfd = pidfd_open(pid).map_err(|e| match e.raw_os_error() {
+        Some(libc::ESRCH) => gone(),
+        _ => format!("cannot open a pidfd for it ({e})"),
+    })?;
+    let now = facts(pid).filter(|f| f.running).ok_or_else(gone)?;
+    match seen_ticks {
+        Some(ticks) if ticks == now.start_ticks => Ok(now),
+        Some(_) => Err(format!(
+            "pid {pid} is not the process found listening any more (the pid was reused)"
+        )),
+        None => Err("its start time could not be read when it was found".into()),
+    }
+}
+
 /// Opens a pidfd for the chosen process and checks, through /proc after the
 /// open, that the pid still names it.
 fn open_checked(chosen: &ProcFacts) -> Result<OwnedFd, String> {

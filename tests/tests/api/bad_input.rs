@@ -174,8 +174,8 @@ fn the_body_limit_is_64_kib_exactly() {
     d.assert_healthy("bodies at the limit");
 }
 
-/// More idle clients than the connection cap (512) cannot lock others out:
-/// the header-read timeout (5 s) frees their slots.
+/// Idle clients cannot lock others out (the reliability suite's
+/// `resources` and `stalls` tests hold more than the connection cap).
 #[test]
 fn idle_clients_beyond_the_connection_cap_do_not_lock_the_daemon_out() {
     let block = PortBlock::reserve();
@@ -235,4 +235,87 @@ fn names_that_could_disguise_a_listing_and_oversized_projects_are_400() {
     expect(&lease(&d, at_limit), 201);
     let arabic = json!({"port": block.port(1), "name": "واجهة", "project": "/tmp/p", "owner": me});
     expect(&lease(&d, arabic), 201);
+}
+
+/// A body that is JSON but not an object is refused on every route that
+/// takes a body, before it can act: serde would read `[30531]` as
+/// `{"port": 30531}` and `[]` as `{}` (a reap).
+#[test]
+fn bodies_that_are_not_json_objects_are_refused_on_every_route() {
+    let block = PortBlock::reserve();
+    let d = TestDaemon::start(block.range());
+    let owner = ChildGuard::sleep(60);
+    let port = block.port(0);
+    let me = owner.owner();
+    let routes = [
+        "/v1/leases".to_string(),
+        "/v1/reap".to_string(),
+        format!("/v1/ports/{port}/kill"),
+    ];
+    let bodies = [
+        format!("[{port}]"),
+        format!("[{port}, true]"),
+        format!("[{port}, true, null, null, null, {me}]"),
+        "[]".to_string(),
+        "\"x\"".to_string(),
+        "1".to_string(),
+        "true".to_string(),
+        "null".to_string(),
+        " \n [] ".to_string(),
+    ];
+    for route in &routes {
+        for body in &bodies {
+            let answer = call(&d, "POST", route, Some(body));
+            let error = expect_error(&answer, 400, "bad_request");
+            assert!(
+                error["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("JSON object")),
+                "POST {route} {body}: {error}"
+            );
+        }
+    }
+    assert_eq!(active_lease(&d, port), None, "an array body was granted");
+    assert!(
+        events(&d).is_empty(),
+        "a refused body left events: {:?}",
+        events(&d)
+    );
+    // An object, and an empty body (read as `{}`), still work.
+    expect(&lease(&d, json!({"port": port, "owner": me})), 201);
+    expect(&call(&d, "POST", "/v1/reap", Some("")), 200);
+}
+
+/// A client that sends a whole request and then shuts its writing half
+/// (`shutdown(SHUT_WR)`, as `nc -N` and some HTTP libraries do) still gets
+/// its answer; the request's effect must never come without one.
+#[test]
+fn a_request_followed_by_a_half_close_is_answered() {
+    let block = PortBlock::reserve();
+    let d = TestDaemon::start(block.range());
+    let owner = ChildGuard::sleep(60);
+    let port = block.port(0);
+
+    let raw = d
+        .send_raw(&http::request_bytes("GET", "/v1/health", None))
+        .expect("send health");
+    let answer = http::parse_response(&raw).unwrap_or_else(|e| panic!("health: {e}"));
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json()["pid"], d.pid());
+
+    let body = json!({"port": port, "owner": owner.owner()}).to_string();
+    let raw = d
+        .send_raw(&http::request_bytes(
+            "POST",
+            "/v1/leases",
+            Some(body.as_bytes()),
+        ))
+        .expect("send lease");
+    let answer = http::parse_response(&raw).unwrap_or_else(|e| panic!("lease: {e}"));
+    let granted = expect(&answer, 201);
+    assert_eq!(granted["port"], port);
+    assert_eq!(
+        active_lease(&d, port).map(|l| l["id"].clone()),
+        Some(granted["id"].clone())
+    );
 }

@@ -12,8 +12,11 @@
 //! - `orphans`: what the daemon reaps on its own (owner death, a grant).
 //! - `spared`: what it must leave running, and `reap --dry-run`.
 //! - `kill`: explicit kills (`portctl kill`, `lease --kill`).
+//! - `hangups`: a kill or reap finishes and is recorded when its client
+//!   hangs up or the daemon stops during the grace.
 //! - `who`: holders as `who` and GET /v1/ports/{port} report them.
 
+mod hangups;
 mod kill;
 mod orphans;
 mod spared;

@@ -11,6 +11,8 @@
 //! - `refusals`: unsafe socket directories the `api` suite does not cover.
 //! - `resources`: idle and slow clients, and more owners than file
 //!   descriptors.
+//! - `stalls`: a crowd of idle and slow clients held open does not hold up
+//!   a user's lease.
 //!
 //! Every test has its own daemon on its own port block; waits are
 //! conditions with deadlines.
@@ -20,6 +22,7 @@ mod fuzz;
 mod openapi;
 mod refusals;
 mod resources;
+mod stalls;
 
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -82,6 +85,18 @@ fn raise_own_fd_limit() {
     if soft < hard {
         setrlimit(Resource::RLIMIT_NOFILE, hard, hard).expect("raise RLIMIT_NOFILE");
     }
+}
+
+/// The open-file limit (soft and hard, so it cannot raise it) of a daemon
+/// whose connection cap, half of it, is below the crowds the tests open.
+const CAPPED_NOFILE: usize = 1024;
+const CAPPED_CONNECTIONS: usize = CAPPED_NOFILE / 2;
+
+/// A daemon on `range` under [`CAPPED_NOFILE`].
+fn capped_daemon(range: portd_api::PortRange) -> TestDaemon {
+    let mut d = TestDaemon::new(range);
+    d.launch_with(|cmd| portd_e2e::via_bash(&cmd, &format!("ulimit -n {CAPPED_NOFILE}")));
+    d
 }
 
 /// Open file descriptors of `pid`.

@@ -1,5 +1,6 @@
-//! Resource bounds: idle clients, a client that trickles its request, and
-//! more lease owners than the daemon has file descriptors.
+//! Resource bounds: idle clients, a client that trickles its request or
+//! stops halfway through its body, and more lease owners than the daemon has
+//! file descriptors.
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -10,10 +11,11 @@ use portd_e2e::http;
 use portd_e2e::{ChildGuard, PortBlock, TestDaemon, via_bash, wait_until};
 use serde_json::json;
 
-use super::{DEADLINE, assert_no_panic, open_fds, raise_own_fd_limit};
+use super::{
+    CAPPED_CONNECTIONS, DEADLINE, assert_no_panic, capped_daemon, open_fds, raise_own_fd_limit,
+};
 
-/// The daemon's connection cap and header-read timeout (docs/API.md "Limits").
-const MAX_CONNECTIONS: usize = 512;
+/// The daemon's header-read timeout (docs/API.md "Limits").
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Slack for a busy two-core machine on top of the header timeout.
 const MARGIN: Duration = Duration::from_secs(3);
@@ -28,25 +30,26 @@ fn fd_trouble(log: &str) -> Vec<&str> {
         .collect()
 }
 
-/// A thousand clients that connect and say nothing: the daemon serves at
-/// most its cap of them at once (its descriptors stay bounded), the rest
-/// wait in the listen backlog, and the header timeout frees the slots, so a
-/// new client is answered within one timeout.
+/// A thousand clients that connect and say nothing, against a daemon whose
+/// open-file limit (1,024) caps it at 512 connections: its descriptors stay
+/// bounded by the cap, and a new client is admitted at once by shedding an
+/// idle one, not after a header timeout.
 #[test]
 fn a_thousand_idle_connections_neither_exhaust_descriptors_nor_lock_others_out() {
+    const CAP: usize = CAPPED_CONNECTIONS;
     raise_own_fd_limit();
     let block = PortBlock::reserve();
-    let d = TestDaemon::start(block.range());
+    let d = capped_daemon(block.range());
     let before = open_fds(d.pid());
     let idle: Vec<UnixStream> = (0..1000)
         .map(|i| UnixStream::connect(d.socket()).unwrap_or_else(|e| panic!("connection {i}: {e}")))
         .collect();
-    let cap = before + MAX_CONNECTIONS + BASE_FDS;
+    let cap = before + CAP + BASE_FDS;
     let mut peak = 0;
     // Up to the cap (give or take a descriptor the daemon closed meanwhile).
     let accepted = wait_until(DEADLINE, || {
         peak = peak.max(open_fds(d.pid()));
-        peak >= before + MAX_CONNECTIONS * 9 / 10
+        peak >= before + CAP * 9 / 10
     });
     assert!(accepted, "the daemon accepted only {peak} fds' worth");
 
@@ -60,8 +63,8 @@ fn a_thousand_idle_connections_neither_exhaust_descriptors_nor_lock_others_out()
         "{answer:?}"
     );
     assert!(
-        waited <= HEADER_READ_TIMEOUT + MARGIN,
-        "health waited {waited:?} behind idle clients"
+        waited < HEADER_READ_TIMEOUT,
+        "health waited {waited:?} behind idle clients: a header timeout, not shedding"
     );
     assert!(
         peak <= cap,
@@ -75,6 +78,48 @@ fn a_thousand_idle_connections_neither_exhaust_descriptors_nor_lock_others_out()
     assert!(started.elapsed() < MARGIN, "slow once they left");
     assert_eq!(fd_trouble(&d.log()), Vec::<&str>::new());
     assert_no_panic(&d);
+}
+
+/// A client that sends its headers and then stops halfway through the body
+/// it announced gets a 400 once the body deadline (5 s) passes, instead of
+/// holding its connection until the request timeout (60 s).
+#[test]
+fn a_client_that_stops_halfway_through_its_body_is_answered_400() {
+    const BODY_READ_TIMEOUT: Duration = Duration::from_secs(5);
+    let block = PortBlock::reserve();
+    let d = TestDaemon::start(block.range());
+    let mut stream = UnixStream::connect(d.socket()).expect("connect");
+    stream
+        .set_read_timeout(Some(BODY_READ_TIMEOUT + MARGIN * 2))
+        .unwrap();
+    let started = Instant::now();
+    stream
+        .write_all(
+            b"POST /v1/leases HTTP/1.1\r\nHost: portd\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n{\"port\":",
+        )
+        .expect("send headers and part of the body");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Read until the daemon has sent a whole answer or closed.
+    while http::parse_response(&answer).is_err() {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("no answer after {:?}: {e}", started.elapsed()),
+        }
+    }
+    let waited = started.elapsed();
+    let answer = http::parse_response(&answer).unwrap_or_else(|e| panic!("after {waited:?}: {e}"));
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert_eq!(answer.error_code().as_deref(), Some("bad_request"));
+    assert!(answer.body.contains("did not arrive"), "{}", answer.body);
+    assert!(
+        waited >= BODY_READ_TIMEOUT && waited <= BODY_READ_TIMEOUT + MARGIN,
+        "answered after {waited:?}"
+    );
+    eprintln!("slow body: answered 400 after {waited:?}");
+    d.assert_healthy("a client stuck in its body");
+    assert!(d.active_lease(block.port(0)).is_none());
 }
 
 /// A client that sends its request one byte a second never completes its
