@@ -29,10 +29,11 @@ pub struct Plan {
     /// Tried first and never skipped: the asked-for port, or the name's
     /// remembered port.
     pub first: Option<u16>,
-    /// `first` is the port the request named (not a remembered one): the
-    /// owner's own lease on it answers the request.
+    /// `first` is the port the request named (not a remembered one).
     pub asked: bool,
-    /// When `first` is not grantable, whether that ends the search (`lease P`).
+    /// When `first` is not grantable, whether that ends the search
+    /// (`lease P`); also the only plan the owner's own lease on `first`
+    /// answers.
     pub exact: bool,
     /// Ports scanned after `first`, lowest first.
     pub scan: Option<PortRange>,
@@ -137,9 +138,7 @@ pub fn choose(
         match verdict(port) {
             Verdict::Free => return Ok(Choice::Grant(port)),
             Verdict::Unprobed => return Ok(Choice::Probe(vec![port])),
-            Verdict::OwnLease if plan.asked => {
-                return Ok(Choice::Existing(port));
-            }
+            Verdict::OwnLease if plan.exact => return Ok(Choice::Existing(port)),
             Verdict::NotPermitted if plan.exact => return Err(NoPort::NotPermitted(port)),
             other if plan.exact => return Err(NoPort::Taken(port, other)),
             _ => {}
@@ -318,15 +317,25 @@ mod tests {
     }
 
     #[test]
-    fn same_owner_asking_again_gets_its_lease() {
+    fn only_an_exact_ask_answers_with_the_owners_own_lease() {
         let own = [(8003, Verdict::OwnLease)];
         assert_eq!(
             run(ask(Some(8003), false), &[], &own),
             Ok(Choice::Existing(8003))
         );
+        // `--next` and a bare lease always give a port the owner lacks.
         assert_eq!(
             run(ask(Some(8003), true), &[], &own),
-            Ok(Choice::Existing(8003))
+            Ok(Choice::Grant(8004))
+        );
+        let own_first = [(8000, Verdict::OwnLease)];
+        assert_eq!(
+            run(ask(None, false), &[], &own_first),
+            Ok(Choice::Grant(8001))
+        );
+        assert_eq!(
+            run(ask(None, true), &[], &own_first),
+            Ok(Choice::Grant(8001))
         );
     }
 
