@@ -7,7 +7,7 @@ use portd_api::procstat::{boot_time, read_stat, ticks_to_unix};
 use portd_api::{Lease, LeaseRequest, OwnerRef, parse_duration};
 
 use super::args::PortChoice;
-use super::{json_errors, note_moved, port_arg, print_body, shell_exports};
+use super::{json_errors, passed_over, port_arg, print_body, shell_exports};
 use crate::client::{Client, decode};
 use crate::error::ClientError;
 
@@ -48,7 +48,7 @@ pub fn run(client: &Client, args: LeaseArgs) -> Result<(), ClientError> {
     let request = request(&args)?;
     let response = json_errors(args.json, client.send("POST", "/v1/leases", Some(&request)))?;
     let lease: Lease = decode(&response)?;
-    note_moved(&lease);
+    passed_over::note(&lease);
     if args.json {
         print_body(&response);
     } else if args.shell {

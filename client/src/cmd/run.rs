@@ -23,7 +23,7 @@ use portd_api::{LEASE_ENV, Lease, LeaseRequest, NameList};
 
 use super::args::PortChoice;
 use super::lease::owner_ref;
-use super::note_moved;
+use super::passed_over;
 use crate::client::{Client, decode};
 use crate::error::ClientError;
 
@@ -114,7 +114,7 @@ pub fn run(client: &Client, args: RunArgs) -> Result<(), ClientError> {
         ..args.choice.request(args.port)?
     };
     let lease: Lease = decode(&client.send("POST", "/v1/leases", Some(&request))?)?;
-    note_moved(&lease);
+    passed_over::note(&lease);
     let release = || {
         let path = format!("/v1/leases/{}?id={}", lease.port, lease.id);
         if let Err(e) = client.send("DELETE", &path, None::<&()>) {
