@@ -497,6 +497,14 @@ mod tests {
             "valid TOML:\n{text}"
         );
     }
+    /// `--print-config`'s text for `s`, with default paths.
+    fn rendered(s: &Settings) -> String {
+        s.render(
+            &Setting::default(PathBuf::from("/s")),
+            &Setting::default(PathBuf::from("/d")),
+        )
+    }
+
     fn range(start: u16, end: u16) -> PortRange {
         PortRange::new(start, end).unwrap()
     }
@@ -578,10 +586,7 @@ mod tests {
             Some(range(4100, 4199)),
             "the file's stay"
         );
-        let text = s.render(
-            &Setting::default(PathBuf::from("/s")),
-            &Setting::default(PathBuf::from("/d")),
-        );
+        let text = rendered(&s);
         assert!(!text.contains("\"web\""), "{text}");
         assert!(text.contains("\"docs-*\" = \"4100-4199\""), "{text}");
 
@@ -595,10 +600,7 @@ mod tests {
         let ui = s.effective_name_ranges().for_name("ui");
         assert_eq!(ui, Some(range(3000, 3999)));
         s.range.set(Some(range(9000, 9099)), Source::Flag);
-        let text = s.render(
-            &Setting::default(PathBuf::from("/s")),
-            &Setting::default(PathBuf::from("/d")),
-        );
+        let text = rendered(&s);
         assert!(
             text.contains("# none; defaults off: --range is set"),
             "{text}"
@@ -621,10 +623,7 @@ mod tests {
     #[test]
     fn rendered_name_ranges_say_where_each_came_from_and_parse_as_toml() {
         let s = apply("[name_ranges]\n\"docs-*\" = \"4100-4199\"\n").unwrap();
-        let text = s.render(
-            &Setting::default(PathBuf::from("/s")),
-            &Setting::default(PathBuf::from("/d")),
-        );
+        let text = rendered(&s);
         let line = |pattern: &str| {
             text.lines()
                 .find(|l| l.starts_with(&format!("\"{pattern}\" = ")))

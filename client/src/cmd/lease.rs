@@ -16,7 +16,9 @@ use crate::error::ClientError;
 Examples:
   portctl lease 8000                      exactly 8000, or exit 3
   PORT=$(portctl lease 8000 --next)       8000 or the first free port above it
-  portctl lease --name api                the port 'api' had last time in this project
+  portctl lease --name api                api's home port in this project (while it is
+                                          busy, another port this time, and stderr says why)
+  portctl lease --name api --move         give api a new home: the first free port of its range
   eval \"$(portctl lease --name api --shell)\"   export PORT and the PORTD_LEASE tag
 
 The lease lives as long as the shell or script that ran portctl (or the

@@ -93,12 +93,19 @@ fn skipped_note(lease: &Lease, skipped: &SkippedHome) -> String {
     )
 }
 
-/// `pid 1234 (uvicorn app:app …)`.
+/// `pid 1234 (uvicorn app:app …)`: the program without its directory, and
+/// the command cut short.
 fn short(holder: &Holder) -> String {
     let Some(pid) = holder.pid else {
         return holder.describe();
     };
-    let text = command_text(&holder.cmdline);
+    let mut words = holder.cmdline.clone();
+    if let Some(program) = words.first_mut() {
+        if let Some((_, base)) = program.rsplit_once('/').filter(|(_, b)| !b.is_empty()) {
+            *program = base.to_string();
+        }
+    }
+    let text = command_text(&words);
     let command = match text.char_indices().nth(MAX_COMMAND_CHARS) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text,
@@ -108,29 +115,19 @@ fn short(holder: &Holder) -> String {
 
 #[cfg(test)]
 mod tests {
-    use portd_api::{LeaseState, Owner};
+    use serde_json::json;
 
     use super::*;
 
+    /// A lease as the daemon sends it (the fields `home` and `skipped` absent).
     fn lease(port: u16, pid: u32) -> Lease {
-        Lease {
-            id: "id".into(),
-            port,
-            name: Some("api".into()),
-            project: Some("/src/app".into()),
-            owner: Owner {
-                pid,
-                start_time: 1.0,
-                uid: 1000,
-            },
-            state: LeaseState::Active,
-            end_reason: None,
-            granted_at: "2026-01-01T00:00:00Z".into(),
-            expires_at: None,
-            ended_at: None,
-            home: None,
-            skipped: None,
-        }
+        serde_json::from_value(json!({
+            "id": "id", "port": port, "name": "api", "project": "/src/app",
+            "owner": {"pid": pid, "start_time": 1.0, "uid": 1000},
+            "state": "active", "end_reason": null, "granted_at": "2026-01-01T00:00:00Z",
+            "expires_at": null, "ended_at": null
+        }))
+        .expect("a lease")
     }
 
     fn holder(pid: Option<u32>, uid: u32, kind: HolderKind, cmdline: &[&str]) -> Holder {
@@ -227,10 +224,17 @@ mod tests {
     }
 
     #[test]
-    fn long_commands_are_cut() {
+    fn long_commands_are_cut_and_programs_lose_their_directory() {
         let long = "x".repeat(100);
         let h = holder(Some(5), 0, HolderKind::Process, &[&long]);
         assert_eq!(short(&h), format!("pid 5 ({}…)", "x".repeat(60)));
+        let venv = holder(
+            Some(6),
+            0,
+            HolderKind::Process,
+            &["/home/me/app/.venv/bin/python3", "-m", "uvicorn"],
+        );
+        assert_eq!(short(&venv), "pid 6 (python3 -m uvicorn)");
         let hidden = holder(None, 0, HolderKind::Process, &[]);
         assert_eq!(short(&hidden), hidden.describe());
     }

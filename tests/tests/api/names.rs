@@ -60,11 +60,7 @@ fn names_remember_their_port_per_project() {
 fn a_scan_takes_a_remembered_port_when_nothing_else_is_free() {
     let block = PortBlock::reserve();
     let d = TestDaemon::start(block.range());
-    let (a, b, c) = (
-        ChildGuard::sleep(60),
-        ChildGuard::sleep(60),
-        ChildGuard::sleep(60),
-    );
+    let (a, b, c) = three_owners();
     let range = block.sub_range(14, 2).to_string();
 
     let named = lease(
@@ -86,6 +82,15 @@ fn a_scan_takes_a_remembered_port_when_nothing_else_is_free() {
     );
 }
 
+/// Three live processes to own leases.
+fn three_owners() -> (ChildGuard, ChildGuard, ChildGuard) {
+    (
+        ChildGuard::sleep(60),
+        ChildGuard::sleep(60),
+        ChildGuard::sleep(60),
+    )
+}
+
 /// The home `(project, name)` remembers, from `GET /v1/names`.
 fn home_of(d: &TestDaemon, project: &str, name: &str) -> Value {
     let names = expect(&get(d, &format!("/v1/names?project={project}")), 200);
@@ -100,11 +105,7 @@ fn home_of(d: &TestDaemon, project: &str, name: &str) -> Value {
 fn a_name_whose_home_is_leased_gets_another_port_this_time_and_its_home_back_later() {
     let block = PortBlock::reserve();
     let d = TestDaemon::start(block.range());
-    let (a, b, c) = (
-        ChildGuard::sleep(60),
-        ChildGuard::sleep(60),
-        ChildGuard::sleep(60),
-    );
+    let (a, b, c) = three_owners();
     let web =
         |owner: &ChildGuard| json!({"name": "web", "project": "/tmp/p", "owner": owner.owner()});
 
@@ -208,11 +209,7 @@ fn a_home_moves_when_asked_by_port_or_with_move() {
 fn a_scan_says_which_home_it_skipped_only_when_that_changed_the_answer() {
     let block = PortBlock::reserve();
     let d = TestDaemon::start(block.range());
-    let (a, b, c) = (
-        ChildGuard::sleep(60),
-        ChildGuard::sleep(60),
-        ChildGuard::sleep(60),
-    );
+    let (a, b, c) = three_owners();
     let (p, home) = (block.port(0), block.port(1));
     let _busy = ChildGuard::http_server(p);
     let named = lease(

@@ -27,6 +27,15 @@ fn home_of(d: &TestDaemon, project: &str, name: &str) -> u16 {
         .unwrap_or_else(|| panic!("{name} is not remembered: {names}")) as u16
 }
 
+/// Waits until nothing holds `port` (its holder was just stopped).
+#[track_caller]
+fn wait_free(port: u16) {
+    assert!(
+        wait_until(DEADLINE, || port_is_free(port)),
+        "{port} still held"
+    );
+}
+
 /// `portctl lease --name NAME ...` without `--json`: the port it printed.
 #[track_caller]
 fn port_printed(out: &Done) -> u16 {
@@ -82,10 +91,7 @@ fn a_name_keeps_its_home_while_a_listener_holds_it_and_gets_it_back() {
     // The fix it names frees the home; the next lease gets it, and says
     // nothing about homes.
     portctl(&d, &["kill", &home.to_string()]).expect(0);
-    assert!(
-        wait_until(DEADLINE, || port_is_free(home)),
-        "{home} still held"
-    );
+    wait_free(home);
     portctl(&d, &["release", &this_time.to_string()]).expect(0);
     let back = lease_named(&d, "api", &project, &c, &[]);
     assert_eq!(port_printed(&back), home, "{back}");
@@ -122,10 +128,7 @@ fn move_makes_the_port_this_lease_gets_the_names_home() {
 
     // The old home free again does not take the name back.
     server.kill9();
-    assert!(
-        wait_until(DEADLINE, || port_is_free(home)),
-        "{home} still held"
-    );
+    wait_free(home);
     portctl(&d, &["release", &new_home.to_string()]).expect(0);
     let again = lease_named(&d, "api", &project, &b, &[]);
     assert_eq!(port_printed(&again), new_home, "{again}");
