@@ -20,15 +20,46 @@ pub struct Lease {
     pub granted_at: String,
     pub expires_at: Option<String>,
     pub ended_at: Option<String>,
-    /// Set on a grant for a name whose remembered port was not grantable: the
-    /// port the name had before. Absent everywhere else.
+    /// Set on a grant for a name that did not get its home port: the home
+    /// and what holds it. The home stays the name's. Absent everywhere else.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub moved_from: Option<u16>,
+    pub home: Option<Home>,
+    /// Set on a grant whose scan skipped another name's home that it would
+    /// otherwise have granted. Absent everywhere else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<SkippedHome>,
     /// The command `portctl run` started for the lease, once registered: it
     /// leads a process group whose members belong to the lease even without
     /// the tag. Absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command_pid: Option<u32>,
+}
+
+/// A name's home port that a grant could not give, and what holds it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Home {
+    pub port: u16,
+    /// The live lease on the home port, if one holds it (the asking
+    /// owner's own lease included).
+    #[cfg_attr(feature = "openapi", schema(no_recursion))]
+    pub lease: Option<Box<Lease>>,
+    /// What listens on the home port when no lease holds it; empty when
+    /// portd could not tell (the holder may have just exited).
+    pub holders: Vec<Holder>,
+    /// portd may not bind the home port (a port below 1024).
+    pub not_permitted: bool,
+}
+
+/// Another name's home port that a scan skipped, though it would otherwise
+/// have been the answer.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SkippedHome {
+    pub port: u16,
+    /// The name that remembers it, and its project.
+    pub name: String,
+    pub project: String,
 }
 
 /// The process a lease lives and dies with.
@@ -121,6 +152,10 @@ pub struct LeaseRequest {
     /// (explicit kill rules); never takes another owner's live lease.
     #[serde(default, skip_serializing_if = "is_false")]
     pub kill: bool,
+    /// Give `name` a new home: the port this lease gets, chosen without
+    /// its old home (which is neither tried nor taken by a scan).
+    #[serde(rename = "move", default, skip_serializing_if = "is_false")]
+    pub move_home: bool,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -371,7 +406,8 @@ pub struct Reported {
 pub struct NameEntry {
     pub project: String,
     pub name: String,
-    /// The port the name remembers.
+    /// The remembered (home) port; an active lease may hold another port
+    /// while the home is busy.
     pub port: u16,
     /// RFC 3339 UTC: when the name last got a lease.
     pub last_used: String,
@@ -465,7 +501,8 @@ mod tests {
             granted_at: "2026-01-01T00:00:00Z".into(),
             expires_at: None,
             ended_at: None,
-            moved_from: None,
+            home: None,
+            skipped: None,
             command_pid: None,
         };
         let v = serde_json::to_value(&lease).unwrap();

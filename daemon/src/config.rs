@@ -2,6 +2,8 @@
 //! rising order of precedence, each value remembering where it came from so
 //! `portd --print-config` can say.
 
+use std::cmp::Reverse;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,6 +25,22 @@ pub const MAX_GRACE: Duration = Duration::from_secs(50);
 /// How long ended leases and events are kept.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 pub const DEFAULT_LOG_LEVEL: &str = "info";
+/// Where front ends get their ports by default: the ports their tools
+/// (Vite, Next.js, Create React App) have taught people to expect.
+const FRONT_ENDS: PortRange = PortRange {
+    start: 3000,
+    end: 3999,
+};
+/// Name patterns and their ranges unless `--range` is given.
+pub const DEFAULT_NAME_RANGES: &[(&str, PortRange)] = &[
+    ("web", FRONT_ENDS),
+    ("frontend", FRONT_ENDS),
+    ("ui", FRONT_ENDS),
+    ("api", DEFAULT_RANGE),
+    ("backend", DEFAULT_RANGE),
+];
+/// Longest name pattern, as long as the longest name.
+const MAX_PATTERN_LEN: usize = 128;
 
 /// What the daemon runs with.
 #[derive(Debug, Clone)]
@@ -36,6 +54,8 @@ pub struct Config {
     /// How often the maintenance loop expires TTLs and checks owners that
     /// have no pidfd.
     pub poll_interval: Duration,
+    /// Ranges by name pattern; a name no pattern matches uses `range`.
+    pub name_ranges: NameRanges,
 }
 
 impl Config {
@@ -47,8 +67,73 @@ impl Config {
             grace: DEFAULT_GRACE,
             retention: DEFAULT_RETENTION,
             poll_interval: Duration::from_secs(1),
+            name_ranges: NameRanges::default(),
         }
     }
+}
+
+/// Leases whose name matches `pattern` get their ports from `range`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameRange {
+    /// A name, or a glob where `*` stands for any run of characters.
+    pub pattern: String,
+    pub range: PortRange,
+}
+
+/// The name patterns in effect.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NameRanges(Vec<NameRange>);
+
+impl NameRanges {
+    pub fn new(entries: Vec<NameRange>) -> NameRanges {
+        NameRanges(entries)
+    }
+
+    /// The range for `name`: the pattern that is exactly `name`, else the
+    /// matching glob with the most characters besides `*` (on a tie, the
+    /// one that sorts first). None when no pattern matches.
+    pub fn for_name(&self, name: &str) -> Option<PortRange> {
+        self.0
+            .iter()
+            .filter(|e| glob_matches(&e.pattern, name))
+            .max_by_key(|e| {
+                let literal = e.pattern.chars().filter(|c| *c != '*').count();
+                (!e.pattern.contains('*'), literal, Reverse(&e.pattern))
+            })
+            .map(|e| e.range)
+    }
+}
+
+/// Whether `name` matches `pattern`, in which `*` matches any run of
+/// characters (none included) and every other character itself.
+fn glob_matches(pattern: &str, name: &str) -> bool {
+    let Some((head, rest)) = pattern.split_once('*') else {
+        return pattern == name;
+    };
+    let Some(mut name) = name.strip_prefix(head) else {
+        return false;
+    };
+    let mut parts: Vec<&str> = rest.split('*').collect();
+    let tail = parts.pop().unwrap_or_default();
+    for part in parts {
+        match name.find(part) {
+            Some(at) => name = &name[at + part.len()..],
+            None => return false,
+        }
+    }
+    name.len() >= tail.len() && name.ends_with(tail)
+}
+
+/// A pattern a name could match: 1-128 characters, no spaces, quotes,
+/// backslashes or control characters.
+fn check_pattern(pattern: &str) -> Result<(), String> {
+    let bad = |c: char| c.is_whitespace() || c.is_control() || c == '"' || c == '\\';
+    if pattern.is_empty() || pattern.len() > MAX_PATTERN_LEN || pattern.chars().any(bad) {
+        return Err(format!(
+            "name pattern {pattern:?}: 1-{MAX_PATTERN_LEN} characters, no spaces, quotes, \\ or control characters"
+        ));
+    }
+    Ok(())
 }
 
 /// Where a setting's value came from.
@@ -101,6 +186,9 @@ pub struct Settings {
     pub grace: Setting<Duration>,
     pub log_level: Setting<String>,
     pub event_retention: Setting<Duration>,
+    /// The default patterns, then the file's (which replace a default of
+    /// the same pattern).
+    pub name_ranges: Vec<Setting<NameRange>>,
 }
 
 impl Default for Settings {
@@ -110,6 +198,15 @@ impl Default for Settings {
             grace: Setting::default(DEFAULT_GRACE),
             log_level: Setting::default(DEFAULT_LOG_LEVEL.to_string()),
             event_retention: Setting::default(DEFAULT_RETENTION),
+            name_ranges: DEFAULT_NAME_RANGES
+                .iter()
+                .map(|(pattern, range)| {
+                    Setting::default(NameRange {
+                        pattern: pattern.to_string(),
+                        range: *range,
+                    })
+                })
+                .collect(),
         }
     }
 }
@@ -130,6 +227,8 @@ struct FileConfig {
     grace: Option<Spanned<String>>,
     log_level: Option<Spanned<String>>,
     event_retention: Option<Spanned<String>>,
+    /// `[name_ranges]`: `PATTERN = "A-B"`.
+    name_ranges: Option<BTreeMap<String, Spanned<String>>>,
 }
 
 /// The config file: `flag`, else `$XDG_CONFIG_HOME/portd/config.toml`, else
@@ -204,7 +303,27 @@ pub fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> Result<()
         })?;
         settings
             .log_level
-            .set(Some(value.get_ref().clone()), source);
+            .set(Some(value.get_ref().clone()), source.clone());
+    }
+    for (pattern, value) in file.name_ranges.iter().flatten() {
+        let key = format!("name_ranges.{pattern}");
+        parse(&key, value, &|_| check_pattern(pattern))?;
+        parse(&key, value, &|v| v.parse::<PortRange>().map(drop))?;
+        let entry = Setting {
+            value: NameRange {
+                pattern: pattern.clone(),
+                range: value.get_ref().parse().map_err(|e: String| invalid(e))?,
+            },
+            source: source.clone(),
+        };
+        match settings
+            .name_ranges
+            .iter_mut()
+            .find(|e| e.value.pattern == *pattern)
+        {
+            Some(existing) => *existing = entry,
+            None => settings.name_ranges.push(entry),
+        }
     }
     Ok(())
 }
@@ -235,6 +354,25 @@ fn line_of(text: &str, offset: usize) -> usize {
 }
 
 impl Settings {
+    /// The name patterns in effect: `--range` turns the default ones off,
+    /// so that a daemon given a range hands out only its ports unless the
+    /// file says otherwise.
+    fn name_ranges_in_effect(&self) -> impl Iterator<Item = &Setting<NameRange>> {
+        let defaults_off = self.range.source == Source::Flag;
+        self.name_ranges
+            .iter()
+            .filter(move |e| !(defaults_off && e.source == Source::Default))
+    }
+
+    /// The name patterns the daemon runs with.
+    pub fn effective_name_ranges(&self) -> NameRanges {
+        NameRanges::new(
+            self.name_ranges_in_effect()
+                .map(|e| e.value.clone())
+                .collect(),
+        )
+    }
+
     /// The effective configuration as TOML, each line saying its source.
     pub fn render(&self, socket: &Setting<PathBuf>, db: &Setting<PathBuf>) -> String {
         let rows = [
@@ -272,6 +410,20 @@ impl Settings {
         for (key, value, source) in rows {
             let line = format!("{key} = {value}");
             out.push_str(&format!("{line:<48} # {source}\n"));
+        }
+        let patterns: Vec<_> = self.name_ranges_in_effect().collect();
+        let rule = match patterns.is_empty() {
+            false => "exact names first, then the longest pattern",
+            true => "none",
+        };
+        let heading = match &self.range.source {
+            Source::Flag => format!("{rule}; defaults off: --range is set"),
+            _ => rule.to_string(),
+        };
+        out.push_str(&format!("\n{:<48} # {heading}\n", "[name_ranges]"));
+        for entry in patterns {
+            let line = format!("\"{}\" = \"{}\"", entry.value.pattern, entry.value.range);
+            out.push_str(&format!("{line:<48} # {}\n", entry.source));
         }
         out
     }
@@ -344,5 +496,144 @@ mod tests {
             toml::from_str::<toml::Table>(&text).is_ok(),
             "valid TOML:\n{text}"
         );
+    }
+    /// `--print-config`'s text for `s`, with default paths.
+    fn rendered(s: &Settings) -> String {
+        s.render(
+            &Setting::default(PathBuf::from("/s")),
+            &Setting::default(PathBuf::from("/d")),
+        )
+    }
+
+    fn range(start: u16, end: u16) -> PortRange {
+        PortRange::new(start, end).unwrap()
+    }
+
+    #[test]
+    fn front_ends_and_back_ends_get_their_own_ranges_by_default() {
+        let ranges = Settings::default().effective_name_ranges();
+        for name in ["web", "frontend", "ui"] {
+            assert_eq!(ranges.for_name(name), Some(range(3000, 3999)), "{name}");
+        }
+        for name in ["api", "backend"] {
+            assert_eq!(ranges.for_name(name), Some(range(8000, 8999)), "{name}");
+        }
+        // Exact names only: `webhook` and `api-v2` are not front or back ends.
+        assert_eq!(ranges.for_name("webhook"), None);
+        assert_eq!(ranges.for_name("api-v2"), None);
+        assert_eq!(ranges.for_name("Web"), None, "names are case-sensitive");
+    }
+
+    #[test]
+    fn globs_match_any_run_and_the_most_specific_pattern_wins() {
+        assert!(glob_matches("web-*", "web-admin"));
+        assert!(glob_matches("web-*", "web-"));
+        assert!(!glob_matches("web-*", "web"));
+        assert!(glob_matches("*-ui", "admin-ui") && !glob_matches("*-ui", "admin-uix"));
+        assert!(glob_matches("a*b*c", "abc") && glob_matches("a*b*c", "a-b-b-c"));
+        assert!(!glob_matches("a*b*c", "acb"));
+        assert!(glob_matches("*", "") && glob_matches("**", "x"));
+        assert!(
+            !glob_matches("ab*ba", "aba"),
+            "head and tail may not overlap"
+        );
+
+        let entry = |pattern: &str, start| NameRange {
+            pattern: pattern.into(),
+            range: range(start, start + 99),
+        };
+        let ranges = NameRanges::new(vec![
+            entry("*", 1000),
+            entry("web-*", 3000),
+            entry("web-admin*", 3100),
+            entry("web-admin", 3200),
+            entry("*-admin", 4000),
+        ]);
+        let start = |name| ranges.for_name(name).map(|r| r.start);
+        assert_eq!(start("web-admin"), Some(3200), "the exact name first");
+        assert_eq!(start("web-admin2"), Some(3100), "then the longest glob");
+        assert_eq!(start("web-x"), Some(3000));
+        assert_eq!(start("db-admin"), Some(4000));
+        assert_eq!(start("db"), Some(1000));
+        // A tie goes to the pattern that sorts first, whatever the order.
+        let tied = NameRanges::new(vec![entry("b*", 2000), entry("*b", 1000)]);
+        assert_eq!(tied.for_name("bb").map(|r| r.start), Some(1000));
+    }
+
+    #[test]
+    fn the_file_adds_patterns_and_replaces_a_default_of_the_same_name() {
+        let s = apply("[name_ranges]\nweb = \"4000-4099\"\n\"docs-*\" = \"4100-4199\"\n").unwrap();
+        let ranges = s.effective_name_ranges();
+        assert_eq!(ranges.for_name("web"), Some(range(4000, 4099)));
+        assert_eq!(ranges.for_name("docs-site"), Some(range(4100, 4199)));
+        assert_eq!(ranges.for_name("ui"), Some(range(3000, 3999)));
+        let web = s.name_ranges.iter().find(|e| e.value.pattern == "web");
+        assert_eq!(
+            web.map(|e| &e.source),
+            Some(&Source::File("/c.toml".into()))
+        );
+    }
+
+    #[test]
+    fn the_range_flag_turns_the_default_patterns_off() {
+        let mut s = apply("[name_ranges]\n\"docs-*\" = \"4100-4199\"\n").unwrap();
+        s.range.set(Some(range(20000, 20019)), Source::Flag);
+        let ranges = s.effective_name_ranges();
+        assert_eq!(ranges.for_name("web"), None);
+        assert_eq!(ranges.for_name("api"), None);
+        assert_eq!(
+            ranges.for_name("docs-x"),
+            Some(range(4100, 4199)),
+            "the file's stay"
+        );
+        let text = rendered(&s);
+        assert!(!text.contains("\"web\""), "{text}");
+        assert!(text.contains("\"docs-*\" = \"4100-4199\""), "{text}");
+
+        assert!(
+            text.contains("longest pattern; defaults off: --range is set"),
+            "{text}"
+        );
+
+        // The file's range leaves them on: it may well be the default's value.
+        let mut s = apply("range = \"9000-9099\"\n").unwrap();
+        let ui = s.effective_name_ranges().for_name("ui");
+        assert_eq!(ui, Some(range(3000, 3999)));
+        s.range.set(Some(range(9000, 9099)), Source::Flag);
+        let text = rendered(&s);
+        assert!(
+            text.contains("# none; defaults off: --range is set"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_bad_name_range_is_named_with_its_pattern_and_line() {
+        let err = apply("\n[name_ranges]\nweb = \"3999-3000\"\n").unwrap_err();
+        assert!(
+            err.contains("name_ranges.web") && err.contains("line 3"),
+            "{err}"
+        );
+        let err = apply("[name_ranges]\n\"my web\" = \"3000-3999\"\n").unwrap_err();
+        assert!(err.contains("my web") && err.contains("line 2"), "{err}");
+        let err = apply("[name_ranges]\nweb = 3000\n").unwrap_err();
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn rendered_name_ranges_say_where_each_came_from_and_parse_as_toml() {
+        let s = apply("[name_ranges]\n\"docs-*\" = \"4100-4199\"\n").unwrap();
+        let text = rendered(&s);
+        let line = |pattern: &str| {
+            text.lines()
+                .find(|l| l.starts_with(&format!("\"{pattern}\" = ")))
+                .unwrap_or_else(|| panic!("no {pattern} in:\n{text}"))
+        };
+        assert!(line("web").contains("\"3000-3999\"") && line("web").ends_with("# default"));
+        assert!(line("docs-*").ends_with("# file /c.toml"), "{text}");
+        let parsed: toml::Table = toml::from_str(&text).expect("valid TOML");
+        let table = parsed["name_ranges"].as_table().expect("a table");
+        assert_eq!(table["api"].as_str(), Some("8000-8999"));
+        assert_eq!(table.len(), 6, "{text}");
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! [`plan`] turns a request into the ports to try; [`choose`] walks them,
 //! asking a caller-supplied `verdict` about each port (the effectful part:
-//! leases, owner liveness, probe binds). Tests feed both with data.
+//! leases, owner liveness, probe binds). [`home_after`] says which port a
+//! name remembers once a grant is made. Tests feed all three with data.
 //!
 //! A caller that cannot answer for a port without a probe bind says
 //! [`Verdict::Unprobed`], and the walk stops there and asks for that probe
@@ -19,23 +20,31 @@ pub struct PortAsk {
     pub port: Option<u16>,
     pub next: bool,
     pub range: Option<PortRange>,
-    /// The port the request's name remembers, if it has a name and one.
-    pub remembered: Option<u16>,
+    /// The name's home: the port it remembers, if the request has a name
+    /// and the name has one.
+    pub home: Option<u16>,
+    /// The range the config gives the request's name, if a pattern matches.
+    pub name_range: Option<PortRange>,
+    /// Give the name a new home: scans neither try nor take the old one,
+    /// and the port granted becomes the home.
+    pub move_home: bool,
 }
 
 /// The ports to try, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Plan {
-    /// Tried first and never skipped: the asked-for port, or the name's
-    /// remembered port.
+    /// Tried first and never skipped: the asked-for port, or the name's home.
     pub first: Option<u16>,
-    /// `first` is the port the request named (not a remembered one): the
-    /// owner's own lease on it answers the request.
+    /// `first` is the port the request named (not the name's home).
     pub asked: bool,
-    /// When `first` is not grantable, whether that ends the search (`lease P`).
+    /// When `first` is not grantable, whether that ends the search
+    /// (`lease P`); also the only plan the owner's own lease on `first`
+    /// answers.
     pub exact: bool,
     /// Ports scanned after `first`, lowest first.
     pub scan: Option<PortRange>,
+    /// A port the scan never takes: the name's old home, with `move_home`.
+    pub avoid: Option<u16>,
 }
 
 /// What the caller knows about one port.
@@ -54,11 +63,34 @@ pub enum Verdict {
     Unprobed,
 }
 
+/// A port to grant, and what the search passed on its way to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    pub port: u16,
+    /// The name's home, tried first and not grantable, with why: this
+    /// lease takes `port` instead, for this time only.
+    pub home_missed: Option<(u16, Verdict)>,
+    /// A port another name remembers that the scan skipped and would
+    /// otherwise have granted (the lowest such port). None when skipping
+    /// changed nothing.
+    pub skipped: Option<u16>,
+}
+
+impl Grant {
+    fn at(port: u16) -> Grant {
+        Grant {
+            port,
+            home_missed: None,
+            skipped: None,
+        }
+    }
+}
+
 /// The outcome of a successful search.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Choice {
     /// Grant this port.
-    Grant(u16),
+    Grant(Grant),
     /// The owner already leases the port it asked for: answer that lease.
     Existing(u16),
     /// The walk needs probes of these ports, in this order, before it can
@@ -84,33 +116,71 @@ pub fn plan(ask: &PortAsk, configured: PortRange) -> Result<Plan, String> {
             return Err(format!("port {port} is outside the range {range}"));
         }
     }
+    let avoid = |first: Option<u16>| ask.home.filter(|h| ask.move_home && Some(*h) != first);
     Ok(match (ask.port, ask.next) {
         (Some(port), false) => Plan {
             first: Some(port),
             asked: true,
             exact: true,
             scan: None,
+            avoid: None,
         },
         (Some(port), true) => {
-            let end = match ask.range {
-                Some(range) => range.end,
-                None if configured.contains(port) => configured.end,
-                None => port.saturating_add(999),
+            let containing = [ask.name_range, Some(configured)]
+                .into_iter()
+                .flatten()
+                .find(|r| r.contains(port));
+            let end = match (ask.range, containing) {
+                (Some(range), _) | (None, Some(range)) => range.end,
+                (None, None) => port.saturating_add(999),
             };
             Plan {
                 first: Some(port),
                 asked: true,
                 exact: false,
                 scan: PortRange::new(port, end),
+                avoid: avoid(Some(port)),
             }
         }
-        (None, _) => Plan {
-            first: ask.remembered,
-            asked: false,
-            exact: false,
-            scan: Some(ask.range.unwrap_or(configured)),
-        },
+        (None, _) => {
+            // An explicit range is where the caller wants its port: a home
+            // outside it is not tried (nor moved).
+            let home = ask
+                .home
+                .filter(|h| !ask.move_home && ask.range.is_none_or(|r| r.contains(*h)));
+            Plan {
+                first: home,
+                asked: false,
+                exact: false,
+                scan: Some(ask.range.or(ask.name_range).unwrap_or(configured)),
+                avoid: avoid(None),
+            }
+        }
     })
+}
+
+/// Whether the owner's active lease on `port` for the same name answers
+/// `plan` (idempotence by name): any port when no port was asked for, the
+/// port itself for `lease P`, and a port P's `--next` search could have
+/// given.
+pub fn answers(plan: &Plan, port: u16) -> bool {
+    match (plan.asked, plan.exact) {
+        (false, _) => true,
+        (true, true) => plan.first == Some(port),
+        (true, false) => plan.scan.is_some_and(|s| s.contains(port)),
+    }
+}
+
+/// The port a named request leaves its name remembering once `granted` is
+/// granted: the port the request asked for if it got it (`lease P`, or
+/// `lease P --next` that got P), the granted port with `move_home` or for
+/// a name without a home; otherwise the home stays where it is.
+pub fn home_after(ask: &PortAsk, granted: u16) -> u16 {
+    match ask.home {
+        _ if ask.port == Some(granted) || ask.move_home => granted,
+        Some(home) => home,
+        None => granted,
+    }
 }
 
 /// The range a failed plan searched, for "no free port in A-B".
@@ -127,47 +197,92 @@ pub fn searched(plan: &Plan) -> PortRange {
 /// next port already known free: if the first turns out busy, the caller
 /// has the next candidates' probes too, and a range full of busy ports
 /// costs a few walks, not one per port.
+///
+/// A scan that found its port above skipped ones then asks about those, in
+/// the same way, to report the one it would otherwise have granted.
 pub fn choose(
     plan: &Plan,
     remembered_by_others: &HashSet<u16>,
     probes: usize,
     mut verdict: impl FnMut(u16) -> Verdict,
 ) -> Result<Choice, NoPort> {
+    let mut home_missed = None;
     if let Some(port) = plan.first {
         match verdict(port) {
-            Verdict::Free => return Ok(Choice::Grant(port)),
+            Verdict::Free => return Ok(Choice::Grant(Grant::at(port))),
             Verdict::Unprobed => return Ok(Choice::Probe(vec![port])),
-            Verdict::OwnLease if plan.asked => {
-                return Ok(Choice::Existing(port));
-            }
+            Verdict::OwnLease if plan.exact => return Ok(Choice::Existing(port)),
             Verdict::NotPermitted if plan.exact => return Err(NoPort::NotPermitted(port)),
             other if plan.exact => return Err(NoPort::Taken(port, other)),
+            other if !plan.asked => home_missed = Some((port, other)),
             _ => {}
         }
     }
     let Some(scan) = plan.scan else {
         return Err(NoPort::Exhausted(searched(plan)));
     };
-    let mut walk = Walk {
-        unprobed: Vec::new(),
-        probes: probes.max(1),
-    };
+    let probes = probes.max(1);
+    let mut walk = Walk::new(probes);
     let mut skipped = Vec::new();
-    for port in scan.ports().filter(|p| Some(*p) != plan.first) {
+    let candidates = scan
+        .ports()
+        .filter(|p| Some(*p) != plan.first && Some(*p) != plan.avoid);
+    for port in candidates {
         if remembered_by_others.contains(&port) {
             skipped.push(port);
             continue;
         }
-        if let Some(choice) = walk.visit(port, verdict(port)) {
-            return Ok(choice);
+        match walk.visit(port, verdict(port)) {
+            Some(Step::Grant(port)) => {
+                // Every skipped port lies below: would one have been granted?
+                let mut below = Walk::new(probes);
+                let mut would = None;
+                for &port in &skipped {
+                    match below.visit(port, verdict(port)) {
+                        Some(Step::Grant(port)) => {
+                            would = Some(port);
+                            break;
+                        }
+                        Some(Step::Probe(ports)) => return Ok(Choice::Probe(ports)),
+                        None => {}
+                    }
+                }
+                if let (None, Some(Step::Probe(ports))) = (would, below.finish()) {
+                    return Ok(Choice::Probe(ports));
+                }
+                return Ok(Choice::Grant(Grant {
+                    port,
+                    home_missed,
+                    skipped: would,
+                }));
+            }
+            Some(Step::Probe(ports)) => return Ok(Choice::Probe(ports)),
+            None => {}
         }
     }
+    // Nothing else: the skipped ports, after what the scan still has to probe.
     for port in skipped {
-        if let Some(choice) = walk.visit(port, verdict(port)) {
-            return Ok(choice);
+        match walk.visit(port, verdict(port)) {
+            Some(Step::Grant(port)) => {
+                return Ok(Choice::Grant(Grant {
+                    home_missed,
+                    ..Grant::at(port)
+                }));
+            }
+            Some(Step::Probe(ports)) => return Ok(Choice::Probe(ports)),
+            None => {}
         }
     }
-    walk.finish().ok_or(NoPort::Exhausted(scan))
+    match walk.finish() {
+        Some(Step::Probe(ports)) => Ok(Choice::Probe(ports)),
+        _ => Err(NoPort::Exhausted(scan)),
+    }
+}
+
+/// What a scan's port settles.
+enum Step {
+    Grant(u16),
+    Probe(Vec<u16>),
 }
 
 /// The scan part of a walk: what it has gathered to probe.
@@ -177,24 +292,31 @@ struct Walk {
 }
 
 impl Walk {
-    /// The choice `port` settles the walk with, if it does.
-    fn visit(&mut self, port: u16, verdict: Verdict) -> Option<Choice> {
+    fn new(probes: usize) -> Walk {
+        Walk {
+            unprobed: Vec::new(),
+            probes,
+        }
+    }
+
+    /// The step `port` settles the walk with, if it does.
+    fn visit(&mut self, port: u16, verdict: Verdict) -> Option<Step> {
         match verdict {
-            Verdict::Free if self.unprobed.is_empty() => Some(Choice::Grant(port)),
+            Verdict::Free if self.unprobed.is_empty() => Some(Step::Grant(port)),
             // A lower port still needs its probe before this one can win.
-            Verdict::Free => Some(Choice::Probe(std::mem::take(&mut self.unprobed))),
+            Verdict::Free => Some(Step::Probe(std::mem::take(&mut self.unprobed))),
             Verdict::Unprobed => {
                 self.unprobed.push(port);
                 (self.unprobed.len() >= self.probes)
-                    .then(|| Choice::Probe(std::mem::take(&mut self.unprobed)))
+                    .then(|| Step::Probe(std::mem::take(&mut self.unprobed)))
             }
             _ => None,
         }
     }
 
-    /// At the end of the scan: the probes gathered, if any.
-    fn finish(self) -> Option<Choice> {
-        (!self.unprobed.is_empty()).then_some(Choice::Probe(self.unprobed))
+    /// At the end of the ports: the probes gathered, if any.
+    fn finish(self) -> Option<Step> {
+        (!self.unprobed.is_empty()).then_some(Step::Probe(self.unprobed))
     }
 }
 
@@ -223,6 +345,10 @@ mod tests {
         )
     }
 
+    fn granted(port: u16) -> Result<Choice, NoPort> {
+        Ok(Choice::Grant(Grant::at(port)))
+    }
+
     fn ask(port: Option<u16>, next: bool) -> PortAsk {
         PortAsk {
             port,
@@ -233,10 +359,7 @@ mod tests {
 
     #[test]
     fn lease_p_is_exactly_p() {
-        assert_eq!(
-            run(ask(Some(8003), false), &[], &[]),
-            Ok(Choice::Grant(8003))
-        );
+        assert_eq!(run(ask(Some(8003), false), &[], &[]), granted(8003));
         assert_eq!(
             run(ask(Some(8003), false), &[], &[(8003, Verdict::Busy)]),
             Err(NoPort::Taken(8003, Verdict::Busy))
@@ -318,25 +441,35 @@ mod tests {
     }
 
     #[test]
-    fn same_owner_asking_again_gets_its_lease() {
+    fn only_an_exact_ask_answers_with_the_owners_own_lease() {
         let own = [(8003, Verdict::OwnLease)];
         assert_eq!(
             run(ask(Some(8003), false), &[], &own),
             Ok(Choice::Existing(8003))
         );
-        assert_eq!(
-            run(ask(Some(8003), true), &[], &own),
-            Ok(Choice::Existing(8003))
-        );
+        // `--next` and a bare lease always give a port the owner lacks.
+        assert_eq!(run(ask(Some(8003), true), &[], &own), granted(8004));
+        let own_first = [(8000, Verdict::OwnLease)];
+        assert_eq!(run(ask(None, false), &[], &own_first), granted(8001));
+        assert_eq!(run(ask(None, true), &[], &own_first), granted(8001));
+    }
+
+    #[test]
+    fn the_same_name_answers_a_plan_that_could_have_given_its_port() {
+        let exact = plan(&ask(Some(8003), false), RANGE).unwrap();
+        assert!(answers(&exact, 8003));
+        assert!(!answers(&exact, 8004));
+        let next = plan(&ask(Some(8003), true), RANGE).unwrap();
+        assert!(answers(&next, 8003) && answers(&next, 8009));
+        assert!(!answers(&next, 8002), "below P, --next never gives it");
+        let bare = plan(&ask(None, false), RANGE).unwrap();
+        assert!(answers(&bare, 8002) && answers(&bare, 9500));
     }
 
     #[test]
     fn next_moves_up_to_the_end_of_the_range_containing_p() {
         let busy = [(8007, Verdict::Busy), (8008, Verdict::Leased)];
-        assert_eq!(
-            run(ask(Some(8007), true), &[], &busy),
-            Ok(Choice::Grant(8009))
-        );
+        assert_eq!(run(ask(Some(8007), true), &[], &busy), granted(8009));
         let all_busy = [(8008, Verdict::Busy), (8009, Verdict::Leased)];
         assert_eq!(
             run(ask(Some(8008), true), &[], &all_busy),
@@ -371,9 +504,9 @@ mod tests {
     fn no_port_takes_the_first_grantable_of_the_range() {
         assert_eq!(
             run(ask(None, false), &[], &[(8000, Verdict::Busy)]),
-            Ok(Choice::Grant(8001))
+            granted(8001)
         );
-        assert_eq!(run(ask(None, true), &[], &[]), Ok(Choice::Grant(8000)));
+        assert_eq!(run(ask(None, true), &[], &[]), granted(8000));
         let all: Vec<_> = RANGE.ports().map(|p| (p, Verdict::Busy)).collect();
         assert_eq!(
             run(ask(None, false), &[], &all),
@@ -391,10 +524,7 @@ mod tests {
             range: Some(r),
             ..PortAsk::default()
         };
-        assert_eq!(
-            run(a, &[], &[(8100, Verdict::Busy)]),
-            Ok(Choice::Grant(8101))
-        );
+        assert_eq!(run(a, &[], &[(8100, Verdict::Busy)]), granted(8101));
         let bad = PortAsk {
             port: Some(8000),
             range: Some(r),
@@ -405,33 +535,173 @@ mod tests {
 
     #[test]
     fn scans_skip_remembered_ports_unless_nothing_else_is_free() {
-        assert_eq!(
-            run(ask(None, false), &[8000, 8001], &[]),
-            Ok(Choice::Grant(8002))
-        );
         let others: Vec<_> = (8002..=8009).map(|p| (p, Verdict::Busy)).collect();
+        assert_eq!(run(ask(None, false), &[8000, 8001], &others), granted(8000));
         assert_eq!(
-            run(ask(None, false), &[8000, 8001], &others),
-            Ok(Choice::Grant(8000))
+            run(
+                ask(Some(8001), true),
+                &[8002, 8003],
+                &[(8001, Verdict::Busy)]
+            ),
+            Ok(Choice::Grant(Grant {
+                skipped: Some(8002),
+                ..Grant::at(8004)
+            }))
         );
     }
 
     #[test]
-    fn a_name_gets_its_remembered_port_or_moves() {
-        let named = PortAsk {
-            remembered: Some(8005),
-            ..PortAsk::default()
-        };
-        assert_eq!(run(named, &[], &[]), Ok(Choice::Grant(8005)));
+    fn a_skipped_port_is_reported_only_when_it_would_have_been_granted() {
+        // 8000 is leased and 8001 busy: skipping them changed nothing.
+        let taken = [(8000, Verdict::Leased), (8001, Verdict::Busy)];
+        assert_eq!(run(ask(None, true), &[8000, 8001], &taken), granted(8002));
+        // 8001 is free: without the skip it would have been the answer.
+        let free = [(8000, Verdict::Leased)];
         assert_eq!(
-            run(named, &[], &[(8005, Verdict::Busy)]),
-            Ok(Choice::Grant(8000))
+            run(ask(None, true), &[8000, 8001], &free),
+            Ok(Choice::Grant(Grant {
+                skipped: Some(8001),
+                ..Grant::at(8002)
+            }))
         );
-        // The remembered port is tried even outside the range.
-        let far = PortAsk {
-            remembered: Some(9500),
+        // A remembered port above the answer is never asked about.
+        let plan = plan(&ask(None, true), RANGE).unwrap();
+        let remembered = HashSet::from([8005]);
+        let mut asked = Vec::new();
+        let choice = choose(&plan, &remembered, 1, |p| {
+            asked.push(p);
+            Verdict::Free
+        });
+        assert_eq!(choice, granted(8000));
+        assert_eq!(asked, [8000]);
+        // The skipped port's probe is asked for before the grant is made.
+        let world = |p: u16| match p {
+            8000 => Verdict::Unprobed,
+            _ => Verdict::Free,
+        };
+        assert_eq!(
+            choose(&plan, &HashSet::from([8000]), 4, world),
+            Ok(Choice::Probe(vec![8000]))
+        );
+    }
+
+    fn named(home: u16) -> PortAsk {
+        PortAsk {
+            home: Some(home),
+            ..PortAsk::default()
+        }
+    }
+
+    #[test]
+    fn a_name_gets_its_home_or_another_port_for_this_time() {
+        assert_eq!(run(named(8005), &[], &[]), granted(8005));
+        for why in [
+            Verdict::Busy,
+            Verdict::Leased,
+            Verdict::OwnLease,
+            Verdict::NotPermitted,
+        ] {
+            assert_eq!(
+                run(named(8005), &[], &[(8005, why)]),
+                Ok(Choice::Grant(Grant {
+                    home_missed: Some((8005, why)),
+                    ..Grant::at(8000)
+                })),
+                "{why:?}"
+            );
+        }
+        // The home is tried even outside the range.
+        assert_eq!(run(named(9500), &[], &[]), granted(9500));
+    }
+
+    #[test]
+    fn a_home_moves_only_when_asked() {
+        let home = named(8005);
+        // Taken this time: the home stays.
+        assert_eq!(home_after(&home, 8000), 8005);
+        assert_eq!(home_after(&home, 8005), 8005);
+        // A name without a home keeps the port it first got.
+        assert_eq!(home_after(&PortAsk::default(), 8003), 8003);
+        // `lease P --name N`: P becomes the home.
+        let exact = PortAsk {
+            port: Some(8007),
+            ..home
+        };
+        assert_eq!(home_after(&exact, 8007), 8007);
+        // `lease P --next`: P, if it got P; else the home stays.
+        let next = PortAsk {
+            next: true,
+            ..exact
+        };
+        assert_eq!(home_after(&next, 8007), 8007);
+        assert_eq!(home_after(&next, 8008), 8005);
+        // --move: whatever it got.
+        let moved = PortAsk {
+            move_home: true,
+            ..next
+        };
+        assert_eq!(home_after(&moved, 8008), 8008);
+    }
+
+    #[test]
+    fn move_neither_tries_nor_takes_the_old_home() {
+        let moving = PortAsk {
+            move_home: true,
+            ..named(8000)
+        };
+        assert_eq!(run(moving, &[], &[]), granted(8001));
+        let all_busy: Vec<_> = (8001..=8009).map(|p| (p, Verdict::Busy)).collect();
+        assert_eq!(run(moving, &[], &all_busy), Err(NoPort::Exhausted(RANGE)));
+        // Asked for by port, the old home is granted like any other.
+        let exact = PortAsk {
+            port: Some(8000),
+            ..moving
+        };
+        assert_eq!(run(exact, &[], &[]), granted(8000));
+    }
+
+    #[test]
+    fn an_explicit_range_leaves_a_home_outside_it_alone() {
+        let r = PortRange {
+            start: 8100,
+            end: 8102,
+        };
+        let outside = PortAsk {
+            range: Some(r),
+            ..named(8005)
+        };
+        assert_eq!(run(outside, &[], &[(8005, Verdict::Busy)]), granted(8100));
+        assert_eq!(home_after(&outside, 8100), 8005);
+        let inside = PortAsk {
+            range: Some(r),
+            ..named(8101)
+        };
+        assert_eq!(run(inside, &[], &[]), granted(8101));
+    }
+
+    #[test]
+    fn a_name_with_a_range_of_its_own_scans_it() {
+        let web = PortRange {
+            start: 3000,
+            end: 3009,
+        };
+        let ask_web = |port, next| PortAsk {
+            port,
+            next,
+            name_range: Some(web),
             ..PortAsk::default()
         };
-        assert_eq!(run(far, &[], &[]), Ok(Choice::Grant(9500)));
+        assert_eq!(run(ask_web(None, false), &[], &[]), granted(3000));
+        let p = plan(&ask_web(Some(3004), true), RANGE).unwrap();
+        assert_eq!(p.scan, PortRange::new(3004, 3009));
+        // P in the daemon's range: that range's end, as without a name.
+        let p = plan(&ask_web(Some(8004), true), RANGE).unwrap();
+        assert_eq!(p.scan, PortRange::new(8004, 8009));
+        // An explicit range wins over the name's.
+        let explicit = PortAsk {
+            range: PortRange::new(8100, 8102),
+            ..ask_web(None, false)
+        };
+        assert_eq!(run(explicit, &[], &[]), granted(8100));
     }
 }

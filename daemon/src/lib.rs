@@ -89,7 +89,7 @@ pub async fn serve(
         boot_id,
         boot_time,
     );
-    let leases = Arc::new(leases.await?);
+    let leases = Arc::new(leases.await?.with_name_ranges(config.name_ranges.clone()));
     let state = Arc::new(AppState {
         leases,
         config,

@@ -38,7 +38,8 @@ struct Args {
     #[arg(long, value_name = "PATH")]
     db: Option<PathBuf>,
 
-    /// Ports handed out when a request names none [default: 8000-8999]
+    /// Ports handed out when a request names none [default: 8000-8999]; also
+    /// turns off the default ranges by name (web, frontend, ui: 3000-3999)
     #[arg(long, value_name = "A-B", value_parser = parse_range)]
     range: Option<PortRange>,
 
@@ -96,6 +97,7 @@ fn main() -> ExitCode {
     let socket_path = socket.value;
     let mut config = Config::new(socket_path.clone(), db.value);
     config.range = settings.range.value;
+    config.name_ranges = settings.effective_name_ranges();
     config.grace = settings.grace.value;
     config.retention = settings.event_retention.value;
 

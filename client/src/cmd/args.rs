@@ -14,12 +14,38 @@ use crate::project;
 /// (DESIGN "Which port a request gets").
 #[derive(Debug, Args)]
 pub struct PortChoice {
-    /// A name that remembers its port in this project
-    #[arg(long, value_name = "NAME")]
+    /// A name that keeps its port (its home) in this project
+    #[arg(
+        long,
+        value_name = "NAME",
+        long_help = "A name that keeps its port (its home) in this project. The home is the \
+port the name first got, or PORT when PORT is given with --name. While something else holds \
+the home, the lease takes the first free port of the name's range for this time only and \
+stderr says what holds the home; the home stays. --move gives the name a new home."
+    )]
     pub name: Option<String>,
-    /// If the port is taken, take the first free port above it
-    #[arg(long)]
+    /// If PORT is taken, take the first free port above it; never a port this owner holds
+    #[arg(
+        long,
+        long_help = "If PORT is taken, take the first free port above it, up to the end of \
+the range that contains PORT. Every --next gets a port its owner does not hold yet, so two \
+calls in one script get two ports; only `lease PORT` (exactly PORT) and the same --name answer \
+with the lease the owner already has. Without PORT, --next changes nothing: a bare lease already \
+takes the first free port of the range, and --name its home or, while the home is busy, the \
+first free port of its range. A name that another process holds is still refused (exit 3), \
+--next or not."
+    )]
     pub next: bool,
+    /// Make the port this lease gets NAME's new home
+    #[arg(
+        long = "move",
+        requires = "name",
+        long_help = "Make the port this lease gets NAME's new home. Without PORT the old home \
+is neither tried nor taken, so NAME lands on the first free port of its range; with PORT it \
+lands on PORT (with --next, the first free port from PORT up). `lease PORT --name NAME` moves \
+the home to PORT without --move."
+    )]
+    pub move_home: bool,
     /// Search this range instead of the daemon's
     #[arg(long, value_name = "A-B")]
     pub range: Option<PortRange>,
@@ -36,6 +62,7 @@ impl PortChoice {
             next: self.next,
             range: self.range,
             name: self.name.clone(),
+            move_home: self.move_home,
             project: Some(project_dir(self.project.as_deref())?),
             ..LeaseRequest::default()
         })

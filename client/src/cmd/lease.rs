@@ -7,7 +7,7 @@ use portd_api::procstat::{boot_time, read_stat, ticks_to_unix};
 use portd_api::{Lease, LeaseRequest, OwnerRef, parse_duration};
 
 use super::args::PortChoice;
-use super::{eval_errors, json_errors, note_moved, port_arg, print_body, shell_exports};
+use super::{eval_errors, json_errors, passed_over, port_arg, print_body, shell_exports};
 use crate::client::{Client, decode};
 use crate::error::ClientError;
 
@@ -16,7 +16,9 @@ use crate::error::ClientError;
 Examples:
   portctl lease 8000                      exactly 8000, or exit 3
   PORT=$(portctl lease 8000 --next)       8000 or the first free port above it
-  portctl lease --name api                the port 'api' had last time in this project
+  portctl lease --name api                api's home port in this project (while it is
+                                          busy, another port this time, and stderr says why)
+  portctl lease --name api --move         give api a new home: the first free port of its range
   eval \"$(portctl lease --name api --shell)\"   export PORT and the PORTD_LEASE tag
 
 The lease lives as long as the shell or script that ran portctl (or the
@@ -52,7 +54,7 @@ pub fn run(client: &Client, args: LeaseArgs) -> Result<(), ClientError> {
         .and_then(|request| client.send("POST", "/v1/leases", Some(&request)))
         .and_then(|response| Ok((decode::<Lease>(&response)?, response)));
     let (lease, response) = eval_errors(args.shell, json_errors(args.json, granted))?;
-    note_moved(&lease);
+    passed_over::note(&lease);
     if args.json {
         print_body(&response);
     } else if args.shell {

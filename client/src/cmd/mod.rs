@@ -11,6 +11,7 @@ pub mod lease;
 pub mod ls;
 pub mod man;
 pub mod names;
+pub mod passed_over;
 pub mod reap;
 pub mod release;
 pub mod run;
@@ -95,16 +96,6 @@ pub fn lease_by_name(client: &Client, project: &str, name: &str) -> Result<Lease
         .ok_or_else(|| {
             ClientError::NotFound(format!("no active lease named '{name}' in {project}"))
         })
-}
-
-/// Tells the user on stderr when a name could not get its remembered port.
-pub fn note_moved(lease: &Lease) {
-    if let (Some(from), Some(name)) = (lease.moved_from, lease.name.as_deref()) {
-        eprintln!(
-            "portctl: name '{name}' moved from port {from} (no longer free) to {}",
-            lease.port
-        );
-    }
 }
 
 /// `export PORT=8000` and `export PORTD_LEASE=<id>`, one per line, for

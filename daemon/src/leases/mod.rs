@@ -12,10 +12,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use portd_api::procstat::same_start_time;
-use portd_api::{EndReason, KillRequest, Lease, LeaseRequest, OwnerRef, PortRange, PortReport};
+use portd_api::{
+    EndReason, Home, KillRequest, Lease, LeaseRequest, OwnerRef, PortRange, PortReport, SkippedHome,
+};
 
 pub use self::error::{LeaseError, Peer};
 pub use self::table::Table;
+use crate::config::NameRanges;
 use crate::grant::{self, Choice, NoPort, PortAsk, Verdict};
 use crate::owner::{
     OwnerId, ancestor_from_proc, owner_is_alive, owner_is_alive_now, resolve_owner,
@@ -68,11 +71,22 @@ struct Search<'a> {
     probes: usize,
 }
 
+/// A name's home that a grant passed over, and what held it then.
+struct MissedHome {
+    port: u16,
+    verdict: Verdict,
+    /// The live lease on it, when a lease held it.
+    lease: Option<Box<LeaseRow>>,
+}
+
 /// What a grant decided under the lock.
 enum Decision {
     Granted {
         row: Box<LeaseRow>,
-        moved_from: Option<u16>,
+        /// The port the request's name remembers from now on.
+        home: Option<u16>,
+        missed: Option<MissedHome>,
+        skipped: Option<SkippedHome>,
     },
     Existing(Box<LeaseRow>),
     Refused(LeaseError),
@@ -88,6 +102,7 @@ pub struct Leases {
     reaper: Arc<Reaper>,
     watcher: Arc<Watcher>,
     range: PortRange,
+    name_ranges: NameRanges,
     boot_id: String,
     boot_time: u64,
 }
@@ -113,9 +128,16 @@ impl Leases {
             reaper,
             watcher,
             range,
+            name_ranges: NameRanges::default(),
             boot_id,
             boot_time,
         })
+    }
+
+    /// Gives names that match a pattern their pattern's range.
+    pub fn with_name_ranges(mut self, name_ranges: NameRanges) -> Leases {
+        self.name_ranges = name_ranges;
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -189,6 +211,7 @@ impl Leases {
         cache: &OwnerCache,
     ) -> Result<Granted, LeaseError> {
         validate(&req)?;
+        check_move(&req)?;
         let owner = match req.owner {
             Some(named) => self.check_owner(peer, Some(named))?,
             None => self.caller_owner(peer, cache)?,
@@ -268,9 +291,17 @@ impl Leases {
             Decision::Refused(error) => Err(error),
             Decision::NoPort(no_port, lease) => Err(self.explain(no_port, lease).await),
             Decision::Probe(ports) => unreachable!("probes of {ports:?} are made in the loop"),
-            Decision::Granted { row, moved_from } => {
+            Decision::Granted {
+                row,
+                missed,
+                skipped,
+                ..
+            } => {
                 let mut lease = row.to_api();
-                lease.moved_from = moved_from;
+                lease.skipped = skipped;
+                if let Some(missed) = missed {
+                    lease.home = Some(describe_home(missed).await);
+                }
                 if self.owner_gone(row.owner()) {
                     // The owner died between our check and the watch: end at once.
                     self.end_owner(row.owner()).await?;
@@ -300,25 +331,28 @@ impl Leases {
         let mut table = self.table_for_change()?;
         let search = Search { probed, probes };
         let decision = self.decide(&mut table, req, owner, search, &mut changes, ended);
-        if let Decision::Granted { row, .. } = &decision {
+        if let Decision::Granted {
+            row, home, missed, ..
+        } = &decision
+        {
             let now = row.granted_at;
             table.insert((**row).clone());
             changes.push(Change::Grant((**row).clone()));
-            if let (Some(name), Some(project)) = (&req.name, &req.project) {
-                table.remember(project, name, row.port());
+            if let (Some(name), Some(project), Some(home)) = (&req.name, &req.project, home) {
+                // Also when the home stays: the name was used now.
+                table.remember(project, name, *home);
                 changes.push(Change::Remember {
                     project: project.clone(),
                     name: name.clone(),
-                    port: row.port(),
+                    port: *home,
                     at: now,
                 });
             }
-            changes.push(event(
-                now,
-                "granted",
-                row,
-                req.name.as_ref().map(|n| format!("name {n}")),
-            ));
+            let detail = req.name.as_ref().map(|n| match missed {
+                Some(missed) => format!("name {n}; home {} was not free", missed.port),
+                None => format!("name {n}"),
+            });
+            changes.push(event(now, "granted", row, detail));
         }
         // An existing lease may itself still be queued: answer after it.
         let submitted = match (&decision, changes.is_empty()) {
@@ -343,10 +377,25 @@ impl Leases {
         let now = now_ms();
         // Leases met whose owner is gone: ended once the search is over.
         let mut dead = Vec::new();
-        let mut remembered = None;
-        if let (Some(name), Some(project)) = (req.name.as_deref(), req.project.as_deref()) {
+        let named = req.project.as_deref().zip(req.name.as_deref());
+        let ask = PortAsk {
+            port: req.port,
+            next: req.next,
+            range: req.range,
+            home: named.and_then(|(project, name)| table.remembered(project, name)),
+            name_range: req
+                .name
+                .as_deref()
+                .and_then(|n| self.name_ranges.for_name(n)),
+            move_home: req.move_home,
+        };
+        let plan = match grant::plan(&ask, self.range) {
+            Ok(plan) => plan,
+            Err(message) => return Decision::Refused(LeaseError::Invalid(message)),
+        };
+        if let Some((project, name)) = named {
             if let Some(existing) = table.by_name(project, name) {
-                if existing.owner() == owner.id && req.port.is_none_or(|p| p == existing.port()) {
+                if existing.owner() == owner.id && grant::answers(&plan, existing.port()) {
                     return Decision::Existing(Box::new(existing.clone()));
                 }
                 if existing.owner() == owner.id || self.is_live(existing) {
@@ -358,21 +407,9 @@ impl Leases {
                 }
                 dead.push(existing.port());
             }
-            remembered = table.remembered(project, name);
         }
-        let ask = PortAsk {
-            port: req.port,
-            next: req.next,
-            range: req.range,
-            remembered,
-        };
-        let plan = match grant::plan(&ask, self.range) {
-            Ok(plan) => plan,
-            Err(message) => return Decision::Refused(LeaseError::Invalid(message)),
-        };
         let (lo, hi) = span(&plan);
-        let except = req.project.as_deref().zip(req.name.as_deref());
-        let others: HashSet<u16> = table.remembered_by_others(lo, hi, except);
+        let others: HashSet<u16> = table.remembered_by_others(lo, hi, named);
         let choice = grant::choose(&plan, &others, search.probes, |port| {
             if let Some(lease) = table.get(port) {
                 if lease.owner() == owner.id {
@@ -410,9 +447,22 @@ impl Leases {
                 ))),
             },
             Ok(Choice::Probe(ports)) => Decision::Probe(ports),
-            Ok(Choice::Grant(port)) => Decision::Granted {
-                row: Box::new(self.new_row(req, owner, port, now)),
-                moved_from: remembered.filter(|r| *r != port),
+            Ok(Choice::Grant(grant)) => Decision::Granted {
+                row: Box::new(self.new_row(req, owner, grant.port, now)),
+                home: named.map(|_| grant::home_after(&ask, grant.port)),
+                missed: grant.home_missed.map(|(port, verdict)| MissedHome {
+                    port,
+                    verdict,
+                    lease: table.get(port).cloned().map(Box::new),
+                }),
+                skipped: grant.skipped.and_then(|port| {
+                    let (project, name) = table.home_of(port, req.project.as_deref())?;
+                    Some(SkippedHome {
+                        port,
+                        name,
+                        project,
+                    })
+                }),
             },
             Err(no_port) => {
                 let lease = match no_port {
@@ -873,6 +923,27 @@ fn event(now: i64, kind: &str, row: &LeaseRow, detail: Option<String>) -> Change
     }
 }
 
+/// The API's account of a home a grant passed over. Holders are read now,
+/// after the grant: a holder that exited meanwhile leaves the list empty.
+async fn describe_home(missed: MissedHome) -> Home {
+    let port = missed.port;
+    let holders = match missed.verdict {
+        Verdict::Busy => tokio::task::spawn_blocking(move || holders(port))
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, port, "reading the home port's holders failed");
+                Vec::new()
+            }),
+        _ => Vec::new(),
+    };
+    Home {
+        port,
+        lease: missed.lease.map(|l| Box::new(l.to_api())),
+        holders,
+        not_permitted: missed.verdict == Verdict::NotPermitted,
+    }
+}
+
 /// The lowest and highest port a plan may touch.
 fn span(plan: &grant::Plan) -> (u16, u16) {
     let mut lo = u16::MAX;
@@ -937,6 +1008,16 @@ fn validate(req: &LeaseRequest) -> Result<(), LeaseError> {
                 "ttl must be from 1 second to {MAX_TTL_SECS} seconds (10 years)"
             )));
         }
+    }
+    Ok(())
+}
+
+/// `move` gives a name a new home: without a name it means nothing.
+fn check_move(req: &LeaseRequest) -> Result<(), LeaseError> {
+    if req.move_home && req.name.is_none() {
+        return Err(LeaseError::Invalid(
+            "move gives a name a new home; it needs a name: `lease --name N --move`".into(),
+        ));
     }
     Ok(())
 }

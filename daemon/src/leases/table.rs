@@ -89,6 +89,17 @@ impl Table {
             .collect()
     }
 
+    /// A `(project, name)` that remembers `port`: one of `project`'s if it
+    /// has one, else the first in order.
+    pub fn home_of(&self, port: u16, project: Option<&str>) -> Option<(String, String)> {
+        self.names
+            .iter()
+            .filter(|(_, p)| **p == port)
+            .map(|(key, _)| key)
+            .min_by_key(|(p, n)| (Some(p.as_str()) != project, p.as_str(), n.as_str()))
+            .cloned()
+    }
+
     /// Ports of `owner`'s active leases.
     pub fn ports_of(&self, owner: OwnerId) -> Vec<u16> {
         self.by_owner
@@ -262,6 +273,18 @@ mod tests {
             HashSet::from([8001])
         );
         assert_eq!(t.name_count(), 1);
+    }
+
+    #[test]
+    fn a_home_is_named_from_the_asking_project_first() {
+        let mut t = Table::default();
+        t.remember("/a", "web", 8001);
+        t.remember("/b", "docs", 8001);
+        t.remember("/b", "api", 8002);
+        let named = |project| t.home_of(8001, project);
+        assert_eq!(named(Some("/b")), Some(("/b".into(), "docs".into())));
+        assert_eq!(named(Some("/c")), Some(("/a".into(), "web".into())));
+        assert_eq!(t.home_of(8003, None), None);
     }
 
     #[test]

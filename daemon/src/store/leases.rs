@@ -81,7 +81,8 @@ impl LeaseRow {
             granted_at: rfc3339(self.granted_at),
             expires_at: self.expires_at.map(rfc3339),
             ended_at: self.ended_at.map(rfc3339),
-            moved_from: None,
+            home: None,
+            skipped: None,
             command_pid: self.command().map(|(pid, _)| pid),
         }
     }

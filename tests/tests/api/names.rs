@@ -1,4 +1,5 @@
-//! Names: `(project, name)` remembers its port across leases.
+//! Names: `(project, name)` keeps its home port across leases; it moves
+//! only when asked, and scans skip the homes of other names.
 
 use super::*;
 
@@ -59,11 +60,7 @@ fn names_remember_their_port_per_project() {
 fn a_scan_takes_a_remembered_port_when_nothing_else_is_free() {
     let block = PortBlock::reserve();
     let d = TestDaemon::start(block.range());
-    let (a, b, c) = (
-        ChildGuard::sleep(60),
-        ChildGuard::sleep(60),
-        ChildGuard::sleep(60),
-    );
+    let (a, b, c) = three_owners();
     let range = block.sub_range(14, 2).to_string();
 
     let named = lease(
@@ -85,36 +82,166 @@ fn a_scan_takes_a_remembered_port_when_nothing_else_is_free() {
     );
 }
 
+/// Three live processes to own leases.
+fn three_owners() -> (ChildGuard, ChildGuard, ChildGuard) {
+    (
+        ChildGuard::sleep(60),
+        ChildGuard::sleep(60),
+        ChildGuard::sleep(60),
+    )
+}
+
+/// The home `(project, name)` remembers, from `GET /v1/names`.
+fn home_of(d: &TestDaemon, project: &str, name: &str) -> Value {
+    let names = expect(&get(d, &format!("/v1/names?project={project}")), 200);
+    names["names"]
+        .as_array()
+        .and_then(|all| all.iter().find(|n| n["name"] == name))
+        .map(|n| n["port"].clone())
+        .unwrap_or_else(|| panic!("{name} is not remembered: {names}"))
+}
+
 #[test]
-fn a_name_whose_port_is_taken_moves_and_says_where_from() {
+fn a_name_whose_home_is_leased_gets_another_port_this_time_and_its_home_back_later() {
     let block = PortBlock::reserve();
     let d = TestDaemon::start(block.range());
-    let (a, b, c) = (
-        ChildGuard::sleep(60),
-        ChildGuard::sleep(60),
-        ChildGuard::sleep(60),
-    );
+    let (a, b, c) = three_owners();
     let web =
         |owner: &ChildGuard| json!({"name": "web", "project": "/tmp/p", "owner": owner.owner()});
 
     let first = expect(&lease(&d, web(&a)), 201);
-    let old = first["port"].as_u64().unwrap();
-    assert!(first.get("moved_from").is_none(), "{first}");
-    expect(&call(&d, "DELETE", &format!("/v1/leases/{old}"), None), 200);
+    let home = first["port"].as_u64().unwrap();
+    assert!(first.get("home").is_none(), "{first}");
+    expect(
+        &call(&d, "DELETE", &format!("/v1/leases/{home}"), None),
+        200,
+    );
 
-    // Someone asks for that exact port: an explicit ask ignores names.
-    expect(&lease(&d, json!({"port": old, "owner": b.owner()})), 201);
+    // Another owner asks for that exact port: an explicit ask ignores names.
+    let taker = expect(&lease(&d, json!({"port": home, "owner": b.owner()})), 201);
 
-    let moved = expect(&lease(&d, web(&a)), 201);
-    let new = moved["port"].as_u64().unwrap();
-    assert_ne!(new, old);
-    assert_eq!(moved["moved_from"], old, "{moved}");
+    let elsewhere = expect(&lease(&d, web(&a)), 201);
+    let other = elsewhere["port"].as_u64().unwrap();
+    assert_ne!(other, home);
+    assert_eq!(elsewhere["home"]["port"], home, "{elsewhere}");
+    assert_eq!(elsewhere["home"]["lease"]["id"], taker["id"], "{elsewhere}");
+    assert_eq!(elsewhere["home"]["lease"]["owner"]["pid"], b.pid());
+    assert_eq!(elsewhere["home"]["not_permitted"], false);
+    assert_eq!(
+        home_of(&d, "/tmp/p", "web"),
+        home,
+        "the home stays while another port is used"
+    );
+    assert!(
+        active_lease(&d, other as u16).is_some_and(|l| l.get("home").is_none()),
+        "only the grant's answer carries home"
+    );
 
-    // The name now remembers its new port.
-    expect(&call(&d, "DELETE", &format!("/v1/leases/{new}"), None), 200);
+    // Both free again: the next lease of the name gets its home, quietly.
+    expect(
+        &call(&d, "DELETE", &format!("/v1/leases/{other}"), None),
+        200,
+    );
+    expect(
+        &call(&d, "DELETE", &format!("/v1/leases/{home}"), None),
+        200,
+    );
     let back = expect(&lease(&d, web(&c)), 201);
-    assert_eq!(back["port"], new, "{back}");
-    assert!(back.get("moved_from").is_none(), "{back}");
+    assert_eq!(back["port"], home, "{back}");
+    assert!(back.get("home").is_none(), "{back}");
+}
+
+#[test]
+fn a_home_moves_when_asked_by_port_or_with_move() {
+    let block = PortBlock::reserve();
+    let d = TestDaemon::start(block.range());
+    let owner = ChildGuard::sleep(60);
+    let api = |extra: Value| {
+        let mut body = json!({"name": "api", "project": "/tmp/p", "owner": owner.owner()});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let release = |port: &Value| {
+        expect(
+            &call(&d, "DELETE", &format!("/v1/leases/{port}"), None),
+            200,
+        );
+    };
+
+    let first = expect(&lease(&d, api(json!({}))), 201);
+    assert_eq!(first["port"], block.port(0), "{first}");
+    release(&first["port"]);
+
+    // `move` skips the old home though it is free, and keeps what it got.
+    let moved = expect(&lease(&d, api(json!({"move": true}))), 201);
+    assert_eq!(moved["port"], block.port(1), "{moved}");
+    assert!(moved.get("home").is_none(), "{moved}");
+    assert_eq!(home_of(&d, "/tmp/p", "api"), block.port(1));
+    release(&moved["port"]);
+    let again = expect(&lease(&d, api(json!({}))), 201);
+    assert_eq!(again["port"], block.port(1), "the new home sticks");
+    release(&again["port"]);
+
+    // `lease P --name N` makes P the home.
+    let p = block.port(9);
+    let asked = expect(&lease(&d, api(json!({"port": p}))), 201);
+    assert_eq!(asked["port"], p);
+    assert_eq!(home_of(&d, "/tmp/p", "api"), p);
+    release(&asked["port"]);
+    let again = expect(&lease(&d, api(json!({}))), 201);
+    assert_eq!(again["port"], p, "{again}");
+
+    // `move` without a name means nothing: refused.
+    let error = expect_error(
+        &lease(&d, json!({"move": true, "owner": owner.owner()})),
+        422,
+        "invalid_value",
+    );
+    assert!(
+        error["message"].as_str().unwrap().contains("name"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_scan_says_which_home_it_skipped_only_when_that_changed_the_answer() {
+    let block = PortBlock::reserve();
+    let d = TestDaemon::start(block.range());
+    let (a, b, c) = three_owners();
+    let (p, home) = (block.port(0), block.port(1));
+    let _busy = ChildGuard::http_server(p);
+    let named = lease(
+        &d,
+        json!({"port": home, "name": "docs", "project": "/tmp/q", "owner": a.owner()}),
+    );
+    expect(&named, 201);
+    expect(
+        &call(&d, "DELETE", &format!("/v1/leases/{home}"), None),
+        200,
+    );
+
+    // P is busy and the next port is docs' free home: skipped, and said.
+    let next = expect(
+        &lease(&d, json!({"port": p, "next": true, "owner": b.owner()})),
+        201,
+    );
+    assert_eq!(next["port"], block.port(2), "{next}");
+    assert_eq!(
+        next["skipped"],
+        json!({"port": home, "name": "docs", "project": "/tmp/q"}),
+        "{next}"
+    );
+
+    // With the home leased, skipping it changes nothing: nothing is said.
+    expect(&lease(&d, json!({"port": home, "owner": a.owner()})), 201);
+    let quiet = expect(
+        &lease(&d, json!({"port": p, "next": true, "owner": c.owner()})),
+        201,
+    );
+    assert_eq!(quiet["port"], block.port(3), "{quiet}");
+    assert!(quiet.get("skipped").is_none(), "{quiet}");
 }
 
 /// `DELETE /v1/names`: the forgotten entries, or why nothing was forgotten.

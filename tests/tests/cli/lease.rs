@@ -247,3 +247,57 @@ fn bad_values_are_usage_errors() {
     let list = d.get("/v1/leases").json();
     assert_eq!(list["leases"], serde_json::json!([]), "{list}");
 }
+
+/// Item 3 of issue 10: in one script, each `--next` and each bare `lease`
+/// gets a port the script does not hold yet; `lease P` (exactly P) asked
+/// again answers the lease the script has.
+fn each_next_in_one_script_gets_a_new_port(shell: Shell) {
+    let block = PortBlock::reserve();
+    let d = TestDaemon::start(block.range());
+    let scratch = Scratch::new();
+    let mut gate = Gate::new(scratch.path("gate"));
+    let p = block.port(10);
+    let body = format!(
+        r#"API=$(portctl lease {p} --next) || exit 7
+WEB=$(portctl lease {p} --next) || exit 8
+ONE=$(portctl lease) || exit 9
+TWO=$(portctl lease --next) || exit 10
+AGAIN=$(portctl lease {p}) || exit 11
+report "$API $WEB $ONE $TWO $AGAIN"
+read go < "$GATE"
+"#
+    );
+    let mut script = Script::spawn(shell, &d, &scratch, "next", Some(&gate), &body);
+    let (pid, reported) = script.report();
+    let ports: Vec<u16> = reported
+        .split(' ')
+        .map(|p| p.parse().expect("a port"))
+        .collect();
+    assert_eq!(
+        ports,
+        [p, p + 1, block.port(0), block.port(1), p],
+        "two --next from P, two scans from the range's start, then P again"
+    );
+    for port in &ports[..4] {
+        assert_eq!(lease_on(&d, *port)["owner"]["pid"], pid, "port {port}");
+    }
+    let history = d.get("/v1/leases?all=true").json();
+    assert_eq!(
+        history["leases"].as_array().map(Vec::len),
+        Some(4),
+        "four leases, the exact ask answered by the first: {history}"
+    );
+    script.assert_quiet();
+    gate.release(1);
+    script.guard.wait_exit(DEADLINE).expect("the script ends");
+}
+
+#[test]
+fn each_next_in_one_bash_script_gets_a_new_port() {
+    each_next_in_one_script_gets_a_new_port(Shell::Bash);
+}
+
+#[test]
+fn each_next_in_one_dash_script_gets_a_new_port() {
+    each_next_in_one_script_gets_a_new_port(Shell::Dash);
+}

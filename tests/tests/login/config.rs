@@ -85,3 +85,65 @@ fn print_config_names_the_source_of_every_value() {
         "--print-config must not start serving"
     );
 }
+
+#[test]
+fn print_config_shows_the_name_ranges_and_that_an_explicit_range_turns_the_defaults_off() {
+    let text = "[name_ranges]\nweb = \"4000-4099\"\n\"docs-*\" = \"4100-4199\"\n";
+    let line = |said: &str, pattern: &str| -> Option<String> {
+        said.lines()
+            .find(|l| l.starts_with(&format!("\"{pattern}\" = ")))
+            .map(str::to_string)
+    };
+
+    // Without --range: the defaults, and the file's patterns over them.
+    let block = PortBlock::reserve();
+    let d = TestDaemon::new(block.range());
+    let file = d.dir().join("portd.toml");
+    fs::write(&file, text).unwrap();
+    let mut cmd = Command::new(portd_e2e::portd_bin());
+    for name in portd_e2e::daemon::SCRUBBED_ENV {
+        cmd.env_remove(name);
+    }
+    cmd.env("XDG_CONFIG_HOME", d.dir().join("config"))
+        .arg("--socket")
+        .arg(d.socket())
+        .arg("--db")
+        .arg(d.db())
+        .arg("--config")
+        .arg(&file)
+        .arg("--print-config");
+    let said = success(&run(&mut cmd), "portd --print-config without --range");
+    let from_file = format!("# file {}", file.display());
+    for (pattern, range, source) in [
+        ("web", "4000-4099", from_file.as_str()),
+        ("docs-*", "4100-4199", from_file.as_str()),
+        ("frontend", "3000-3999", "# default"),
+        ("ui", "3000-3999", "# default"),
+        ("api", "8000-8999", "# default"),
+        ("backend", "8000-8999", "# default"),
+    ] {
+        let found = line(&said, pattern).unwrap_or_else(|| panic!("no {pattern} in:\n{said}"));
+        assert!(
+            found.contains(&format!("= \"{range}\"")) && found.ends_with(source),
+            "{found}"
+        );
+    }
+    assert!(!d.socket().exists(), "--print-config must not serve");
+
+    // With --range: the defaults are off, and it says why; the file's stay.
+    let (out, _d) = portd_with_config(text, &["--print-config"]);
+    let said = success(&out, "portd --print-config with --range");
+    assert!(
+        line(&said, "api").is_none() && line(&said, "ui").is_none(),
+        "{said}"
+    );
+    assert!(line(&said, "docs-*").is_some(), "{said}");
+    let heading = said
+        .lines()
+        .find(|l| l.starts_with("[name_ranges]"))
+        .unwrap_or_else(|| panic!("no [name_ranges] in:\n{said}"));
+    assert!(
+        heading.ends_with("defaults off: --range is set"),
+        "{heading}"
+    );
+}

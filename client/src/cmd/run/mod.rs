@@ -29,7 +29,7 @@ use self::child::{Spec, Started, spawn};
 use self::supervise::{become_subreaper, finish, supervise};
 use super::args::PortChoice;
 use super::lease::owner_ref;
-use super::note_moved;
+use super::passed_over;
 use crate::client::{Client, decode};
 use crate::error::ClientError;
 
@@ -119,7 +119,7 @@ pub fn run(client: &Client, args: RunArgs) -> Result<(), ClientError> {
         ..args.choice.request(args.port)?
     };
     let lease: Lease = decode(&client.send("POST", "/v1/leases", Some(&request))?)?;
-    note_moved(&lease);
+    passed_over::note(&lease);
     let project = request.project.as_deref().unwrap_or_default();
     become_subreaper();
     match start(client, &args, &lease, project) {
