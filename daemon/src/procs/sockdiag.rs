@@ -8,7 +8,7 @@
 use std::io;
 use std::mem::size_of;
 
-use super::holders::ListenSocket;
+use super::listener::ListenSocket;
 
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
 const NLM_F_REQUEST: u16 = 0x1;
