@@ -103,7 +103,8 @@ fn main() -> ExitCode {
 
     // Socket activation first; otherwise claim the path ourselves.
     let (listener, claimed) = match socket::activated() {
-        Some(listener) => {
+        Err(e) => return fail(&e.to_string()),
+        Ok(Some(listener)) => {
             // Report the socket systemd bound, not the one we would have.
             if let Some(path) = listener
                 .local_addr()
@@ -114,7 +115,7 @@ fn main() -> ExitCode {
             }
             (listener, None)
         }
-        None => match socket::claim(&socket_path) {
+        Ok(None) => match socket::claim(&socket_path) {
             Ok(claimed) => match claimed.listener.try_clone() {
                 Ok(listener) => (listener, Some(claimed)),
                 Err(e) => return fail(&format!("{}: {e}", socket_path.display())),

@@ -1,14 +1,14 @@
 //! Claiming the socket path: the private directory, the lock held for the
 //! daemon's whole life, stale-socket replacement (only a socket nobody
 //! answers on; never a file, directory or symlink someone put there), and
-//! socket activation.
+//! socket activation (the socket systemd passes as fd 3, taken through
+//! listenfd).
 //!
 //! Many clients may autostart a daemon at once; the flock decides which one
 //! binds. A second daemon finds the lock taken (or a live socket) and exits
 //! with "already running (pid N)".
 
 use std::fs::{self, File};
-use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -38,6 +38,12 @@ pub enum SocketError {
     Refused(std::io::Error),
     #[error("{0}: {1}")]
     Io(PathBuf, std::io::Error),
+    #[error(
+        "LISTEN_PID and LISTEN_FDS say systemd passed a listening socket as fd 3, \
+         but {0}: give portd.socket a Unix path in ListenStream=, or unset both \
+         variables to let portd bind its own socket"
+    )]
+    Activation(std::io::Error),
 }
 
 /// The bound socket and the lock that makes it ours.
@@ -133,23 +139,23 @@ fn remove_stale_socket(path: &Path) -> Result<(), SocketError> {
     }
 }
 
-/// The listening socket systemd passed us (LISTEN_FDS/LISTEN_PID), if any.
-pub fn activated() -> Option<UnixListener> {
-    const FIRST_FD: RawFd = 3;
-    let pid: u32 = std::env::var("LISTEN_PID").ok()?.parse().ok()?;
-    let count: u32 = std::env::var("LISTEN_FDS").ok()?.parse().ok()?;
-    if pid != std::process::id() || count < 1 {
-        return None;
+/// The listening socket systemd passed us, if any: fd 3, when LISTEN_PID
+/// is our pid and LISTEN_FDS at least 1 (variables meant for another
+/// process are not ours). listenfd checks that fd 3 is a Unix stream socket
+/// before it takes it, and marks it close-on-exec.
+///
+/// listenfd also removes LISTEN_PID and LISTEN_FDS from the environment, so
+/// this must run before any other thread starts (`main` calls it before it
+/// builds the runtime). Nothing depends on the removal: portd starts no
+/// processes that could take the variables for theirs.
+pub fn activated() -> Result<Option<UnixListener>, SocketError> {
+    let pid = std::env::var("LISTEN_PID").ok();
+    if pid.and_then(|p| p.parse::<u32>().ok()) != Some(std::process::id()) {
+        return Ok(None);
     }
-    // Our children must not think the socket is theirs.
-    // SAFETY: called at start-up before any thread reads the environment.
-    unsafe {
-        std::env::remove_var("LISTEN_PID");
-        std::env::remove_var("LISTEN_FDS");
-        std::env::remove_var("LISTEN_FDNAMES");
-    }
-    // SAFETY: systemd passes fd 3 open and owned by us when LISTEN_PID is ours.
-    Some(unsafe { UnixListener::from_raw_fd(FIRST_FD) })
+    listenfd::ListenFd::from_env()
+        .take_unix_listener(0)
+        .map_err(SocketError::Activation)
 }
 
 #[cfg(test)]

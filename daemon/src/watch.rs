@@ -1,14 +1,15 @@
 //! Owner death, as it happens: one pidfd per owner process.
 //!
-//! A pidfd becomes readable when its process exits, so the daemon learns of
-//! an owner's death from epoll, not from a poll loop. Each owner gets one
-//! pidfd however many leases it holds. Where pidfds are unavailable (old
-//! kernels, fd exhaustion), or beyond the budget that keeps descriptors free
-//! for connections, the maintenance poll in `leases` still notices.
+//! A pidfd (opened through `pidfd`) becomes readable when its process exits,
+//! so the daemon learns of an owner's death from epoll, not from a poll
+//! loop; each death goes out once on a channel that `maintain` turns into
+//! ended leases. Each owner gets one pidfd however many leases it holds.
+//! Where pidfds are unavailable (old kernels, fd exhaustion), or beyond the
+//! budget that keeps descriptors free for connections, `maintain`'s tick
+//! checks the owners that have none.
 
 use std::collections::HashMap;
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -17,21 +18,7 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use crate::owner::{OwnerId, owner_is_alive_now};
-
-/// Opens a pidfd for `pid` (Linux 5.3+).
-pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let fd = unsafe {
-        // No PIDFD_NONBLOCK: it needs Linux 5.10, and nothing reads the fd;
-        // epoll readiness is all that is used.
-        libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0)
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just handed us this fd; nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
+use crate::pidfd;
 
 /// How a request to watch an owner turned out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,7 +97,7 @@ impl Watcher {
             return Watch::Polled;
         }
         self.full.store(false, Ordering::Relaxed);
-        let fd = match pidfd_open(owner.pid) {
+        let fd = match pidfd::open(owner.pid) {
             Ok(fd) => fd,
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Watch::Dead,
             Err(e) => {
@@ -123,7 +110,12 @@ impl Watcher {
         if !owner_is_alive_now(owner) {
             return Watch::Dead;
         }
-        // SAFETY: the AsyncFd takes the OwnedFd and keeps it open until dropped.
+        // SAFETY: tokio asks that the fd stay open, and be the one
+        // `as_raw_fd` returns, for as long as the AsyncFd holds it. An
+        // OwnedFd moved into the AsyncFd does both: nothing else owns it, it
+        // closes only when dropped with the AsyncFd, and its fd never
+        // changes. (The safe `with_interest` is deprecated in tokio 1.54 as
+        // unsound for inner types without that guarantee.)
         let registered =
             unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) };
         let fd = match registered {

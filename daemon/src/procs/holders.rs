@@ -1,10 +1,12 @@
 //! Port -> processes: who listens on a TCP port.
 //!
 //! Listening sockets only (a browser connected to the port is not a holder).
-//! The socket's inode and uid come from /proc/net/tcp and tcp6; the inode is
-//! mapped to processes by scanning /proc/*/fd, starting with the processes of
-//! the socket's uid. A process whose fd directory we may not read is skipped;
-//! a socket nobody visible holds is reported with `pid: None`.
+//! The socket's inode and uid come from the kernel's sock_diag interface
+//! (`sockdiag`), or from /proc/net/tcp and tcp6 where netlink is not
+//! available; the inode is mapped to processes by scanning /proc/*/fd,
+//! starting with the processes of the socket's uid. A process whose fd
+//! directory we may not read is skipped; a socket nobody visible holds is
+//! reported with `pid: None`.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -13,15 +15,8 @@ use std::path::Path;
 
 use portd_api::{Holder, HolderKind};
 
+use super::listener::ListenSocket;
 use super::{ProcStat, boot_time, cmdline, read_stat, ticks_to_unix, user_name};
-
-/// A listening socket from /proc/net/tcp{,6}.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ListenSocket {
-    pub port: u16,
-    pub inode: u64,
-    pub uid: u32,
-}
 
 const TCP_LISTEN: &str = "0A";
 

@@ -1,7 +1,11 @@
-//! What `/proc` says about a process: identity, parent, executable, command
-//! line, user ids, environment. Thin readers only; decisions live elsewhere.
+//! What the kernel says about processes: a process's identity, parent,
+//! executable, command line, user ids and environment from `/proc` (one
+//! process here, every process at once in `scan`), and who listens on a
+//! port (`holders`, over the sockets `sockdiag` lists). Thin readers only;
+//! decisions live elsewhere.
 
 pub mod holders;
+pub mod listener;
 pub mod scan;
 pub mod sockdiag;
 

@@ -3,12 +3,21 @@
 //! Reading /proc/net/tcp makes the kernel walk the whole connection hash
 //! table (milliseconds on a large machine even when it is empty); a
 //! sock_diag dump restricted to the LISTEN state only walks the listening
-//! table. This is what `ss -l` does.
+//! table. This is what `ss -l` does. The socket and its I/O go through nix;
+//! the records are the kernel's structs (linux/netlink.h,
+//! linux/inet_diag.h) read from and written as bytes with zerocopy.
 
 use std::io;
 use std::mem::size_of;
+use std::os::fd::AsRawFd;
 
-use super::holders::ListenSocket;
+use nix::sys::socket::{
+    AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, recv, sendto, socket,
+};
+use zerocopy::byteorder::network_endian::U16;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use super::listener::ListenSocket;
 
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
 const NLM_F_REQUEST: u16 = 0x1;
@@ -17,8 +26,9 @@ const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const TCP_LISTEN: u8 = 10;
 
+/// `struct nlmsghdr`, in the host's byte order as netlink is.
 #[repr(C)]
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 struct NlMsgHdr {
     len: u32,
     kind: u16,
@@ -27,19 +37,21 @@ struct NlMsgHdr {
     pid: u32,
 }
 
+/// `struct inet_diag_sockid`: ports and addresses in network byte order.
 #[repr(C)]
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 struct InetDiagSockId {
-    sport: [u8; 2],
-    dport: [u8; 2],
+    sport: U16,
+    dport: U16,
     src: [u32; 4],
     dst: [u32; 4],
     interface: u32,
     cookie: [u32; 2],
 }
 
+/// `struct inet_diag_req_v2`.
 #[repr(C)]
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 struct InetDiagReqV2 {
     family: u8,
     protocol: u8,
@@ -49,15 +61,17 @@ struct InetDiagReqV2 {
     id: InetDiagSockId,
 }
 
+/// One netlink message asking for a dump.
 #[repr(C)]
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 struct Request {
     header: NlMsgHdr,
     body: InetDiagReqV2,
 }
 
+/// `struct inet_diag_msg`: one socket of the dump.
 #[repr(C)]
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 struct InetDiagMsg {
     family: u8,
     state: u8,
@@ -71,10 +85,15 @@ struct InetDiagMsg {
     inode: u32,
 }
 
+// The sizes of the kernel's structs; IntoBytes already refuses padding.
+const _: () = assert!(size_of::<NlMsgHdr>() == 16);
+const _: () = assert!(size_of::<InetDiagReqV2>() == 56);
+const _: () = assert!(size_of::<InetDiagMsg>() == 72);
+
 /// Listening TCP sockets (IPv4 and IPv6) on `port`, or on every port.
 pub fn listening_sockets(port: Option<u16>) -> io::Result<Vec<ListenSocket>> {
-    let mut found = dump(libc::AF_INET as u8, port)?;
-    match dump(libc::AF_INET6 as u8, port) {
+    let mut found = dump(AddressFamily::Inet, port)?;
+    match dump(AddressFamily::Inet6, port) {
         Ok(more) => found.extend(more),
         // No IPv6 in this kernel: nothing listens there.
         Err(e)
@@ -85,19 +104,13 @@ pub fn listening_sockets(port: Option<u16>) -> io::Result<Vec<ListenSocket>> {
     Ok(found)
 }
 
-fn dump(family: u8, port: Option<u16>) -> io::Result<Vec<ListenSocket>> {
-    // SAFETY: a plain socket(2); the fd is owned by `Fd` below.
-    let raw = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-            libc::NETLINK_SOCK_DIAG,
-        )
-    };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let fd = Fd(raw);
+fn dump(family: AddressFamily, port: Option<u16>) -> io::Result<Vec<ListenSocket>> {
+    let fd = socket(
+        AddressFamily::Netlink,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkSockDiag,
+    )?;
     let request = Request {
         header: NlMsgHdr {
             len: size_of::<Request>() as u32,
@@ -107,38 +120,25 @@ fn dump(family: u8, port: Option<u16>) -> io::Result<Vec<ListenSocket>> {
             pid: 0,
         },
         body: InetDiagReqV2 {
-            family,
+            family: family as u8,
             protocol: libc::IPPROTO_TCP as u8,
             states: 1 << TCP_LISTEN,
             ..InetDiagReqV2::default()
         },
     };
-    // SAFETY: sockaddr_nl is plain data; zero means "the kernel".
-    let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-    kernel.nl_family = libc::AF_NETLINK as u16;
-    // SAFETY: the request and address live across the call; sizes are theirs.
-    let sent = unsafe {
-        libc::sendto(
-            fd.0,
-            (&request as *const Request).cast(),
-            size_of::<Request>(),
-            0,
-            (&kernel as *const libc::sockaddr_nl).cast(),
-            size_of::<libc::sockaddr_nl>() as u32,
-        )
-    };
-    if sent < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // Port id 0: the kernel.
+    let kernel = NetlinkAddr::new(0, 0);
+    sendto(
+        fd.as_raw_fd(),
+        request.as_bytes(),
+        &kernel,
+        MsgFlags::empty(),
+    )?;
     let mut found = Vec::new();
     let mut buffer = vec![0u8; 32 * 1024];
     loop {
-        // SAFETY: the buffer is ours and as long as we say.
-        let len = unsafe { libc::recv(fd.0, buffer.as_mut_ptr().cast(), buffer.len(), 0) };
-        if len < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        match parse(&buffer[..len as usize], port, &mut found)? {
+        let len = recv(fd.as_raw_fd(), &mut buffer, MsgFlags::empty())?;
+        match parse(&buffer[..len], port, &mut found)? {
             Parsed::Done => return Ok(found),
             Parsed::More => {}
         }
@@ -150,33 +150,38 @@ enum Parsed {
     Done,
 }
 
+fn truncated(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("truncated {what}"))
+}
+
 /// Parses one datagram of netlink messages, adding listeners on `port` (on
 /// any port if `None`).
 fn parse(mut data: &[u8], port: Option<u16>, found: &mut Vec<ListenSocket>) -> io::Result<Parsed> {
-    while data.len() >= size_of::<NlMsgHdr>() {
-        let header: NlMsgHdr = read(data);
+    while let Ok((header, _)) = NlMsgHdr::read_from_prefix(data) {
         let len = header.len as usize;
         if len < size_of::<NlMsgHdr>() || len > data.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "truncated netlink message",
-            ));
+            return Err(truncated("netlink message"));
         }
+        let payload = &data[size_of::<NlMsgHdr>()..len];
         match header.kind {
             NLMSG_DONE => return Ok(Parsed::Done),
             NLMSG_ERROR => {
-                let code: i32 = read(&data[size_of::<NlMsgHdr>()..len]);
+                let (code, _) =
+                    i32::read_from_prefix(payload).map_err(|_| truncated("netlink error"))?;
                 return Err(io::Error::from_raw_os_error(-code));
             }
-            SOCK_DIAG_BY_FAMILY if len >= size_of::<NlMsgHdr>() + size_of::<InetDiagMsg>() => {
-                let msg: InetDiagMsg = read(&data[size_of::<NlMsgHdr>()..len]);
-                let local = u16::from_be_bytes(msg.id.sport);
-                if msg.state == TCP_LISTEN && port.is_none_or(|p| p == local) && msg.inode != 0 {
-                    found.push(ListenSocket {
-                        port: local,
-                        inode: u64::from(msg.inode),
-                        uid: msg.uid,
-                    });
+            SOCK_DIAG_BY_FAMILY => {
+                // Attributes may follow the record; a shorter one is skipped.
+                if let Ok((msg, _)) = InetDiagMsg::read_from_prefix(payload) {
+                    let local = msg.id.sport.get();
+                    if msg.state == TCP_LISTEN && port.is_none_or(|p| p == local) && msg.inode != 0
+                    {
+                        found.push(ListenSocket {
+                            port: local,
+                            inode: u64::from(msg.inode),
+                            uid: msg.uid,
+                        });
+                    }
                 }
             }
             _ => {}
@@ -186,25 +191,6 @@ fn parse(mut data: &[u8], port: Option<u16>, found: &mut Vec<ListenSocket>) -> i
         data = data.get(step..).unwrap_or_default();
     }
     Ok(Parsed::More)
-}
-
-/// Reads a plain-data struct from the front of `data` (which must be long
-/// enough); unaligned reads are fine.
-fn read<T: Copy + Default>(data: &[u8]) -> T {
-    if data.len() < size_of::<T>() {
-        return T::default();
-    }
-    // SAFETY: `data` holds at least size_of::<T>() bytes and T is plain data.
-    unsafe { std::ptr::read_unaligned(data.as_ptr().cast::<T>()) }
-}
-
-struct Fd(i32);
-
-impl Drop for Fd {
-    fn drop(&mut self) {
-        // SAFETY: we own this fd.
-        unsafe { libc::close(self.0) };
-    }
 }
 
 #[cfg(test)]
@@ -240,6 +226,22 @@ mod tests {
         for inode in &ours {
             assert!(found.contains(inode), "{inode} not in {found:?}");
         }
+        // A dump of every port has them too, each with its port and owner
+        // read from the right place in the kernel's record.
+        let uid = nix::unistd::geteuid().as_raw();
+        let every_port = listening_sockets(None).unwrap();
+        for inode in &ours {
+            let socket = every_port.iter().find(|s| s.inode == *inode);
+            assert_eq!(
+                socket,
+                Some(&ListenSocket {
+                    port,
+                    inode: *inode,
+                    uid
+                }),
+                "{every_port:?}"
+            );
+        }
         let client_inode = {
             use std::os::fd::AsRawFd;
             use std::os::unix::fs::MetadataExt;
@@ -268,48 +270,41 @@ mod tests {
         assert!(gone, "{:?}", inodes());
     }
 
+    /// One netlink message of `kind` carrying `payload`, padded to 4 bytes
+    /// as the kernel sends it.
+    fn message(kind: u16, payload: &[u8]) -> Vec<u8> {
+        let header = NlMsgHdr {
+            len: (size_of::<NlMsgHdr>() + payload.len()) as u32,
+            kind,
+            ..Default::default()
+        };
+        let mut bytes = header.as_bytes().to_vec();
+        bytes.extend_from_slice(payload);
+        bytes.resize(bytes.len().next_multiple_of(4), 0);
+        bytes
+    }
+
+    fn listener(port: u16, state: u8, uid: u32, inode: u32) -> InetDiagMsg {
+        InetDiagMsg {
+            state,
+            id: InetDiagSockId {
+                sport: U16::new(port),
+                ..Default::default()
+            },
+            uid,
+            inode,
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn messages_are_walked_until_done() {
         let mut found = Vec::new();
-        let mut data = Vec::new();
-        let header = NlMsgHdr {
-            len: (size_of::<NlMsgHdr>() + size_of::<InetDiagMsg>()) as u32,
-            kind: SOCK_DIAG_BY_FAMILY,
-            ..Default::default()
-        };
-        let msg = InetDiagMsg {
-            state: TCP_LISTEN,
-            id: InetDiagSockId {
-                sport: 8000u16.to_be_bytes(),
-                ..Default::default()
-            },
-            uid: 7,
-            inode: 42,
-            ..Default::default()
-        };
-        // SAFETY: plain data viewed as bytes.
-        unsafe {
-            data.extend_from_slice(std::slice::from_raw_parts(
-                (&header as *const NlMsgHdr).cast::<u8>(),
-                size_of::<NlMsgHdr>(),
-            ));
-            data.extend_from_slice(std::slice::from_raw_parts(
-                (&msg as *const InetDiagMsg).cast::<u8>(),
-                size_of::<InetDiagMsg>(),
-            ));
-        }
-        let done = NlMsgHdr {
-            len: size_of::<NlMsgHdr>() as u32,
-            kind: NLMSG_DONE,
-            ..Default::default()
-        };
-        // SAFETY: as above.
-        unsafe {
-            data.extend_from_slice(std::slice::from_raw_parts(
-                (&done as *const NlMsgHdr).cast::<u8>(),
-                size_of::<NlMsgHdr>(),
-            ))
-        };
+        let mut data = message(
+            SOCK_DIAG_BY_FAMILY,
+            listener(8000, TCP_LISTEN, 7, 42).as_bytes(),
+        );
+        data.extend(message(NLMSG_DONE, &[]));
         assert!(matches!(
             parse(&data, Some(8000), &mut found).unwrap(),
             Parsed::Done
@@ -325,5 +320,51 @@ mod tests {
         found.clear();
         parse(&data, Some(8001), &mut found).unwrap();
         assert!(found.is_empty());
+    }
+
+    #[test]
+    fn records_with_attributes_are_stepped_over_at_their_padded_length() {
+        // The kernel appends attributes after the record; a length that is
+        // not a multiple of 4 is followed by padding up to the next message.
+        let mut with_attribute = listener(8000, TCP_LISTEN, 7, 42).as_bytes().to_vec();
+        with_attribute.extend_from_slice(&[1, 2, 3, 4, 5]);
+        let mut data = message(SOCK_DIAG_BY_FAMILY, &with_attribute);
+        assert_eq!(data.len() % 4, 0);
+        // Neither a connection, nor a socket without an inode, nor a record
+        // cut short is a listener.
+        for skipped in [
+            listener(8000, 1, 7, 43).as_bytes(),
+            listener(8000, TCP_LISTEN, 7, 0).as_bytes(),
+            &listener(8000, TCP_LISTEN, 7, 44).as_bytes()[..40],
+        ] {
+            data.extend(message(SOCK_DIAG_BY_FAMILY, skipped));
+        }
+        data.extend(message(
+            SOCK_DIAG_BY_FAMILY,
+            listener(9000, TCP_LISTEN, 8, 45).as_bytes(),
+        ));
+        let mut found = Vec::new();
+        assert!(matches!(
+            parse(&data, None, &mut found).unwrap(),
+            Parsed::More
+        ));
+        let inodes: Vec<u64> = found.iter().map(|s| s.inode).collect();
+        assert_eq!(inodes, [42, 45]);
+        assert_eq!((found[1].port, found[1].uid), (9000, 8));
+    }
+
+    #[test]
+    fn an_error_message_is_the_kernels_errno_and_a_cut_message_is_invalid() {
+        let data = message(NLMSG_ERROR, &(-libc::ENOENT).to_ne_bytes());
+        let err = parse(&data, None, &mut Vec::new()).err().unwrap();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOENT), "{err}");
+
+        let mut cut = message(
+            SOCK_DIAG_BY_FAMILY,
+            listener(8000, TCP_LISTEN, 7, 42).as_bytes(),
+        );
+        cut.truncate(cut.len() - 8);
+        let err = parse(&cut, None, &mut Vec::new()).err().unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
     }
 }

@@ -2,15 +2,14 @@
 //! so a pid that was reused between the decision and the signal is never hit.
 //! SIGTERM (or the asked-for signal), the grace, then SIGKILL for what is left.
 
-use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::Signal;
 
+use crate::pidfd;
 use crate::procs::scan::{ProcFacts, facts};
-use crate::watch::pidfd_open;
 
 /// How long to wait for processes to vanish after SIGKILL.
 const KILL_WAIT: Duration = Duration::from_secs(2);
@@ -46,24 +45,6 @@ pub fn still_the_same(chosen: &ProcFacts, now: Option<&ProcFacts>) -> bool {
     })
 }
 
-fn pidfd_send_signal(fd: &OwnedFd, signal: Signal) -> io::Result<()> {
-    // SAFETY: a valid pidfd, a valid signal number, no siginfo, no flags.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            fd.as_raw_fd(),
-            signal as libc::c_int,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
 /// Signals every target with `first`, waits up to `grace` for them to exit,
 /// then SIGKILLs the rest. Blocking: call it from `spawn_blocking`.
 pub fn terminate(targets: Vec<Target>, first: Signal, grace: Duration) -> Vec<Outcome> {
@@ -77,7 +58,7 @@ pub fn terminate(targets: Vec<Target>, first: Signal, grace: Duration) -> Vec<Ou
             skipped: None,
         };
         match open_checked(&outcome.target.facts) {
-            Ok(fd) => match pidfd_send_signal(&fd, first) {
+            Ok(fd) => match pidfd::send_signal(&fd, first) {
                 Ok(()) => {
                     outcome.signal = Some(first);
                     live.push((outcomes.len(), fd));
@@ -94,7 +75,7 @@ pub fn terminate(targets: Vec<Target>, first: Signal, grace: Duration) -> Vec<Ou
     for (index, fd) in live {
         if exited.contains(&index) {
             outcomes[index].exited = true;
-        } else if first != Signal::SIGKILL && pidfd_send_signal(&fd, Signal::SIGKILL).is_ok() {
+        } else if first != Signal::SIGKILL && pidfd::send_signal(&fd, Signal::SIGKILL).is_ok() {
             outcomes[index].signal = Some(Signal::SIGKILL);
             remaining.push((index, fd));
         } else {
@@ -115,7 +96,7 @@ pub fn terminate(targets: Vec<Target>, first: Signal, grace: Duration) -> Vec<Ou
 /// pidfd before it signals.
 pub fn seen_again(pid: u32, seen_ticks: Option<u64>) -> Result<ProcFacts, String> {
     let gone = || "it is already gone".to_string();
-    let _pidfd = pidfd_open(pid).map_err(|e| match e.raw_os_error() {
+    let _pidfd = pidfd::open(pid).map_err(|e| match e.raw_os_error() {
         Some(libc::ESRCH) => gone(),
         _ => format!("cannot open a pidfd for it ({e})"),
     })?;
@@ -132,7 +113,7 @@ pub fn seen_again(pid: u32, seen_ticks: Option<u64>) -> Result<ProcFacts, String
 /// Opens a pidfd for the chosen process and checks, through /proc after the
 /// open, that the pid still names it.
 fn open_checked(chosen: &ProcFacts) -> Result<OwnedFd, String> {
-    let fd = pidfd_open(chosen.pid).map_err(|e| format!("gone before it was signalled ({e})"))?;
+    let fd = pidfd::open(chosen.pid).map_err(|e| format!("gone before it was signalled ({e})"))?;
     if !still_the_same(chosen, facts(chosen.pid).as_ref()) {
         return Err("changed since it was chosen (pid reused, uid or tag changed)".into());
     }

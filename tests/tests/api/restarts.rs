@@ -167,6 +167,52 @@ fn a_socket_passed_by_systemd_is_served() {
     assert!(d.stop().success());
 }
 
+/// An fd 3 that LISTEN_PID and LISTEN_FDS call ours but that is no Unix
+/// stream socket stops the start with what to fix; portd binds nothing of
+/// its own in its place.
+#[test]
+fn a_passed_fd_that_is_not_a_unix_socket_stops_the_start() {
+    let block = PortBlock::reserve();
+    let d = TestDaemon::new(block.range());
+    let mut cmd = via_bash(
+        &d.command(),
+        "exec 3</dev/null; export LISTEN_PID=$$ LISTEN_FDS=1",
+    );
+    let out = output_within(&mut cmd, EXIT_DEADLINE);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("fd 3"), "names the fd: {stderr}");
+    assert!(
+        stderr.contains("ListenStream="),
+        "says what to fix: {stderr}"
+    );
+    assert!(!d.socket().exists(), "no socket of its own instead");
+}
+
+/// LISTEN_FDS without LISTEN_PID (or with another pid) was meant for some
+/// other process: portd leaves fd 3 alone and binds its own socket.
+#[test]
+fn listen_variables_meant_for_another_process_are_ignored() {
+    for prelude in [
+        "exec 3</dev/null; export LISTEN_FDS=1; unset LISTEN_PID",
+        "exec 3</dev/null; export LISTEN_FDS=1 LISTEN_PID=1",
+    ] {
+        let block = PortBlock::reserve();
+        let mut d = TestDaemon::new(block.range());
+        d.launch_with(|cmd| via_bash(&cmd, prelude));
+        let owner = ChildGuard::sleep(60);
+        expect(
+            &lease(&d, json!({"port": block.port(2), "owner": owner.owner()})),
+            201,
+        );
+        assert!(d.stop().success(), "{prelude}");
+        assert!(
+            !d.socket().exists(),
+            "its own socket goes at exit: {prelude}"
+        );
+    }
+}
+
 /// SIGHUP (a closed terminal, or `kill -HUP` out of habit) neither stops
 /// the daemon nor passes unnoticed: it is logged and ignored.
 #[test]
