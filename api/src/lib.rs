@@ -12,6 +12,7 @@ pub mod parse;
 pub mod paths;
 pub mod procstat;
 pub mod query;
+pub mod routes;
 pub mod text;
 pub mod types;
 
