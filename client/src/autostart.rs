@@ -15,8 +15,9 @@ use portd_api::LEASE_ENV;
 use portd_api::paths::{
     check_state_dir, create_private_dir, db_path, log_path, open_private_file, parent_dir,
 };
+use portd_api::routes::GetHealth;
 
-use crate::client::connect;
+use crate::connect::connect;
 use crate::error::ClientError;
 use crate::transport::exchange;
 
@@ -156,6 +157,6 @@ fn start_failed(why: Option<String>, log: &Path) -> ClientError {
 fn healthy(socket: &Path) -> bool {
     connect(socket)
         .ok()
-        .and_then(|stream| exchange(stream, "GET", "/v1/health", None).ok())
+        .and_then(|stream| exchange(stream, &GetHealth).ok())
         .is_some_and(|r| r.status == 200)
 }

@@ -24,6 +24,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, getpgid, getpgrp};
+use portd_api::routes::ListProcesses;
 use portd_api::{Lease, LeaseProcess, LeaseProcesses};
 
 use super::child::{FORWARDED, Started, forwarded_and_chld, in_foreground, set_terminal_group};
@@ -160,9 +161,8 @@ fn stopped_by_signal(status: WaitStatus) -> bool {
 }
 
 fn processes(client: &Client, lease: &Lease) -> Option<LeaseProcesses> {
-    let path = format!("/v1/leases/{}/processes", lease.port);
     client
-        .get::<LeaseProcesses>(&path)
+        .fetch(&ListProcesses { port: lease.port })
         .ok()
         .map(|(found, _)| found)
 }
