@@ -72,11 +72,16 @@ pub fn start(socket: &Path) -> Result<(), ClientError> {
     // directory busy, and must not hold any fd the caller passed down (a
     // pipe held open would make `$(...)`, make or bats wait for the daemon).
     command.current_dir("/");
-    // SAFETY: setsid and close_range are async-signal-safe syscalls; the
-    // child makes them after fork, before exec.
+    // SAFETY: the closure runs in the child between fork and exec, where
+    // only async-signal-safe calls may be made: setsid, close_range and
+    // fcntl are plain system calls that allocate nothing and take no lock.
+    // They are raw because no maintained crate wraps close_range, or
+    // fcntl on fds nobody in this process owns; with CLOSE_RANGE_CLOEXEC
+    // and FD_CLOEXEC they close nothing before exec, so no fd is pulled
+    // from under an owner.
     unsafe {
         command.pre_exec(|| {
-            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            nix::unistd::setsid()?;
             // Mark every inherited fd close-on-exec rather than closing it:
             // std's own exec-error pipe must survive until exec.
             const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
