@@ -1,7 +1,8 @@
 //! Wire types shared by `portd` and `portctl`.
 //!
-//! Everything both sides must agree on lives here and nowhere else: the JSON
-//! shapes of the HTTP API, the error codes, how ports, ranges and durations
+//! Everything both sides must agree on lives here and nowhere else: the
+//! routes of the HTTP API (`routes`), their query strings (`query`) and JSON
+//! shapes (`types`), the error codes, how ports, ranges and durations
 //! are written, and where the socket and the database live by default. The
 //! crate is plain `std` + serde so that the client links no runtime, no
 //! database and no HTTP framework.
@@ -10,6 +11,8 @@ pub mod error;
 pub mod parse;
 pub mod paths;
 pub mod procstat;
+pub mod query;
+pub mod routes;
 pub mod text;
 pub mod types;
 

@@ -158,7 +158,7 @@ pub struct LeaseRequest {
     pub move_home: bool,
 }
 
-fn is_false(b: &bool) -> bool {
+pub(crate) fn is_false(b: &bool) -> bool {
     !*b
 }
 

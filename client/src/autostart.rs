@@ -15,8 +15,9 @@ use portd_api::LEASE_ENV;
 use portd_api::paths::{
     check_state_dir, create_private_dir, db_path, log_path, open_private_file, parent_dir,
 };
+use portd_api::routes::GetHealth;
 
-use crate::client::connect;
+use crate::connect::connect;
 use crate::error::ClientError;
 use crate::transport::exchange;
 
@@ -71,11 +72,16 @@ pub fn start(socket: &Path) -> Result<(), ClientError> {
     // directory busy, and must not hold any fd the caller passed down (a
     // pipe held open would make `$(...)`, make or bats wait for the daemon).
     command.current_dir("/");
-    // SAFETY: setsid and close_range are async-signal-safe syscalls; the
-    // child makes them after fork, before exec.
+    // SAFETY: the closure runs in the child between fork and exec, where
+    // only async-signal-safe calls may be made: setsid, close_range and
+    // fcntl are plain system calls that allocate nothing and take no lock.
+    // They are raw because no maintained crate wraps close_range, or
+    // fcntl on fds nobody in this process owns; with CLOSE_RANGE_CLOEXEC
+    // and FD_CLOEXEC they close nothing before exec, so no fd is pulled
+    // from under an owner.
     unsafe {
         command.pre_exec(|| {
-            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            nix::unistd::setsid()?;
             // Mark every inherited fd close-on-exec rather than closing it:
             // std's own exec-error pipe must survive until exec.
             const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
@@ -156,6 +162,6 @@ fn start_failed(why: Option<String>, log: &Path) -> ClientError {
 fn healthy(socket: &Path) -> bool {
     connect(socket)
         .ok()
-        .and_then(|stream| exchange(stream, "GET", "/v1/health", None).ok())
+        .and_then(|stream| exchange(stream, &GetHealth).ok())
         .is_some_and(|r| r.status == 200)
 }

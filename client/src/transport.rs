@@ -1,13 +1,19 @@
 //! A minimal blocking HTTP/1.1 exchange over a Unix socket: one request per
-//! connection, `Connection: close`, the answer read to EOF. Enough for the
-//! daemon's JSON API, and nothing to start up.
+//! connection, `Connection: close`, the answer read to EOF and parsed with
+//! httparse. Enough for the daemon's JSON API, and nothing to start up.
 
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
+use httparse::Status;
+use portd_api::routes::{Endpoint, Method};
+
 /// How long one exchange may take: longer than any reap grace.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Most header lines an answer may carry; the daemon sends four.
+const MAX_HEADERS: usize = 32;
 
 /// An HTTP answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,66 +37,65 @@ impl Response {
     }
 }
 
-/// Sends one request on `stream` and reads the whole answer.
-pub fn exchange(
-    mut stream: UnixStream,
-    method: &str,
-    path: &str,
-    body: Option<&[u8]>,
-) -> io::Result<Response> {
+/// Sends `endpoint`'s request on `stream` and reads the whole answer.
+pub fn exchange<E: Endpoint>(mut stream: UnixStream, endpoint: &E) -> io::Result<Response> {
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    let body = body.unwrap_or_default();
-    let mut request =
-        format!("{method} {path} HTTP/1.1\r\nHost: portd\r\nConnection: close\r\n").into_bytes();
-    if !body.is_empty() || matches!(method, "POST" | "PUT") {
-        request.extend_from_slice(
-            format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                body.len()
-            )
-            .as_bytes(),
-        );
-    }
-    request.extend_from_slice(b"\r\n");
-    request.extend_from_slice(body);
-    stream.write_all(&request)?;
+    stream.write_all(&request(endpoint))?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
     parse_response(&raw).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
+/// The request's bytes: a JSON body where the endpoint takes one, and a
+/// `Content-Length` (0 without a body) on every POST and PUT.
+fn request<E: Endpoint>(endpoint: &E) -> Vec<u8> {
+    let method = E::ROUTE.method;
+    let body = endpoint
+        .body()
+        .map(|body| serde_json::to_vec(body).expect("request bodies serialize"));
+    let mut request = format!(
+        "{} {} HTTP/1.1\r\nHost: portd\r\nConnection: close\r\n",
+        method.as_str(),
+        endpoint.target()
+    )
+    .into_bytes();
+    if body.is_some() || matches!(method, Method::Post | Method::Put) {
+        let length = body.as_ref().map_or(0, Vec::len);
+        request.extend_from_slice(
+            format!("Content-Type: application/json\r\nContent-Length: {length}\r\n").as_bytes(),
+        );
+    }
+    request.extend_from_slice(b"\r\n");
+    request.extend_from_slice(body.as_deref().unwrap_or_default());
+    request
+}
+
 /// Parses a complete HTTP/1.1 response (Content-Length, chunked, or to EOF).
 pub fn parse_response(raw: &[u8]) -> Result<Response, String> {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("no end of headers in the answer")?;
-    let head = std::str::from_utf8(&raw[..split]).map_err(|_| "headers are not UTF-8")?;
-    let rest = &raw[split + 4..];
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let mut parts = status_line.splitn(3, ' ');
-    let version = parts.next().unwrap_or_default();
-    if !version.starts_with("HTTP/1.") {
-        return Err(format!("not an HTTP answer: {status_line:?}"));
-    }
-    let status = parts
-        .next()
-        .and_then(|s| s.parse::<u16>().ok())
-        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
-    let mut headers = Vec::new();
-    for line in lines {
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| format!("bad header line {line:?}"))?;
-        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-    }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut head = httparse::Response::new(&mut headers);
+    let head_len = match head.parse(raw) {
+        Ok(Status::Complete(len)) => len,
+        Ok(Status::Partial) => return Err("the answer ended inside its headers".into()),
+        Err(e) => return Err(format!("not an HTTP/1.1 answer: {e}")),
+    };
+    let status = head.code.ok_or("no status in the answer")?;
+    let headers = head
+        .headers
+        .iter()
+        .map(|h| {
+            let value = std::str::from_utf8(h.value)
+                .map_err(|_| format!("header {} is not UTF-8", h.name))?;
+            Ok((h.name.to_ascii_lowercase(), value.trim().to_string()))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
     let response = Response {
         status,
         headers,
         body: Vec::new(),
     };
+    let rest = &raw[head_len..];
     let body = if response
         .header("transfer-encoding")
         .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
@@ -112,26 +117,65 @@ pub fn parse_response(raw: &[u8]) -> Result<Response, String> {
 fn decode_chunked(mut data: &[u8]) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
     loop {
-        let line_end = data
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or("truncated chunk size")?;
-        let size_text = std::str::from_utf8(&data[..line_end]).map_err(|_| "bad chunk size")?;
-        let size_text = size_text.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_text, 16)
-            .map_err(|_| format!("bad chunk size {size_text:?}"))?;
-        data = &data[line_end + 2..];
+        let (start, size) = match httparse::parse_chunk_size(data) {
+            Ok(Status::Complete(found)) => found,
+            Ok(Status::Partial) => return Err("truncated chunk size".into()),
+            Err(_) => return Err("bad chunk size".into()),
+        };
         if size == 0 {
             return Ok(body);
         }
-        body.extend_from_slice(data.get(..size).ok_or("truncated chunk")?);
-        data = data.get(size + 2..).ok_or("truncated chunk end")?;
+        let chunk = usize::try_from(size)
+            .ok()
+            .and_then(|size| data.get(start..)?.get(..size))
+            .ok_or("truncated chunk")?;
+        body.extend_from_slice(chunk);
+        data = data[start + chunk.len()..]
+            .strip_prefix(b"\r\n")
+            .ok_or("truncated chunk end")?;
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use portd_api::ReapRequest;
+    use portd_api::query::ReleaseQuery;
+    use portd_api::routes::{Cleanup, GetHealth, Reap, ReleaseLease};
+
     use super::*;
+
+    fn text(bytes: Vec<u8>) -> String {
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn requests_carry_a_length_on_post_and_put_and_a_body_where_the_route_takes_one() {
+        assert_eq!(
+            text(request(&GetHealth)),
+            "GET /v1/health HTTP/1.1\r\nHost: portd\r\nConnection: close\r\n\r\n"
+        );
+        assert_eq!(
+            text(request(&Cleanup)),
+            "POST /v1/cleanup HTTP/1.1\r\nHost: portd\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: 0\r\n\r\n"
+        );
+        assert_eq!(
+            text(request(&Reap(ReapRequest { dry_run: true }))),
+            "POST /v1/reap HTTP/1.1\r\nHost: portd\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: 16\r\n\r\n{\"dry_run\":true}"
+        );
+        let release = ReleaseLease {
+            port: 8000,
+            query: ReleaseQuery {
+                id: Some("019a".into()),
+                keep: true,
+            },
+        };
+        assert_eq!(
+            text(request(&release)),
+            "DELETE /v1/leases/8000?id=019a&keep=true HTTP/1.1\r\nHost: portd\r\nConnection: close\r\n\r\n"
+        );
+    }
 
     #[test]
     fn content_length_bodies_are_cut_at_the_length() {
@@ -161,6 +205,7 @@ mod tests {
     #[test]
     fn malformed_answers_are_errors() {
         assert!(parse_response(b"garbage").is_err());
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n").is_err());
         assert!(parse_response(b"SMTP 200\r\n\r\n").is_err());
         assert!(parse_response(b"HTTP/1.1 abc OK\r\n\r\n").is_err());
         assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc").is_err());

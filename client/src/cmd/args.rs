@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use portd_api::routes::GetLease;
 use portd_api::{Lease, LeaseRequest, PortRange};
 
 use super::{lease_by_name, port_arg};
@@ -88,7 +89,7 @@ impl LeaseRef {
     /// The active lease this names (exit 4 if there is none).
     pub fn lookup(&self, client: &Client) -> Result<Lease, ClientError> {
         match (self.port, &self.name) {
-            (Some(port), _) => Ok(client.get(&format!("/v1/leases/{port}"))?.0),
+            (Some(port), _) => Ok(client.fetch(&GetLease { port })?.0),
             (None, Some(name)) => {
                 lease_by_name(client, &project_dir(self.project.as_deref())?, name)
             }

@@ -4,6 +4,7 @@
 //! without systemd, where no unit starts the daemon at boot.
 
 use clap::Args;
+use portd_api::routes::Cleanup;
 use portd_api::{CleanupReport, NameEntry, ReapReport, StartupCleanup};
 
 use super::{print_report, reap};
@@ -27,11 +28,7 @@ pub struct CleanupArgs {
 }
 
 pub fn run(client: &Client, args: CleanupArgs) -> Result<(), ClientError> {
-    print_report(
-        args.json,
-        client.send("POST", "/v1/cleanup", None::<&()>),
-        describe,
-    )
+    print_report(args.json, client.fetch(&Cleanup), describe)
 }
 
 /// One summary line, then what `reap` would say about each process; then,

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use portd_api::Health;
 use portd_api::procstat::read_stat;
+use portd_api::routes::GetHealth;
 
-use crate::client::{ConnectError, connect};
+use crate::connect::{ConnectError, connect};
 use crate::error::ClientError;
 use crate::transport::exchange;
 use crate::units::{
@@ -118,7 +119,7 @@ fn stop_daemon_outside_systemd(chosen: Option<&Path>) -> Result<(), ClientError>
             return Err(ClientError::Other(format!("{}: {e}", socket.display())));
         }
     };
-    let Some(pid) = exchange(stream, "GET", "/v1/health", None)
+    let Some(pid) = exchange(stream, &GetHealth)
         .ok()
         .filter(|r| r.status == 200)
         .and_then(|r| serde_json::from_slice::<Health>(&r.body).ok())

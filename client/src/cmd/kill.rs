@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use clap::Args;
-use portd_api::{Holder, HolderKind, KillReport, KillRequest, PortReport, Status, parse_duration};
+use portd_api::routes::{GetPort, GetStatus, KillPort};
+use portd_api::{Holder, HolderKind, KillReport, KillRequest, parse_duration};
 
 use super::{command_text, port_arg, print_report};
 use crate::client::Client;
@@ -42,12 +43,11 @@ pub fn run(client: &Client, args: KillArgs) -> Result<(), ClientError> {
     if let Some(line) = announcement(client, &args) {
         eprintln!("portctl: {line}");
     }
-    let path = format!("/v1/ports/{}/kill", args.port);
-    print_report(
-        args.json,
-        client.send("POST", &path, Some(&request)),
-        describe,
-    )
+    let kill = KillPort {
+        port: args.port,
+        request,
+    };
+    print_report(args.json, client.fetch(&kill), describe)
 }
 
 /// What the kill is about to do and wait for, said before it starts: the
@@ -55,9 +55,7 @@ pub fn run(client: &Client, args: KillArgs) -> Result<(), ClientError> {
 /// of silence. `None` when nothing listens that this caller may signal
 /// (the answer then says why).
 fn announcement(client: &Client, args: &KillArgs) -> Option<String> {
-    let (report, _) = client
-        .get::<PortReport>(&format!("/v1/ports/{}", args.port))
-        .ok()?;
+    let (report, _) = client.fetch(&GetPort { port: args.port }).ok()?;
     let uid = nix::unistd::geteuid().as_raw();
     let targets: Vec<String> = report
         .holders
@@ -71,7 +69,7 @@ fn announcement(client: &Client, args: &KillArgs) -> Option<String> {
     }
     let grace = match args.grace {
         Some(grace) => grace.as_secs_f64(),
-        None => client.get::<Status>("/v1/status").ok()?.0.grace_secs,
+        None => client.fetch(&GetStatus).ok()?.0.grace_secs,
     };
     Some(announce(&signal_name(&args.signal), &targets, grace))
 }

@@ -4,11 +4,12 @@ use std::time::Duration;
 
 use clap::Args;
 use portd_api::procstat::{boot_time, read_stat, ticks_to_unix};
-use portd_api::{Lease, LeaseRequest, OwnerRef, parse_duration};
+use portd_api::routes::CreateLease;
+use portd_api::{LeaseRequest, OwnerRef, parse_duration};
 
 use super::args::PortChoice;
 use super::{eval_errors, json_errors, passed_over, port_arg, print_body, shell_exports};
-use crate::client::{Client, decode};
+use crate::client::Client;
 use crate::error::ClientError;
 
 #[derive(Debug, Args)]
@@ -50,9 +51,7 @@ pub struct LeaseArgs {
 }
 
 pub fn run(client: &Client, args: LeaseArgs) -> Result<(), ClientError> {
-    let granted = request(&args)
-        .and_then(|request| client.send("POST", "/v1/leases", Some(&request)))
-        .and_then(|response| Ok((decode::<Lease>(&response)?, response)));
+    let granted = request(&args).and_then(|request| client.fetch(&CreateLease(request)));
     let (lease, response) = eval_errors(args.shell, json_errors(args.json, granted))?;
     passed_over::note(&lease);
     if args.json {

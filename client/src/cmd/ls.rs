@@ -1,7 +1,9 @@
 //! `portctl ls`: the leases, as a table or JSON.
 
 use clap::Args;
-use portd_api::{Lease, LeaseList, LeaseState};
+use portd_api::query::LeasesQuery;
+use portd_api::routes::ListLeases;
+use portd_api::{Lease, LeaseState};
 
 use super::{json_errors, print_body};
 use crate::client::Client;
@@ -18,12 +20,8 @@ pub struct LsArgs {
 }
 
 pub fn run(client: &Client, args: LsArgs) -> Result<(), ClientError> {
-    let path = if args.all {
-        "/v1/leases?all=true"
-    } else {
-        "/v1/leases"
-    };
-    let (list, response) = json_errors(args.json, client.get::<LeaseList>(path))?;
+    let request = ListLeases(LeasesQuery { all: args.all });
+    let (list, response) = json_errors(args.json, client.fetch(&request))?;
     if args.json {
         print_body(&response);
         return Ok(());

@@ -22,10 +22,10 @@ pub mod who;
 
 use std::io::Write;
 
-use portd_api::{ErrorBody, ErrorCode, ErrorDetail, Lease, LeaseList};
-use serde::de::DeserializeOwned;
+use portd_api::routes::ListLeases;
+use portd_api::{ErrorBody, ErrorCode, ErrorDetail, Lease};
 
-use crate::client::{Client, decode};
+use crate::client::Client;
 use crate::error::ClientError;
 use crate::transport::Response;
 
@@ -72,13 +72,12 @@ pub fn json_errors<T>(json: bool, result: Result<T, ClientError>) -> Result<T, C
 
 /// Prints the report an action answered (`kill`, `reap`, `cleanup`): with
 /// `--json` its body as it came, else `describe`'s text.
-pub fn print_report<T: DeserializeOwned>(
+pub fn print_report<T>(
     json: bool,
-    answer: Result<Response, ClientError>,
+    answer: Result<(T, Response), ClientError>,
     describe: fn(&T) -> String,
 ) -> Result<(), ClientError> {
-    let response = json_errors(json, answer)?;
-    let report: T = decode(&response)?;
+    let (report, response) = json_errors(json, answer)?;
     if json {
         print_body(&response);
     } else {
@@ -89,7 +88,7 @@ pub fn print_report<T: DeserializeOwned>(
 
 /// The active lease `name` holds in `project`.
 pub fn lease_by_name(client: &Client, project: &str, name: &str) -> Result<Lease, ClientError> {
-    let (list, _) = client.get::<LeaseList>("/v1/leases")?;
+    let (list, _) = client.fetch(&ListLeases::default())?;
     list.leases
         .into_iter()
         .find(|l| l.name.as_deref() == Some(name) && l.project.as_deref() == Some(project))
@@ -125,21 +124,6 @@ pub fn eval_failure(code: i32) -> String {
     format!("(exit {code})")
 }
 
-/// `text` as a value in a query string: everything but unreserved
-/// characters and `/` percent-encoded (project paths hold spaces, `&`, `#`).
-pub fn query_value(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                out.push(byte as char)
-            }
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
-}
-
 /// Parses a port for clap, with DESIGN's one-line reason on failure.
 pub fn port_arg(text: &str) -> Result<u16, String> {
     portd_api::parse_port(text)
@@ -151,15 +135,5 @@ pub fn command_text(cmdline: &[String]) -> String {
         "?".to_string()
     } else {
         cmdline.join(" ")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn projects_are_encoded_for_the_query() {
-        assert_eq!(query_value("/home/me/my app&x"), "/home/me/my%20app%26x");
     }
 }

@@ -4,11 +4,13 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use portd_api::{ErrorCode, NameEntry, NameList};
+use portd_api::query::{ForgetQuery, NamesQuery};
+use portd_api::routes::{ForgetNames, ListNames};
+use portd_api::{ErrorCode, NameEntry};
 
 use super::args::project_dir;
-use super::{json_errors, print_body, query_value};
-use crate::client::{Client, decode};
+use super::{json_errors, print_body};
+use crate::client::Client;
 use crate::error::ClientError;
 
 #[derive(Debug, Args)]
@@ -75,11 +77,11 @@ fn list(client: &Client, args: NamesArgs) -> Result<(), ClientError> {
     } else {
         Some(project_dir(args.project.as_deref())?)
     };
-    let path = match &project {
-        Some(project) => format!("/v1/names?project={}", query_value(project)),
-        None => "/v1/names".to_string(),
-    };
-    let (list, response) = json_errors(args.json, client.get::<NameList>(&path))?;
+    let request = ListNames(NamesQuery {
+        project: project.clone(),
+        name: None,
+    });
+    let (list, response) = json_errors(args.json, client.fetch(&request))?;
     if args.json {
         print_body(&response);
     } else if list.names.is_empty() {
@@ -95,15 +97,14 @@ fn list(client: &Client, args: NamesArgs) -> Result<(), ClientError> {
 
 fn run_forget(client: &Client, args: ForgetArgs) -> Result<(), ClientError> {
     let project = forget_project(args.project.as_deref())?;
-    let mut path = format!("/v1/names?project={}", query_value(&project));
-    if let Some(name) = &args.name {
-        path.push_str(&format!("&name={}", query_value(name)));
-    }
+    let request = ForgetNames(ForgetQuery {
+        project: project.clone(),
+        name: args.name,
+    });
     let answer = client
-        .send("DELETE", &path, None::<&()>)
+        .fetch(&request)
         .map_err(|e| with_release_hint(e, &project));
-    let response = json_errors(args.json, answer)?;
-    let list: NameList = decode(&response)?;
+    let (list, response) = json_errors(args.json, answer)?;
     if args.json {
         print_body(&response);
     } else {
@@ -225,6 +226,5 @@ mod tests {
             forget_project(Some(&gone)).unwrap(),
             gone.display().to_string()
         );
-        assert_eq!(query_value("/a b&c#d"), "/a%20b%26c%23d");
     }
 }

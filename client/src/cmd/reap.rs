@@ -1,6 +1,7 @@
 //! `portctl reap`: end the orphans of ended leases now (`POST /v1/reap`).
 
 use clap::Args;
+use portd_api::routes::Reap;
 use portd_api::{ReapReport, ReapRequest};
 
 use super::{command_text, print_report};
@@ -26,11 +27,7 @@ pub fn run(client: &Client, args: ReapArgs) -> Result<(), ClientError> {
     let request = ReapRequest {
         dry_run: args.dry_run,
     };
-    print_report(
-        args.json,
-        client.send("POST", "/v1/reap", Some(&request)),
-        describe,
-    )
+    print_report(args.json, client.fetch(&Reap(request)), describe)
 }
 
 pub fn describe(report: &ReapReport) -> String {

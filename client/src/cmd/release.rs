@@ -1,11 +1,12 @@
 //! `portctl release`: end a lease (`DELETE /v1/leases/{port}`).
 
 use clap::Args;
-use portd_api::Lease;
+use portd_api::query::ReleaseQuery;
+use portd_api::routes::ReleaseLease;
 
 use super::args::LeaseRef;
 use super::{json_errors, print_body};
-use crate::client::{Client, decode};
+use crate::client::Client;
 use crate::error::ClientError;
 
 #[derive(Debug, Args)]
@@ -32,19 +33,22 @@ pub struct ReleaseArgs {
 }
 
 pub fn run(client: &Client, args: ReleaseArgs) -> Result<(), ClientError> {
-    let mut path = match args.lease.port {
-        Some(port) => format!("/v1/leases/{port}"),
+    // A lease looked up by name is released only if it is still that one.
+    let (port, id) = match args.lease.port {
+        Some(port) => (port, None),
         None => {
             let lease = args.lease.lookup(client)?;
-            format!("/v1/leases/{}?id={}", lease.port, lease.id)
+            (lease.port, Some(lease.id))
         }
     };
-    if args.keep {
-        path.push(if path.contains('?') { '&' } else { '?' });
-        path.push_str("keep=true");
-    }
-    let response = json_errors(args.json, client.send("DELETE", &path, None::<&()>))?;
-    let lease: Lease = decode(&response)?;
+    let release = ReleaseLease {
+        port,
+        query: ReleaseQuery {
+            id,
+            keep: args.keep,
+        },
+    };
+    let (lease, response) = json_errors(args.json, client.fetch(&release))?;
     if args.json {
         print_body(&response);
     }

@@ -1,7 +1,7 @@
 //! `portctl status`: the daemon's version, uptime, paths and counts.
 
 use clap::Args;
-use portd_api::Status;
+use portd_api::routes::GetStatus;
 
 use super::{json_errors, print_body};
 use crate::client::Client;
@@ -15,7 +15,7 @@ pub struct StatusArgs {
 }
 
 pub fn run(client: &Client, args: StatusArgs) -> Result<(), ClientError> {
-    let (status, response) = json_errors(args.json, client.get::<Status>("/v1/status"))?;
+    let (status, response) = json_errors(args.json, client.fetch(&GetStatus))?;
     if args.json {
         print_body(&response);
         return Ok(());

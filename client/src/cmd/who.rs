@@ -1,6 +1,7 @@
 //! `portctl who`: who leases and who listens on a port (`GET /v1/ports/{port}`).
 
 use clap::Args;
+use portd_api::routes::GetPort;
 use portd_api::{Holder, PortReport};
 
 use super::{command_text, json_errors, port_arg, print_body};
@@ -18,10 +19,7 @@ pub struct WhoArgs {
 }
 
 pub fn run(client: &Client, args: WhoArgs) -> Result<(), ClientError> {
-    let (report, response) = json_errors(
-        args.json,
-        client.get::<PortReport>(&format!("/v1/ports/{}", args.port)),
-    )?;
+    let (report, response) = json_errors(args.json, client.fetch(&GetPort { port: args.port }))?;
     if args.json {
         print_body(&response);
     } else {

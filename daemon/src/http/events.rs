@@ -1,9 +1,8 @@
 //! `/v1/events`: the history, oldest first.
 
 use axum::Json;
+use portd_api::query::EventsQuery;
 use portd_api::{ErrorBody, ErrorCode, EventList};
-use serde::Deserialize;
-use utoipa::IntoParams;
 
 use super::extract::ApiQuery;
 use super::openapi::ServerErrors;
@@ -13,14 +12,6 @@ use crate::store::{events, parse_rfc3339};
 
 /// Most events one answer carries.
 const MAX_EVENTS: i64 = 10_000;
-
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct EventsQuery {
-    /// RFC 3339; events at or after it.
-    since: Option<String>,
-}
 
 /// `GET /v1/events[?since=RFC3339]`.
 #[utoipa::path(

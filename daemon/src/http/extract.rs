@@ -72,7 +72,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// A query string: 400 on unknown keys or bad values.
+/// A query string decoded into one of `portd_api::query`'s structs: 400 on
+/// unknown or repeated keys, bad values and broken escapes.
 pub struct ApiQuery<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
@@ -80,10 +81,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
-        serde_urlencoded_like(query)
-            .and_then(|value| serde_json::from_value(value).map_err(|e| e.to_string()))
+        check_escapes(query)
+            .and_then(|()| serde_urlencoded::from_str(query).map_err(|e| e.to_string()))
             .map(ApiQuery)
-            .map_err(|e| AppError::new(ErrorCode::BadRequest, format!("invalid query: {e}")))
+            .map_err(|e| {
+                AppError::new(
+                    ErrorCode::BadRequest,
+                    format!("invalid query '{query}': {e}"),
+                )
+            })
     }
 }
 
@@ -117,61 +123,104 @@ impl<S: Send + Sync> FromRequestParts<S> for Port {
     }
 }
 
-/// Parses `a=1&b=x` into a JSON object of strings, booleans and numbers as
-/// written, so serde can type-check it with `deny_unknown_fields`.
-fn serde_urlencoded_like(query: &str) -> Result<serde_json::Value, String> {
-    let mut map = serde_json::Map::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let key = percent_decode(key)?;
-        let value = percent_decode(value)?;
-        let json = match value.as_str() {
-            "true" => serde_json::Value::Bool(true),
-            "false" => serde_json::Value::Bool(false),
-            _ => serde_json::Value::String(value),
-        };
-        if map.insert(key.clone(), json).is_some() {
-            return Err(format!("'{key}' given twice"));
+/// serde_urlencoded decodes leniently: a broken `%` escape stays as
+/// written and bytes that are not UTF-8 become U+FFFD. A query that would
+/// mean something other than what it says is refused instead.
+fn check_escapes(query: &str) -> Result<(), String> {
+    for escape in query.split('%').skip(1) {
+        let hex = escape
+            .get(..2)
+            .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
+        if hex.is_none() {
+            let shown: String = escape.chars().take(2).collect();
+            return Err(format!("bad %-escape %{shown}"));
         }
     }
-    Ok(serde_json::Value::Object(map))
-}
-
-fn percent_decode(text: &str) -> Result<String, String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = text.get(i + 1..i + 3).ok_or("truncated %-escape")?;
-                out.push(u8::from_str_radix(hex, 16).map_err(|_| format!("bad %-escape %{hex}"))?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).map_err(|_| "query is not UTF-8".to_string())
+    percent_encoding::percent_decode_str(query)
+        .decode_utf8()
+        .map(drop)
+        .map_err(|_| "the query is not UTF-8".to_string())
 }
 
 #[cfg(test)]
 mod tests {
+    use axum::response::IntoResponse;
+    use portd_api::query::{EventsQuery, LeasesQuery, NamesQuery, ReleaseQuery};
+
     use super::*;
 
-    #[test]
-    fn query_values_keep_their_text_and_booleans() {
-        let v = serde_urlencoded_like("all=true&since=2026-01-01T00%3A00%3A00Z&id=a+b").unwrap();
-        assert_eq!(v["all"], true);
-        assert_eq!(v["since"], "2026-01-01T00:00:00Z");
-        assert_eq!(v["id"], "a b");
-        assert!(serde_urlencoded_like("a=1&a=2").is_err());
-        assert!(serde_urlencoded_like("a=%zz").is_err());
+    /// The query of `uri` as the daemon decodes it, or the status and
+    /// message it refuses it with.
+    async fn decode<T: DeserializeOwned>(uri: &str) -> Result<T, (u16, String)> {
+        let (mut parts, ()) = axum::http::Request::get(uri).body(()).unwrap().into_parts();
+        match ApiQuery::<T>::from_request_parts(&mut parts, &()).await {
+            Ok(ApiQuery(query)) => Ok(query),
+            Err(refused) => {
+                let response = refused.into_response();
+                let status = response.status().as_u16();
+                let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+                    .await
+                    .unwrap();
+                let body: portd_api::ErrorBody = serde_json::from_slice(&body).unwrap();
+                assert_eq!(body.error.code, ErrorCode::BadRequest);
+                Err((status, body.error.message))
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn query_values_keep_their_text_and_booleans() {
+        assert_eq!(
+            decode::<LeasesQuery>("/v1/leases?all=true").await,
+            Ok(LeasesQuery { all: true })
+        );
+        assert_eq!(
+            decode::<LeasesQuery>("/v1/leases").await,
+            Ok(LeasesQuery { all: false })
+        );
+        assert_eq!(
+            decode::<EventsQuery>("/v1/events?since=2026-01-01T00%3A00%3A00Z").await,
+            Ok(EventsQuery {
+                since: Some("2026-01-01T00:00:00Z".into())
+            })
+        );
+        assert_eq!(
+            decode::<ReleaseQuery>("/v1/leases/8000?id=a+b&keep=false").await,
+            Ok(ReleaseQuery {
+                id: Some("a b".into()),
+                keep: false
+            })
+        );
+        assert_eq!(
+            decode::<NamesQuery>("/v1/names?project=/srv/my%20app&name=%C3%BC").await,
+            Ok(NamesQuery {
+                project: Some("/srv/my app".into()),
+                name: Some("\u{fc}".into())
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_repeated_and_badly_escaped_keys_are_400() {
+        for (query, says) in [
+            ("colour=red", "unknown field `colour`"),
+            ("keep=true&keep=true", "duplicate field `keep`"),
+            ("keep=maybe", "provided string was not `true` or `false`"),
+            ("keep", "not `true` or `false`"),
+            ("id=%zz", "bad %-escape %zz"),
+            ("id=%", "bad %-escape %"),
+            ("id=%ff", "the query is not UTF-8"),
+            ("id=%C3&keep=true", "the query is not UTF-8"),
+        ] {
+            let uri = format!("/v1/leases/8000?{query}");
+            match decode::<ReleaseQuery>(&uri).await {
+                Err((400, message)) => assert!(
+                    message.starts_with(&format!("invalid query '{query}': "))
+                        && message.contains(says),
+                    "{message} does not say {says}"
+                ),
+                other => panic!("{query} is not refused with 400: {other:?}"),
+            }
+        }
     }
 }

@@ -3,9 +3,8 @@
 use axum::Json;
 use axum::extract::Extension;
 use axum::http::StatusCode;
+use portd_api::query::{LeasesQuery, ReleaseQuery};
 use portd_api::{ErrorBody, Lease, LeaseList, LeaseRequest};
-use serde::Deserialize;
-use utoipa::IntoParams;
 
 use super::extract::{ApiJson, ApiQuery, Port};
 use super::openapi::ServerErrors;
@@ -46,21 +45,12 @@ pub async fn create(
     Ok((status, Json(granted.lease)))
 }
 
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListQuery {
-    /// Add up to 1,000 ended leases, newest first.
-    #[serde(default)]
-    all: bool,
-}
-
 /// `GET /v1/leases[?all=true]`.
 #[utoipa::path(
     get,
     path = "/v1/leases",
     tag = "leases",
-    params(ListQuery),
+    params(LeasesQuery),
     responses(
         (status = 200, description = "Active leases by port, then (with `all`) ended ones", body = LeaseList),
         (status = 400, description = "`bad_request`: an unknown key or a bad value in the query", body = ErrorBody),
@@ -69,7 +59,7 @@ pub struct ListQuery {
 )]
 pub async fn list(
     state: State,
-    ApiQuery(query): ApiQuery<ListQuery>,
+    ApiQuery(query): ApiQuery<LeasesQuery>,
 ) -> Result<Json<LeaseList>, AppError> {
     Ok(Json(LeaseList {
         leases: state.leases.list(query.all).await?,
@@ -91,17 +81,6 @@ pub async fn list(
 )]
 pub async fn get(state: State, Port { port }: Port) -> Result<Json<Lease>, AppError> {
     Ok(Json(state.leases.get(port)?))
-}
-
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ReleaseQuery {
-    /// Release only this lease: 404 if another (newer) lease holds the port.
-    id: Option<String>,
-    /// Leave the lease's processes running: no orphan is reaped.
-    #[serde(default)]
-    keep: bool,
 }
 
 /// `DELETE /v1/leases/{port}[?id=][&keep=true]`: release; the id guards

@@ -2,23 +2,12 @@
 //! and forgetting them.
 
 use axum::Json;
+use portd_api::query::{ForgetQuery, NamesQuery};
 use portd_api::{ErrorBody, NameList};
-use serde::Deserialize;
-use utoipa::IntoParams;
 
 use super::extract::ApiQuery;
 use super::openapi::ServerErrors;
 use super::{AppError, State};
-
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct NamesQuery {
-    /// Only the names of this project (its absolute path).
-    project: Option<String>,
-    /// Only this name.
-    name: Option<String>,
-}
 
 /// `GET /v1/names[?project=DIR][&name=N]`.
 #[utoipa::path(
@@ -41,17 +30,6 @@ pub async fn list(
         .names(query.project.as_deref(), query.name.as_deref())
         .await?;
     Ok(Json(NameList { names }))
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ForgetQuery {
-    /// The project whose names to forget (its absolute path, as the names
-    /// list shows it).
-    project: String,
-    /// Only this name; without it, every name of the project.
-    name: Option<String>,
 }
 
 /// `DELETE /v1/names?project=DIR[&name=N]`: forgets what the names

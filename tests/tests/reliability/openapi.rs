@@ -3,35 +3,29 @@
 //!
 //! The daemon builds its router and the document from one list of
 //! handlers, so a route cannot be served undocumented; this test holds the
-//! served document to the routes the DESIGN names, and the router to the
-//! document: every documented method reaches a handler, every other method
-//! on a documented path is 405.
+//! served document to the routes `portd_api::routes` defines (the ones
+//! portctl calls) and docs/API.md to them, and the router to the document:
+//! every documented method reaches a handler, every other method on a
+//! documented path is 405.
 
 use std::collections::BTreeSet;
 
 use oas3::spec::ObjectOrReference;
+use portd_api::routes::ROUTES;
 use portd_e2e::{PortBlock, TestDaemon};
 use serde_json::Value;
 
-/// The routes of the API (DESIGN "HTTP API", docs/API.md), method and path.
-const ROUTES: &[(&str, &str)] = &[
-    ("get", "/v1/health"),
-    ("get", "/v1/status"),
-    ("get", "/v1/openapi.json"),
-    ("post", "/v1/leases"),
-    ("get", "/v1/leases"),
-    ("get", "/v1/leases/{port}"),
-    ("delete", "/v1/leases/{port}"),
-    ("put", "/v1/leases/{port}/command"),
-    ("get", "/v1/leases/{port}/processes"),
-    ("get", "/v1/ports/{port}"),
-    ("post", "/v1/ports/{port}/kill"),
-    ("post", "/v1/reap"),
-    ("post", "/v1/cleanup"),
-    ("get", "/v1/names"),
-    ("delete", "/v1/names"),
-    ("get", "/v1/events"),
-];
+/// The routes of the API as `portd_api::routes` defines them for the
+/// client and the daemon: lower-case method, path template.
+fn routes() -> BTreeSet<(String, String)> {
+    ROUTES
+        .iter()
+        .map(|route| {
+            let method = route.method.as_str().to_ascii_lowercase();
+            (method, route.path.to_string())
+        })
+        .collect()
+}
 
 /// Methods tried on every documented path.
 const METHODS: &[&str] = &["get", "post", "put", "patch", "delete"];
@@ -59,11 +53,7 @@ fn the_served_document_is_openapi_3_1_and_lists_every_route() {
         .operations()
         .map(|(path, method, _)| (method.as_str().to_ascii_lowercase(), path))
         .collect();
-    let expected: BTreeSet<(String, String)> = ROUTES
-        .iter()
-        .map(|(m, p)| (m.to_string(), p.to_string()))
-        .collect();
-    assert_eq!(documented, expected, "documented routes");
+    assert_eq!(documented, routes(), "documented routes");
 
     for (path, method, op) in spec.operations() {
         let what = format!("{method} {path}");
@@ -135,8 +125,8 @@ fn the_served_document_is_openapi_3_1_and_lists_every_route() {
 
     let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/API.md"))
         .expect("docs/API.md");
-    for (method, path) in ROUTES {
-        let route = format!("{} {path}", method.to_ascii_uppercase());
+    for route in ROUTES {
+        let route = format!("{} {}", route.method.as_str(), route.path);
         assert!(docs.contains(&route), "docs/API.md does not list {route}");
     }
 }
@@ -170,11 +160,12 @@ fn every_documented_route_is_served_and_nothing_else() {
     // Nothing listens on the block, so `kill` has nothing to signal; bodies
     // with an unknown field are refused before a handler acts.
     let port = block.port(0).to_string();
-    let paths: BTreeSet<&str> = ROUTES.iter().map(|(_, p)| *p).collect();
+    let routes = routes();
+    let paths: BTreeSet<&str> = routes.iter().map(|(_, p)| p.as_str()).collect();
     for template in paths {
         let path = template.replace("{port}", &port);
         for method in METHODS {
-            let documented = ROUTES.contains(&(method, template));
+            let documented = routes.contains(&(method.to_string(), template.to_string()));
             let body = matches!(*method, "post" | "put" | "patch").then_some(r#"{"fuzz": 1}"#);
             let answer = d.request(&method.to_ascii_uppercase(), &path, body);
             let code = answer.error_code();

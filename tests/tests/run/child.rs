@@ -83,7 +83,8 @@ fn the_command_gets_its_port_and_tag_and_portctl_exits_with_its_code() {
 #[test]
 fn a_command_killed_by_a_signal_takes_portctl_with_it() {
     let (block, d, scratch, dir) = setup();
-    for signal in [Signal::SIGTERM, Signal::SIGUSR1] {
+    // SIGPIPE too, which portctl (as any Rust program) ignores.
+    for signal in [Signal::SIGTERM, Signal::SIGUSR1, Signal::SIGPIPE] {
         let probe = Probe::new(&scratch, signal.as_str()).kill_self(signal.as_str());
         let range = block.sub_range(0, 5).to_string();
         let done = finish(&mut run_probe(&d, &dir, &["--range", &range], &probe, &[]));

@@ -5,6 +5,8 @@
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 
+use portd_e2e::via_bash;
+
 use super::*;
 
 /// The socket inodes among `pid`'s open fds (`socket:[INODE]` links).
@@ -26,18 +28,41 @@ fn socket_inodes(pid: u32) -> Vec<u64> {
 
 #[test]
 fn the_command_gets_the_listening_socket_as_fd_3() {
+    command_gets_the_socket_as_fd_3(false);
+}
+
+#[test]
+fn the_socket_takes_the_place_of_an_fd_3_that_portctl_inherited() {
+    command_gets_the_socket_as_fd_3(true);
+}
+
+fn command_gets_the_socket_as_fd_3(fd_3_open: bool) {
     let (block, d, scratch, dir) = setup();
     let port = block.port(7);
     let mut gate = Gate::new(scratch.path("gate"));
     let probe = Probe::new(&scratch, "web").listen_fd().gate(&gate);
-    let cmd = run_probe(
+    let mut cmd = run_probe(
         &d,
         &dir,
         &["--name", "web", "--port", &port.to_string(), "--listen-fd"],
         &probe,
         &[],
     );
+    if fd_3_open {
+        // As under bats, or after a shell's `exec 3<`.
+        let dir = cmd.get_current_dir().map(Path::to_path_buf);
+        cmd = via_bash(&cmd, "exec 3</dev/null");
+        cmd.current_dir(dir.expect("run_probe sets the directory"));
+    }
     let mut run = Running::start(cmd, &probe, &scratch, "web");
+    if fd_3_open {
+        let fd_3 = fs::read_link(format!("/proc/{}/fd/3", run.pid()));
+        assert_eq!(
+            fd_3.ok().as_deref(),
+            Some(Path::new("/dev/null")),
+            "sanity: portctl's own fd 3 is the one it inherited"
+        );
+    }
     let facts = &run.facts;
 
     assert_eq!(run.port(), port);

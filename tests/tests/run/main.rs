@@ -133,6 +133,8 @@ if env.get("PROBE_GATE"):
     while os.read(gate, 1) not in (b"\n", b""):
         pass
 if env.get("PROBE_KILL"):
+    # Python ignores SIGPIPE: the signal's default action, whichever it is.
+    signal.signal(getattr(signal, env["PROBE_KILL"]), signal.SIG_DFL)
     os.kill(os.getpid(), getattr(signal, env["PROBE_KILL"]))
 sys.exit(code)
 "#;

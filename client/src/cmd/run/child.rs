@@ -3,14 +3,16 @@
 //! `--listen-fd`, and the signals `run` forwards blocked until it waits.
 
 use std::ffi::OsString;
-use std::io;
+use std::io::{self, Stdin};
 use std::net::TcpListener;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
-use nix::unistd::{Pid, getpgrp, setpgid, tcgetpgrp, tcsetpgrp};
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask, sigprocmask};
+use nix::unistd::{Pid, close, getpgrp, getpid, setpgid, tcgetpgrp, tcsetpgrp};
 use portd_api::{LEASE_ENV, Lease};
 
 use crate::error::ClientError;
@@ -83,12 +85,15 @@ pub fn spawn(spec: Spec<'_>) -> Result<Started, ClientError> {
 
     // Hand the terminal over only if we are its foreground job: a
     // background `portctl run ... &` must leave it to the shell.
-    let terminal = in_foreground();
-    let listen_raw = listener.as_ref().map(|l| l.as_raw_fd());
-    // SAFETY: only async-signal-safe calls (setpgid, signal, tcsetpgrp, dup2,
-    // fcntl) run between fork and exec.
+    let took_terminal = in_foreground();
+    let terminal = took_terminal.then(std::io::stdin);
+    // SAFETY: between fork and exec the closure makes only
+    // async-signal-safe system calls (sigprocmask, setpgid, getpid,
+    // tcsetpgrp, close, fcntl) through nix, on the stdin handle and the
+    // listener it owns; it allocates nothing and takes no lock
+    // (`Stdin::as_fd` is the constant fd 0, nix's errors are errnos).
     unsafe {
-        command.pre_exec(move || child_setup(terminal, listen_raw));
+        command.pre_exec(move || child_setup(terminal.as_ref(), listener.as_ref()));
     }
     // The parent waits for these on a signalfd; block them before the child
     // exists so that none is lost (the child's mask is reset before exec).
@@ -101,46 +106,49 @@ pub fn spawn(spec: Spec<'_>) -> Result<Started, ClientError> {
             return Err(spawn_error(&program, &e));
         }
     };
-    drop(listener);
+    // The command has its copy of the listening socket: close ours.
+    drop(command);
     let pid = Pid::from_raw(child.id() as i32);
     // Also from this side, so the group exists whichever runs first. The
     // child took the terminal before exec, and spawn returns after exec.
     let _ = setpgid(pid, pid);
-    Ok(Started {
-        pid,
-        took_terminal: terminal,
-    })
+    Ok(Started { pid, took_terminal })
 }
 
 /// In the child, before exec: own process group, the terminal if we have
-/// one, and the listening socket as fd 3.
-fn child_setup(terminal: bool, listener: Option<RawFd>) -> io::Result<()> {
-    // SAFETY: plain syscalls on our own process and fds.
-    unsafe {
-        // The parent blocks the forwarded signals to wait for them; the
-        // command must start with none blocked.
-        let mut none: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut none);
-        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-        if libc::setpgid(0, 0) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if terminal {
-            // A background group may not take the terminal unless SIGTTOU
-            // is ignored; restore the default before exec.
-            libc::signal(libc::SIGTTOU, libc::SIG_IGN);
-            libc::tcsetpgrp(0, libc::getpid());
-            libc::signal(libc::SIGTTOU, libc::SIG_DFL);
-        }
-        if let Some(fd) = listener {
-            if fd == LISTEN_FD {
-                libc::fcntl(fd, libc::F_SETFD, 0);
-            } else if libc::dup2(fd, LISTEN_FD) < 0 {
-                return Err(io::Error::last_os_error());
+/// one (stdin), and the listening socket as fd 3.
+fn child_setup(terminal: Option<&Stdin>, listener: Option<&TcpListener>) -> io::Result<()> {
+    // SIGTTOU blocked: a background group may take the terminal (POSIX
+    // tcsetpgrp: "blocking or ignoring SIGTTOU"). Every other signal
+    // unblocked: the parent blocks the forwarded ones to wait for them.
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&sigttou()), None)?;
+    setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
+    if let Some(stdin) = terminal {
+        // Without the terminal the command still runs, as a background job.
+        let _ = tcsetpgrp(stdin, getpid());
+    }
+    // The command starts with no signal blocked.
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+    if let Some(listener) = listener {
+        if listener.as_raw_fd() == LISTEN_FD {
+            fcntl(listener, FcntlArg::F_SETFD(FdFlag::empty()))?;
+        } else {
+            // Whatever the caller passed down as fd 3 gives way; the copy
+            // then lands on the lowest free fd from 3, which is 3, and
+            // without close-on-exec.
+            let _ = close(LISTEN_FD);
+            if fcntl(listener, FcntlArg::F_DUPFD(LISTEN_FD))? != LISTEN_FD {
+                return Err(Errno::EBADF.into());
             }
         }
     }
     Ok(())
+}
+
+fn sigttou() -> SigSet {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTTOU);
+    set
 }
 
 /// The forwarded signals and SIGCHLD.
@@ -164,13 +172,13 @@ pub fn in_foreground() -> bool {
 }
 
 /// Makes `group` the terminal's foreground group. Called from whatever
-/// group we are in, so SIGTTOU is ignored for the call.
+/// group we are in, so SIGTTOU is blocked for the call (which, for
+/// tcsetpgrp, POSIX treats as ignoring it).
 pub fn set_terminal_group(group: Pid) {
-    // SAFETY: signal() with SIG_IGN/SIG_DFL on SIGTTOU only.
-    unsafe { libc::signal(libc::SIGTTOU, libc::SIG_IGN) };
+    let mut before = SigSet::empty();
+    let _ = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&sigttou()), Some(&mut before));
     let _ = tcsetpgrp(std::io::stdin(), group);
-    // SAFETY: as above; SIGTTOU gets its default action back.
-    unsafe { libc::signal(libc::SIGTTOU, libc::SIG_DFL) };
+    let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&before), None);
 }
 
 /// 127 for a command not found, 126 for one that cannot be executed.

@@ -23,6 +23,8 @@ use std::net::{IpAddr, SocketAddr, TcpListener};
 
 use clap::Args;
 use nix::unistd::Pid;
+use portd_api::query::{NamesQuery, ReleaseQuery};
+use portd_api::routes::{CreateLease, ListNames, RegisterCommand, ReleaseLease};
 use portd_api::{CommandRequest, Lease, LeaseRequest, NameList};
 
 use self::child::{Spec, Started, spawn};
@@ -30,7 +32,7 @@ use self::supervise::{become_subreaper, finish, supervise};
 use super::args::PortChoice;
 use super::lease::owner_ref;
 use super::passed_over;
-use crate::client::{Client, decode};
+use crate::client::Client;
 use crate::error::ClientError;
 
 #[derive(Debug, Args)]
@@ -114,13 +116,13 @@ pub fn expand(
 }
 
 pub fn run(client: &Client, args: RunArgs) -> Result<(), ClientError> {
-    let request = LeaseRequest {
+    let create = CreateLease(LeaseRequest {
         owner: Some(owner_ref(std::process::id())?),
         ..args.choice.request(args.port)?
-    };
-    let lease: Lease = decode(&client.send("POST", "/v1/leases", Some(&request))?)?;
+    });
+    let (lease, _) = client.fetch(&create)?;
     passed_over::note(&lease);
-    let project = request.project.as_deref().unwrap_or_default();
+    let project = create.0.project.as_deref().unwrap_or_default();
     become_subreaper();
     match start(client, &args, &lease, project) {
         Ok(child) => {
@@ -139,8 +141,14 @@ pub fn run(client: &Client, args: RunArgs) -> Result<(), ClientError> {
 /// Ends the lease; the daemon then reaps what of it still listens. A lease
 /// that already ended (released by hand, reaped) needs no word.
 fn release(client: &Client, lease: &Lease) {
-    let path = format!("/v1/leases/{}?id={}", lease.port, lease.id);
-    match client.send("DELETE", &path, None::<&()>) {
+    let release = ReleaseLease {
+        port: lease.port,
+        query: ReleaseQuery {
+            id: Some(lease.id.clone()),
+            keep: false,
+        },
+    };
+    match client.call(&release) {
         Ok(_) | Err(ClientError::Api { status: 404, .. }) => {}
         Err(e) => eprintln!("portctl: could not release port {}: {e}", lease.port),
     }
@@ -152,13 +160,15 @@ fn register(client: &Client, lease: &Lease, pid: Pid) {
     let Ok(command) = owner_ref(pid.as_raw() as u32) else {
         return; // already gone: nothing of it to find
     };
-    let request = CommandRequest {
-        id: lease.id.clone(),
-        pid: command.pid,
-        start_time: command.start_time,
+    let register = RegisterCommand {
+        port: lease.port,
+        request: CommandRequest {
+            id: lease.id.clone(),
+            pid: command.pid,
+            start_time: command.start_time,
+        },
     };
-    let path = format!("/v1/leases/{}/command", lease.port);
-    match client.send("PUT", &path, Some(&request)) {
+    match client.call(&register) {
         // 422: the command exited (or exec'd away) before it was registered.
         Ok(_) | Err(ClientError::Api { status: 422, .. }) => {}
         Err(e) => eprintln!(
@@ -178,8 +188,11 @@ fn start(
     let mut names: Option<NameList> = None;
     let mut lookup = |name: &str| -> Result<u16, ClientError> {
         if names.is_none() {
-            let path = format!("/v1/names?project={}", super::query_value(project));
-            names = Some(client.get::<NameList>(&path)?.0);
+            let request = ListNames(NamesQuery {
+                project: Some(project.to_string()),
+                name: None,
+            });
+            names = Some(client.fetch(&request)?.0);
         }
         names
             .iter()

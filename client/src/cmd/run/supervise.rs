@@ -24,6 +24,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, getpgid, getpgrp};
+use portd_api::routes::ListProcesses;
 use portd_api::{Lease, LeaseProcess, LeaseProcesses};
 
 use super::child::{FORWARDED, Started, forwarded_and_chld, in_foreground, set_terminal_group};
@@ -160,9 +161,8 @@ fn stopped_by_signal(status: WaitStatus) -> bool {
 }
 
 fn processes(client: &Client, lease: &Lease) -> Option<LeaseProcesses> {
-    let path = format!("/v1/leases/{}/processes", lease.port);
     client
-        .get::<LeaseProcesses>(&path)
+        .fetch(&ListProcesses { port: lease.port })
         .ok()
         .map(|(found, _)| found)
 }
@@ -229,11 +229,12 @@ pub fn finish(status: WaitStatus) -> ! {
     match status {
         WaitStatus::Exited(_, code) => std::process::exit(code),
         WaitStatus::Signaled(_, signal, _) => {
-            // SAFETY: restoring the default action and raising it on ourselves.
-            unsafe {
-                libc::signal(signal as libc::c_int, libc::SIG_DFL);
-            }
-            let _ = nix::sys::signal::raise(signal);
+            // The signal's default action, whatever ours is (Rust ignores
+            // SIGPIPE; `nohup` and `&` in a script leave HUP, INT or QUIT
+            // ignored): this ends portctl as the signal ended the command.
+            // It returns only for a signal it does not know (a real-time
+            // one), which then becomes the shell's 128 + N.
+            let _ = signal_hook::low_level::emulate_default_handler(signal as i32);
             std::process::exit(128 + signal as i32)
         }
         _ => std::process::exit(1),
