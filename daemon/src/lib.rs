@@ -14,6 +14,7 @@ pub mod leases;
 pub mod lockfile;
 pub mod maintain;
 pub mod owner;
+pub mod peer;
 pub mod probe;
 pub mod procs;
 pub mod reaper;

@@ -2,7 +2,6 @@
 //! tick expire TTLs and check owners that have no pidfd; prune history and
 //! names hourly; and end the leases of owners whose pidfd reports death.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -15,7 +14,6 @@ use portd_api::{CleanupReport, StartupCleanup};
 
 use crate::leases::LeaseError;
 use crate::owner::OwnerId;
-use crate::reaper::Reaper;
 use crate::store::{now_ms, rfc3339};
 
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -75,11 +73,11 @@ pub async fn on_owner_death(state: Arc<AppState>, mut deaths: mpsc::UnboundedRec
 /// Unix ms): at start-up and on `POST /v1/cleanup`.
 pub async fn cleanup(
     state: &AppState,
-    protected: HashSet<u32>,
+    caller: Option<u32>,
     names_used_before: i64,
 ) -> Result<CleanupReport, LeaseError> {
     let (kept, ended) = state.leases.reconcile().await?;
-    let reap = state.leases.reaper().reap(None, false, protected).await?;
+    let reap = state.leases.reaper().reap(None, false, caller).await?;
     let forgotten = state
         .leases
         .prune_names(NAME_RETENTION, names_used_before)
@@ -97,7 +95,7 @@ pub async fn cleanup(
 pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
     // Only names from before this start: the daemon answers while it cleans
     // up, and a name leased meanwhile is in use whatever its directory.
-    let startup = match cleanup(&state, Reaper::protected(None), state.started_at_ms).await {
+    let startup = match cleanup(&state, None, state.started_at_ms).await {
         Ok(report) => {
             tracing::info!(
                 kept = report.kept,

@@ -9,9 +9,9 @@ use portd_api::CleanupReport;
 
 use super::openapi::ServerErrors;
 use super::{AppError, State};
-use crate::leases::{LeaseError, Peer};
+use crate::leases::LeaseError;
 use crate::maintain;
-use crate::reaper::Reaper;
+use crate::peer::Peer;
 use crate::store::now_ms;
 
 /// `POST /v1/cleanup`: ends the leases of dead owners and of other boots,
@@ -31,14 +31,13 @@ pub async fn cleanup(
     Extension(peer): Extension<Peer>,
 ) -> Result<Json<CleanupReport>, AppError> {
     let startup = state.startup.report().await;
-    let protected = Reaper::protected(peer.pid);
     let state = Arc::clone(&state.0);
     // Leases it ends have their orphans reaped by its sweep: one unit, so
     // a client that hangs up between the two leaves no orphan behind.
     let units = state.leases.reaper().units().clone();
     let mut report = units
         .run("cleanup", async move {
-            maintain::cleanup(&state, protected, now_ms()).await
+            maintain::cleanup(&state, peer.pid, now_ms()).await
         })
         .await
         .map_err(LeaseError::from)??;

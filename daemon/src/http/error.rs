@@ -9,7 +9,6 @@ use portd_api::{ErrorBody, ErrorCode, ErrorDetail};
 use serde_json::{Map, Value, json};
 
 use crate::leases::LeaseError;
-use crate::store::StoreError;
 
 #[derive(Debug)]
 pub struct AppError {
@@ -62,7 +61,7 @@ impl From<LeaseError> for AppError {
                 .with("lease", json!(lease)),
             LeaseError::Unavailable => AppError::new(ErrorCode::Unavailable, message),
             // Logged with its message where it was caught.
-            LeaseError::Panicked(_) | LeaseError::Store(StoreError::Panicked(_)) => {
+            LeaseError::Panicked(_) => {
                 AppError::new(ErrorCode::Internal, "internal error; see the daemon's log")
             }
             LeaseError::Store(e) => {
@@ -103,6 +102,7 @@ impl IntoResponse for AppError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reaper::ReapError;
     use crate::task::Panicked;
 
     #[test]
@@ -113,7 +113,7 @@ mod tests {
         };
         for err in [
             LeaseError::Panicked(panicked.clone()),
-            LeaseError::Store(StoreError::Panicked(panicked)),
+            LeaseError::from(ReapError::Panicked(panicked)),
         ] {
             let error = AppError::from(err);
             assert_eq!(error.code, ErrorCode::Internal);

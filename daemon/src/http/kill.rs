@@ -7,8 +7,8 @@ use portd_api::{ErrorBody, KillReport, KillRequest};
 use super::extract::{ApiJson, Port};
 use super::openapi::ServerErrors;
 use super::{AppError, State};
-use crate::leases::Peer;
-use crate::reaper::Reaper;
+use crate::leases::LeaseError;
+use crate::peer::Peer;
 
 /// `POST /v1/ports/{port}/kill`: signals the port's listening holders
 /// (explicit-kill rules: the caller's own processes, root's any).
@@ -34,12 +34,12 @@ pub async fn kill(
     Port { port }: Port,
     ApiJson(request): ApiJson<KillRequest>,
 ) -> Result<Json<KillReport>, AppError> {
-    let protected = Reaper::protected(peer.pid);
     Ok(Json(
         state
             .leases
             .reaper()
-            .kill_port(peer, port, request, protected)
-            .await?,
+            .kill_port(peer, port, request)
+            .await
+            .map_err(LeaseError::from)?,
     ))
 }

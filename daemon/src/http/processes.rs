@@ -9,7 +9,7 @@ use portd_api::{CommandRequest, ErrorBody, Lease, LeaseProcesses};
 use super::extract::{ApiJson, Port};
 use super::openapi::ServerErrors;
 use super::{AppError, State};
-use crate::leases::Peer;
+use crate::peer::Peer;
 
 /// `PUT /v1/leases/{port}/command`: registers the command `portctl run`
 /// started; the members of its process group then belong to the lease.

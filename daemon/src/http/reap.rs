@@ -7,8 +7,8 @@ use portd_api::{ErrorBody, ReapReport, ReapRequest};
 use super::extract::ApiJson;
 use super::openapi::ServerErrors;
 use super::{AppError, State};
-use crate::leases::{LeaseError, Peer};
-use crate::reaper::Reaper;
+use crate::leases::LeaseError;
+use crate::peer::Peer;
 
 /// `POST /v1/reap`: the orphans of ended leases (another user's are left out
 /// of the answer unless the caller is root).
@@ -29,11 +29,10 @@ pub async fn reap(
     Extension(peer): Extension<Peer>,
     ApiJson(request): ApiJson<ReapRequest>,
 ) -> Result<Json<ReapReport>, AppError> {
-    let protected = Reaper::protected(peer.pid);
     let mut report = state
         .leases
         .reaper()
-        .reap(None, request.dry_run, protected)
+        .reap(None, request.dry_run, peer.pid)
         .await
         .map_err(LeaseError::from)?;
     // Another user's orphans are none of the caller's business.

@@ -12,6 +12,7 @@ use portd_api::procstat::same_start_time;
 use portd_api::{CommandRequest, Lease, LeaseProcess, LeaseProcesses};
 
 use super::{LeaseError, Leases, event};
+use crate::peer::Peer;
 use crate::procs::{self, holders::listening_ports_of, scan};
 use crate::reaper::policy::belongs;
 use crate::store::now_ms;
@@ -24,7 +25,7 @@ impl Leases {
     /// process group and run as the owner's uid.
     pub async fn register_command(
         &self,
-        peer: super::Peer,
+        peer: Peer,
         port: u16,
         request: CommandRequest,
     ) -> Result<Lease, LeaseError> {

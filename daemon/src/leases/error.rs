@@ -1,21 +1,10 @@
-//! Who asks (`Peer`) and why a lease operation failed (`LeaseError`).
+//! Why a lease operation failed (`LeaseError`), with what the answer
+//! needs to say about it.
 
 use portd_api::{Holder, HolderKind, Lease, PortRange};
 
+use crate::reaper::ReapError;
 use crate::store::StoreError;
-
-/// Who is asking, from SO_PEERCRED.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Peer {
-    pub pid: Option<u32>,
-    pub uid: u32,
-}
-
-impl Peer {
-    pub(crate) fn may_act_for(&self, uid: u32) -> bool {
-        self.uid == 0 || self.uid == uid
-    }
-}
 
 /// Why a lease operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +39,26 @@ pub enum LeaseError {
     /// A blocking step (a /proc scan, a probe) panicked; already logged.
     #[error(transparent)]
     Panicked(#[from] crate::task::Panicked),
+}
+
+impl From<ReapError> for LeaseError {
+    fn from(e: ReapError) -> LeaseError {
+        match e {
+            ReapError::Invalid(message) => LeaseError::Invalid(message),
+            ReapError::NothingListens(_) => LeaseError::NotFound(e.to_string()),
+            ReapError::Protected {
+                port,
+                skipped,
+                message,
+            } => LeaseError::Protected {
+                port,
+                skipped,
+                message,
+            },
+            ReapError::Store(e) => LeaseError::Store(e),
+            ReapError::Panicked(e) => LeaseError::Panicked(e),
+        }
+    }
 }
 
 impl From<sqlx::Error> for LeaseError {

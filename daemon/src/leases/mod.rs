@@ -16,17 +16,18 @@ use portd_api::{
     EndReason, Home, KillRequest, Lease, LeaseRequest, OwnerRef, PortRange, PortReport, SkippedHome,
 };
 
-pub use self::error::{LeaseError, Peer};
+pub use self::error::LeaseError;
 pub use self::table::Table;
 use crate::config::NameRanges;
 use crate::grant::{self, Choice, NoPort, PortAsk, Verdict};
 use crate::owner::{
     OwnerId, ancestor_from_proc, owner_is_alive, owner_is_alive_now, resolve_owner,
 };
+use crate::peer::Peer;
 use crate::probe::{Probe, probe};
 use crate::procs::{self, holders::holders, scan};
-use crate::reaper::Reaper;
 use crate::reaper::policy::{EndedLease, belongs};
+use crate::reaper::{ReapError, Reaper};
 use crate::store::writer::{Change, Pending, Writer};
 use crate::store::{LeaseRow, Store, StoreError, events, leases, names, now_ms};
 use crate::task;
@@ -184,19 +185,19 @@ impl Leases {
     /// Reaps the orphans of leases that just ended, in the background (a
     /// unit of work: a stopping daemon finishes it first).
     pub fn reap_later(&self, ended: Vec<LeaseRow>) {
-        self.reap_in_background(ended, Reaper::protected(None));
+        self.reap_in_background(ended, None);
     }
 
-    /// Reaps the orphans of `ended` in the background, never signalling a
-    /// `protected` pid.
-    fn reap_in_background(&self, ended: Vec<LeaseRow>, protected: HashSet<u32>) {
+    /// Reaps the orphans of `ended` in the background, never signalling the
+    /// `caller` that ended them or its ancestors.
+    fn reap_in_background(&self, ended: Vec<LeaseRow>, caller: Option<u32>) {
         if ended.is_empty() {
             return;
         }
         let ids: HashSet<String> = ended.into_iter().map(|l| l.id).collect();
         let reaper = Arc::clone(&self.reaper);
         self.reaper.units().spawn("reap", async move {
-            if let Err(e) = reaper.reap(Some(ids), false, protected).await {
+            if let Err(e) = reaper.reap(Some(ids), false, caller).await {
                 tracing::error!(error = %e, "reaping the orphans of ended leases failed");
             }
         });
@@ -221,18 +222,17 @@ impl Leases {
                 // The asked-for port is held without a live lease: by orphans
                 // of an ended lease (reaped under the automatic rules), or,
                 // with `kill`, by whatever listens (explicit-kill rules).
-                let protected = Reaper::protected(peer.pid);
                 let freed = if req.kill {
                     match self
                         .reaper
-                        .kill_port(peer, port, KillRequest::default(), protected)
+                        .kill_port(peer, port, KillRequest::default())
                         .await
                     {
-                        Ok(_) | Err(LeaseError::NotFound(_)) => true,
-                        Err(e) => return Err(e),
+                        Ok(_) | Err(ReapError::NothingListens(_)) => true,
+                        Err(e) => return Err(e.into()),
                     }
                 } else {
-                    self.reaper.reap_port(port, protected).await? > 0
+                    self.reaper.reap_port(port, peer.pid).await? > 0
                 };
                 if freed {
                     self.grant_once(&req, owner).await
@@ -688,7 +688,7 @@ impl Leases {
             row.ok_or_else(|| LeaseError::NotFound(format!("no active lease on port {port}")))?;
         let lease = row.to_api();
         if !keep {
-            self.reap_in_background(vec![row], Reaper::protected(peer.pid));
+            self.reap_in_background(vec![row], peer.pid);
         }
         Ok(lease)
     }

@@ -50,9 +50,6 @@ pub enum StoreError {
     OpenWriter(PathBuf, rusqlite::Error),
     #[error("database commit failed: {0}")]
     Commit(String),
-    /// A blocking step beside the queries (a /proc scan, signals) panicked.
-    #[error(transparent)]
-    Panicked(#[from] crate::task::Panicked),
 }
 
 /// How long a connection waits for a lock another connection holds.
