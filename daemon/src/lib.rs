@@ -72,7 +72,9 @@ pub async fn serve(
     listener.set_nonblocking(true).map_err(ServeError::Listen)?;
     let listener = tokio::net::UnixListener::from_std(listener).map_err(ServeError::Listen)?;
 
-    let (watcher, deaths) = Watcher::new();
+    // Pidfds get what the connections and the reserve leave of the limit.
+    let pidfds = watch::pidfd_budget(http::server::max_connections());
+    let (watcher, deaths) = Watcher::new(pidfds);
     let writer =
         Writer::spawn(store.open_writer()?, store.open_writer()?).map_err(ServeError::Thread)?;
     let reaper = Arc::new(Reaper::new(
