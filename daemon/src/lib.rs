@@ -10,6 +10,7 @@
 pub mod config;
 pub mod grant;
 pub mod http;
+pub mod lease;
 pub mod leases;
 pub mod lockfile;
 pub mod maintain;
@@ -21,6 +22,7 @@ pub mod reaper;
 pub mod socket;
 pub mod store;
 pub mod task;
+pub mod time;
 pub mod watch;
 
 use std::sync::Arc;
@@ -34,7 +36,6 @@ pub use config::Config;
 use crate::http::AppState;
 use crate::leases::Leases;
 use crate::reaper::Reaper;
-use crate::store::writer::Writer;
 use crate::store::{Store, StoreError};
 use crate::watch::Watcher;
 
@@ -51,8 +52,6 @@ pub enum ServeError {
     Proc(&'static str, std::io::Error),
     #[error("cannot listen: {0}")]
     Listen(std::io::Error),
-    #[error("cannot start the database writer: {0}")]
-    Thread(std::io::Error),
 }
 
 /// Runs the daemon on `listener` until `shutdown` is cancelled: opens the
@@ -75,17 +74,9 @@ pub async fn serve(
     // Pidfds get what the connections and the reserve leave of the limit.
     let pidfds = watch::pidfd_budget(http::server::max_connections());
     let (watcher, deaths) = Watcher::new(pidfds);
-    let writer =
-        Writer::spawn(store.open_writer()?, store.open_writer()?).map_err(ServeError::Thread)?;
-    let reaper = Arc::new(Reaper::new(
-        store.clone(),
-        writer.clone(),
-        config.grace,
-        boot_id.clone(),
-    ));
+    let reaper = Arc::new(Reaper::new(store.clone(), config.grace, boot_id.clone()));
     let leases = Leases::load(
         store.clone(),
-        writer,
         reaper,
         Arc::clone(&watcher),
         config.range,
@@ -97,7 +88,7 @@ pub async fn serve(
         leases,
         config,
         started: Instant::now(),
-        started_at_ms: store::now_ms(),
+        started_at_ms: time::now_ms(),
         reconciled: AtomicBool::new(false),
         startup: maintain::Startup::new(),
         shutdown: shutdown.clone(),
@@ -136,7 +127,6 @@ pub async fn serve(
     // Readers first, so that the writer's final checkpoint can empty the
     // WAL; the last connection to close removes it if it may write.
     store.close().await;
-    state.leases.writer().close().await;
     tracing::info!("portd stopped");
     Ok(())
 }

@@ -12,9 +12,9 @@ use tokio_util::sync::CancellationToken;
 use crate::http::AppState;
 use portd_api::{CleanupReport, StartupCleanup};
 
+use crate::lease::OwnerId;
 use crate::leases::LeaseError;
-use crate::owner::OwnerId;
-use crate::store::{now_ms, rfc3339};
+use crate::time::{now_ms, rfc3339};
 
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// A name with no lease for this long is forgotten, like old history.

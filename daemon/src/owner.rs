@@ -9,15 +9,8 @@
 
 use std::path::PathBuf;
 
+use crate::lease::OwnerId;
 use crate::procs::{self, ProcStat};
-
-/// A process identity that survives pid reuse: the pid plus its start time in
-/// clock ticks after boot (within one boot).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct OwnerId {
-    pub pid: u32,
-    pub start_ticks: u64,
-}
 
 /// True when `stat` (what /proc says of `owner.pid` now) is still the owner:
 /// the process exists, is not a zombie, and started at the same tick.

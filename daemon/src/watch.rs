@@ -16,7 +16,8 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
-use crate::owner::{OwnerId, owner_is_alive_now};
+use crate::lease::OwnerId;
+use crate::owner::owner_is_alive_now;
 
 /// Opens a pidfd for `pid` (Linux 5.3+).
 pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {

@@ -12,7 +12,7 @@ use super::{AppError, State};
 use crate::leases::LeaseError;
 use crate::maintain;
 use crate::peer::Peer;
-use crate::store::now_ms;
+use crate::time::now_ms;
 
 /// `POST /v1/cleanup`: ends the leases of dead owners and of other boots,
 /// then reaps orphans and forgets stale names; waits for the daemon's own

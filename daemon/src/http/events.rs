@@ -8,8 +8,7 @@ use utoipa::IntoParams;
 use super::extract::ApiQuery;
 use super::openapi::ServerErrors;
 use super::{AppError, State};
-use crate::leases::LeaseError;
-use crate::store::{events, parse_rfc3339};
+use crate::time::parse_rfc3339;
 
 /// Most events one answer carries.
 const MAX_EVENTS: i64 = 10_000;
@@ -48,13 +47,7 @@ pub async fn list(
         })?,
         None => 0,
     };
-    state
-        .leases
-        .writer()
-        .flush()
-        .await
-        .map_err(LeaseError::from)?;
-    let mut conn = state.leases.store().reader().acquire().await?;
-    let events = events::since(&mut conn, since, MAX_EVENTS).await?;
+    let mut reader = state.leases.store().read().await?;
+    let events = reader.events_since(since, MAX_EVENTS).await?;
     Ok(Json(EventList { events }))
 }

@@ -7,8 +7,7 @@ use portd_api::{Counts, Health, Status, VERSION};
 
 use super::openapi::ServerErrors;
 use super::{AppError, State};
-use crate::leases::LeaseError;
-use crate::store::{events, rfc3339};
+use crate::time::rfc3339;
 
 /// `GET /v1/health`: answers as soon as the socket accepts, before the
 /// start-up reconcile ends.
@@ -37,16 +36,8 @@ pub async fn health() -> Json<Health> {
     )
 )]
 pub async fn status(state: State) -> Result<Json<Status>, AppError> {
-    let store = state.leases.store();
-    state
-        .leases
-        .writer()
-        .flush()
-        .await
-        .map_err(LeaseError::from)?;
-    let mut conn = store.reader().acquire().await?;
+    let events = state.leases.store().read().await?.event_count().await?;
     let (active, names) = state.leases.counts();
-    let events = events::count(&mut conn).await?;
     let config = &state.config;
     Ok(Json(Status {
         version: VERSION.to_string(),
@@ -62,7 +53,7 @@ pub async fn status(state: State) -> Result<Json<Status>, AppError> {
             active_leases: active as u64,
             owners_watched: state.leases.watcher().count() as u64,
             names: names as u64,
-            events: events as u64,
+            events,
         },
     }))
 }

@@ -12,12 +12,13 @@ use portd_api::procstat::same_start_time;
 use portd_api::{CommandRequest, Lease, LeaseProcess, LeaseProcesses};
 
 use super::{LeaseError, Leases, event};
+use crate::lease::Command;
 use crate::peer::Peer;
 use crate::procs::{self, holders::listening_ports_of, scan};
-use crate::reaper::policy::belongs;
-use crate::store::now_ms;
-use crate::store::writer::Change;
+use crate::reaper::policy::{LeaseFacts, belongs};
+use crate::store::Change;
 use crate::task;
+use crate::time::now_ms;
 
 impl Leases {
     /// Registers `request.pid` as the command of the active lease on `port`:
@@ -55,16 +56,15 @@ impl Leases {
                         request.id
                     ))
                 })?;
-            if !peer.may_act_for(lease.owner_uid()) {
+            if !peer.may_act_for(lease.owner.uid) {
                 return Err(LeaseError::Forbidden(format!(
                     "port {port} is leased by uid {}; uid {} may not register its command",
-                    lease.owner_uid(),
-                    peer.uid
+                    lease.owner.uid, peer.uid
                 )));
             }
-            let owner = lease.owner();
+            let owner = lease.owner.id;
             let refuse = |why: String| Err(LeaseError::Invalid(format!("pid {pid} {why}")));
-            if lease.command().is_some_and(|(known, _)| known != pid) {
+            if lease.command.is_some_and(|known| known.pid != pid) {
                 return refuse(format!(
                     "cannot be the command of lease {}: it has one already",
                     lease.id
@@ -79,17 +79,23 @@ impl Leases {
             if stat.pgrp != pid {
                 return refuse("does not lead a process group of its own".into());
             }
-            if stat.start_ticks < lease.granted_ticks as u64 {
+            if stat.start_ticks < lease.granted_ticks {
                 return refuse("started before the lease was granted".into());
             }
-            if uid != lease.owner_uid() {
+            if uid != lease.owner.uid {
                 return refuse(format!(
                     "runs as uid {uid}, the lease's owner as uid {}",
-                    lease.owner_uid()
+                    lease.owner.uid
                 ));
             }
             let now = now_ms();
-            table.set_command(port, pid, stat.start_ticks);
+            table.set_command(
+                port,
+                Command {
+                    pid,
+                    start_ticks: stat.start_ticks,
+                },
+            );
             let row = table.get(port).cloned().expect("the lease was just read");
             let cmdline = procs::cmdline(pid).join(" ");
             let changes = vec![
@@ -100,7 +106,7 @@ impl Leases {
                 },
                 event(now, "command", &row, Some(format!("pid {pid}: {cmdline}"))),
             ];
-            (row, self.writer.submit(changes))
+            (row, self.store.submit(changes))
         };
         pending.committed().await?;
         Ok(row.to_api())
@@ -115,7 +121,7 @@ impl Leases {
             .cloned()
             .ok_or_else(|| LeaseError::NotFound(format!("no active lease on port {port}")))?;
         let lease_id = row.id.clone();
-        let lease = self.reaper.facts_of(row);
+        let lease = LeaseFacts::active(&row, &self.boot_id);
         let processes = task::blocking("reading a lease's processes", move || {
             let members: Vec<scan::ProcFacts> = scan::all()
                 .into_iter()

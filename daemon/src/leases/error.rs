@@ -61,12 +61,6 @@ impl From<ReapError> for LeaseError {
     }
 }
 
-impl From<sqlx::Error> for LeaseError {
-    fn from(e: sqlx::Error) -> LeaseError {
-        LeaseError::Store(StoreError::Query(e))
-    }
-}
-
 /// What to do about listeners without a lease: the explicit kill, on its
 /// own or as part of the lease. Containers and systemd sockets are not
 /// stopped that way (kill refuses them without --force), so for those it

@@ -13,27 +13,24 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use portd_api::procstat::same_start_time;
 use portd_api::{
-    EndReason, Home, KillRequest, Lease, LeaseRequest, OwnerRef, PortRange, PortReport, SkippedHome,
+    Home, KillRequest, Lease, LeaseRequest, OwnerRef, PortRange, PortReport, SkippedHome,
 };
 
 pub use self::error::LeaseError;
 pub use self::table::Table;
 use crate::config::NameRanges;
 use crate::grant::{self, Choice, NoPort, PortAsk, Verdict};
-use crate::owner::{
-    OwnerId, ancestor_from_proc, owner_is_alive, owner_is_alive_now, resolve_owner,
-};
+use crate::lease::{ActiveLease, EndReason, EndedLease, Owner, OwnerId};
+use crate::owner::{ancestor_from_proc, owner_is_alive, owner_is_alive_now, resolve_owner};
 use crate::peer::Peer;
 use crate::probe::{Probe, probe};
 use crate::procs::{self, holders::holders, scan};
-use crate::reaper::policy::{EndedLease, belongs};
+use crate::reaper::policy::{LeaseFacts, belongs};
 use crate::reaper::{ReapError, Reaper};
-use crate::store::writer::{Change, Pending, Writer};
-use crate::store::{LeaseRow, Store, StoreError, events, leases, names, now_ms};
+use crate::store::{Change, MAX_HISTORY_ROWS, Pending, Store, StoreError};
 use crate::task;
+use crate::time::now_ms;
 use crate::watch::{Watch, Watcher};
-use sqlx::Sqlite;
-use sqlx::pool::PoolConnection;
 
 /// Longest name a lease may carry.
 const MAX_NAME_LEN: usize = 128;
@@ -77,28 +74,27 @@ struct MissedHome {
     port: u16,
     verdict: Verdict,
     /// The live lease on it, when a lease held it.
-    lease: Option<Box<LeaseRow>>,
+    lease: Option<Box<ActiveLease>>,
 }
 
 /// What a grant decided under the lock.
 enum Decision {
     Granted {
-        row: Box<LeaseRow>,
+        row: Box<ActiveLease>,
         /// The port the request's name remembers from now on.
         home: Option<u16>,
         missed: Option<MissedHome>,
         skipped: Option<SkippedHome>,
     },
-    Existing(Box<LeaseRow>),
+    Existing(Box<ActiveLease>),
     Refused(LeaseError),
-    NoPort(NoPort, Option<Box<LeaseRow>>),
+    NoPort(NoPort, Option<Box<ActiveLease>>),
     /// The search needs probes of these ports, made outside the lock.
     Probe(Vec<u16>),
 }
 
 pub struct Leases {
     store: Store,
-    writer: Writer,
     table: Arc<Mutex<Table>>,
     reaper: Arc<Reaper>,
     watcher: Arc<Watcher>,
@@ -112,7 +108,6 @@ impl Leases {
     /// Loads the active leases and names from `store` into memory.
     pub async fn load(
         store: Store,
-        writer: Writer,
         reaper: Arc<Reaper>,
         watcher: Arc<Watcher>,
         range: PortRange,
@@ -121,10 +116,9 @@ impl Leases {
     ) -> Result<Leases, StoreError> {
         let table = Arc::new(Mutex::new(load_table(&store).await?));
         let (for_hook, store_for_hook) = (Arc::clone(&table), store.clone());
-        writer.on_failure(Box::new(move || recover(&for_hook, &store_for_hook)));
+        store.on_failure(Box::new(move || recover(&for_hook, &store_for_hook)));
         Ok(Leases {
             store,
-            writer,
             table,
             reaper,
             watcher,
@@ -143,10 +137,6 @@ impl Leases {
 
     pub fn store(&self) -> &Store {
         &self.store
-    }
-
-    pub fn writer(&self) -> &Writer {
-        &self.writer
     }
 
     pub fn reaper(&self) -> &Reaper {
@@ -171,30 +161,19 @@ impl Leases {
         Ok(table)
     }
 
-    /// A read connection once every change decided so far has committed.
-    async fn reader_after_flush(&self) -> Result<PoolConnection<Sqlite>, LeaseError> {
-        self.writer.flush().await?;
-        Ok(self
-            .store
-            .reader()
-            .acquire()
-            .await
-            .map_err(StoreError::from)?)
-    }
-
     /// Reaps the orphans of leases that just ended, in the background (a
     /// unit of work: a stopping daemon finishes it first).
-    pub fn reap_later(&self, ended: Vec<LeaseRow>) {
+    pub fn reap_later(&self, ended: Vec<EndedLease>) {
         self.reap_in_background(ended, None);
     }
 
     /// Reaps the orphans of `ended` in the background, never signalling the
     /// `caller` that ended them or its ancestors.
-    fn reap_in_background(&self, ended: Vec<LeaseRow>, caller: Option<u32>) {
+    fn reap_in_background(&self, ended: Vec<EndedLease>, caller: Option<u32>) {
         if ended.is_empty() {
             return;
         }
-        let ids: HashSet<String> = ended.into_iter().map(|l| l.id).collect();
+        let ids: HashSet<String> = ended.into_iter().map(|l| l.lease.id).collect();
         let reaper = Arc::clone(&self.reaper);
         self.reaper.units().spawn("reap", async move {
             if let Err(e) = reaper.reap(Some(ids), false, caller).await {
@@ -302,9 +281,9 @@ impl Leases {
                 if let Some(missed) = missed {
                     lease.home = Some(describe_home(missed).await);
                 }
-                if self.owner_gone(row.owner()) {
+                if self.owner_gone(row.owner.id) {
                     // The owner died between our check and the watch: end at once.
-                    self.end_owner(row.owner()).await?;
+                    self.end_owner(row.owner.id).await?;
                     lease.state = portd_api::LeaseState::Ended;
                     lease.end_reason = Some(EndReason::OwnerDied);
                 }
@@ -325,7 +304,7 @@ impl Leases {
         owner: CheckedOwner,
         probed: &HashMap<u16, Probe>,
         probes: usize,
-        ended: &mut Vec<LeaseRow>,
+        ended: &mut Vec<EndedLease>,
     ) -> Result<(Decision, Pending), LeaseError> {
         let mut changes = Vec::new();
         let mut table = self.table_for_change()?;
@@ -356,8 +335,8 @@ impl Leases {
         }
         // An existing lease may itself still be queued: answer after it.
         let submitted = match (&decision, changes.is_empty()) {
-            (Decision::Existing(_), true) => self.writer.barrier(),
-            _ => self.writer.submit(changes),
+            (Decision::Existing(_), true) => self.store.barrier(),
+            _ => self.store.submit(changes),
         };
         Ok((decision, submitted))
     }
@@ -372,7 +351,7 @@ impl Leases {
         owner: CheckedOwner,
         search: Search<'_>,
         changes: &mut Vec<Change>,
-        ended: &mut Vec<LeaseRow>,
+        ended: &mut Vec<EndedLease>,
     ) -> Decision {
         let now = now_ms();
         // Leases met whose owner is gone: ended once the search is over.
@@ -395,24 +374,24 @@ impl Leases {
         };
         if let Some((project, name)) = named {
             if let Some(existing) = table.by_name(project, name) {
-                if existing.owner() == owner.id && grant::answers(&plan, existing.port()) {
+                if existing.owner.id == owner.id && grant::answers(&plan, existing.port) {
                     return Decision::Existing(Box::new(existing.clone()));
                 }
-                if existing.owner() == owner.id || self.is_live(existing) {
+                if existing.owner.id == owner.id || self.is_live(existing) {
                     let lease = Box::new(existing.to_api());
                     return Decision::Refused(LeaseError::NameTaken {
                         name: name.to_string(),
                         lease,
                     });
                 }
-                dead.push(existing.port());
+                dead.push(existing.port);
             }
         }
         let (lo, hi) = span(&plan);
         let others: HashSet<u16> = table.remembered_by_others(lo, hi, named);
         let choice = grant::choose(&plan, &others, search.probes, |port| {
             if let Some(lease) = table.get(port) {
-                if lease.owner() == owner.id {
+                if lease.owner.id == owner.id {
                     return Verdict::OwnLease;
                 }
                 if self.is_live(lease) {
@@ -474,27 +453,23 @@ impl Leases {
         }
     }
 
-    fn new_row(&self, req: &LeaseRequest, owner: CheckedOwner, port: u16, now: i64) -> LeaseRow {
-        LeaseRow {
+    fn new_row(&self, req: &LeaseRequest, owner: CheckedOwner, port: u16, now: i64) -> ActiveLease {
+        ActiveLease {
             id: uuid::Uuid::now_v7().to_string(),
-            port: i64::from(port),
+            port,
             name: req.name.clone(),
             project: req.project.clone(),
-            owner_pid: i64::from(owner.id.pid),
-            owner_start_ticks: owner.id.start_ticks as i64,
-            owner_start_time: owner.start_time,
-            owner_uid: i64::from(owner.uid),
-            owner_sid: i64::from(owner.session),
+            owner: Owner {
+                id: owner.id,
+                start_time: owner.start_time,
+                uid: owner.uid,
+                session: owner.session,
+            },
             boot_id: self.boot_id.clone(),
-            state: "active".into(),
-            end_reason: None,
             granted_at: now,
-            granted_ticks: procs::ticks_since_boot() as i64,
+            granted_ticks: procs::ticks_since_boot(),
             expires_at: req.ttl.map(|ttl| now + ttl as i64 * 1000),
-            ended_at: None,
-            command_pid: None,
-            command_start_ticks: None,
-            kept_ticks: None,
+            command: None,
         }
     }
 
@@ -507,15 +482,20 @@ impl Leases {
         now: i64,
         detail: Option<&str>,
         changes: &mut Vec<Change>,
-    ) -> Option<LeaseRow> {
-        let row = table.remove(port)?;
+    ) -> Option<EndedLease> {
+        let lease = table.remove(port)?;
         changes.push(Change::End {
-            id: row.id.clone(),
+            id: lease.id.clone(),
             reason,
             at: now,
         });
-        changes.push(event(now, reason.as_str(), &row, detail.map(String::from)));
-        Some(ended(row, reason, now))
+        changes.push(event(
+            now,
+            reason.as_str(),
+            &lease,
+            detail.map(String::from),
+        ));
+        Some(lease.end(reason, now))
     }
 
     /// Watches `owner` (once) and says whether it is already gone. Owners
@@ -529,7 +509,7 @@ impl Leases {
     }
 
     /// The error for a search that found nothing, with who holds the port.
-    async fn explain(&self, no_port: NoPort, lease: Option<Box<LeaseRow>>) -> LeaseError {
+    async fn explain(&self, no_port: NoPort, lease: Option<Box<ActiveLease>>) -> LeaseError {
         match no_port {
             NoPort::Taken(port, Verdict::Leased | Verdict::OwnLease) => match lease {
                 Some(lease) => LeaseError::Leased {
@@ -554,8 +534,8 @@ impl Leases {
 
     /// A lease of this boot whose owner still runs. An owner with a pidfd
     /// is alive until the pidfd says otherwise; others are read from /proc.
-    fn is_live(&self, lease: &LeaseRow) -> bool {
-        let owner = lease.owner();
+    fn is_live(&self, lease: &ActiveLease) -> bool {
+        let owner = lease.owner.id;
         lease.boot_id == self.boot_id
             && (self.watcher.is_watched(owner)
                 || owner_is_alive(owner, procs::read_stat(owner.pid).ok().as_ref()))
@@ -657,11 +637,10 @@ impl Leases {
                     lease.id
                 )));
             }
-            if !peer.may_act_for(lease.owner_uid()) {
+            if !peer.may_act_for(lease.owner.uid) {
                 return Err(LeaseError::Forbidden(format!(
                     "port {port} is leased by uid {}; uid {} may not release it",
-                    lease.owner_uid(),
-                    peer.uid
+                    lease.owner.uid, peer.uid
                 )));
             }
             let detail = keep.then_some("kept: its processes are left running");
@@ -675,13 +654,13 @@ impl Leases {
             );
             if let Some(row) = row.as_mut().filter(|_| keep) {
                 let ticks = procs::ticks_since_boot();
-                row.kept_ticks = Some(ticks as i64);
+                row.kept_ticks = Some(ticks);
                 changes.push(Change::Kept {
-                    id: row.id.clone(),
+                    id: row.lease.id.clone(),
                     ticks,
                 });
             }
-            (row, self.writer.submit(changes))
+            (row, self.store.submit(changes))
         };
         pending.committed().await?;
         let row =
@@ -694,7 +673,7 @@ impl Leases {
     }
 
     /// Ends every active lease of `owner` as `owner_died`; returns them.
-    pub async fn end_owner(&self, owner: OwnerId) -> Result<Vec<LeaseRow>, LeaseError> {
+    pub async fn end_owner(&self, owner: OwnerId) -> Result<Vec<EndedLease>, LeaseError> {
         self.end_where(EndReason::OwnerDied, None, |table| table.ports_of(owner))
             .await
     }
@@ -717,17 +696,17 @@ impl Leases {
         reason: EndReason,
         detail: Option<&str>,
         select: impl FnOnce(&Table) -> Vec<u16>,
-    ) -> Result<Vec<LeaseRow>, LeaseError> {
+    ) -> Result<Vec<EndedLease>, LeaseError> {
         let now = now_ms();
         let mut changes = Vec::new();
         let (rows, pending) = {
             let mut table = self.table_for_change()?;
             let ports = select(&table);
-            let rows: Vec<LeaseRow> = ports
+            let rows: Vec<EndedLease> = ports
                 .into_iter()
                 .filter_map(|port| self.end_in(&mut table, port, reason, now, detail, &mut changes))
                 .collect();
-            (rows, self.writer.submit(changes))
+            (rows, self.store.submit(changes))
         };
         pending.committed().await?;
         Ok(rows)
@@ -736,12 +715,12 @@ impl Leases {
     /// Checks every active lease's owner: leases from another boot or with a
     /// dead owner end; live owners get a pidfd if they have none. Returns
     /// how many were kept and the ones that ended.
-    pub async fn reconcile(&self) -> Result<(usize, Vec<LeaseRow>), LeaseError> {
+    pub async fn reconcile(&self) -> Result<(usize, Vec<EndedLease>), LeaseError> {
         let active: Vec<(u16, String, OwnerId, bool)> = {
             let table = self.table();
             table
                 .active()
-                .map(|l| (l.port(), l.id.clone(), l.owner(), l.boot_id == self.boot_id))
+                .map(|l| (l.port, l.id.clone(), l.owner.id, l.boot_id == self.boot_id))
                 .collect()
         };
         let mut other_boot = Vec::new();
@@ -783,28 +762,23 @@ impl Leases {
     /// Prunes history past retention.
     pub async fn prune(&self, retention: std::time::Duration) -> Result<u64, LeaseError> {
         let cutoff = now_ms() - retention.as_millis() as i64;
-        Ok(self.writer.prune(cutoff, events::MAX_HISTORY_ROWS).await?)
+        Ok(self.store.prune(cutoff, MAX_HISTORY_ROWS).await?)
     }
 
     /// The active lease on `port`.
     pub fn get(&self, port: u16) -> Result<Lease, LeaseError> {
         self.table()
             .get(port)
-            .map(LeaseRow::to_api)
+            .map(ActiveLease::to_api)
             .ok_or_else(|| LeaseError::NotFound(format!("no active lease on port {port}")))
     }
 
     /// Active leases by port, then with `all` up to 1,000 ended ones.
     pub async fn list(&self, all: bool) -> Result<Vec<Lease>, LeaseError> {
-        let mut leases: Vec<Lease> = self.table().active().map(LeaseRow::to_api).collect();
+        let mut leases: Vec<Lease> = self.table().active().map(ActiveLease::to_api).collect();
         if all {
-            let mut conn = self.reader_after_flush().await?;
-            leases.extend(
-                leases::recently_ended(&mut conn, 1000)
-                    .await?
-                    .iter()
-                    .map(LeaseRow::to_api),
-            );
+            let ended = self.store.read().await?.recently_ended(1000).await?;
+            leases.extend(ended.iter().map(EndedLease::to_api));
         }
         Ok(leases)
     }
@@ -818,37 +792,29 @@ impl Leases {
     /// Lease and holders of `port`.
     pub async fn report(&self, port: u16) -> Result<PortReport, LeaseError> {
         let lease = self.table().get(port).cloned();
-        if lease.is_none() {
-            self.writer.flush().await?;
-        }
         let dead = match &lease {
             Some(_) => None,
             None => {
-                let mut conn = self
-                    .store
-                    .reader()
-                    .acquire()
-                    .await
-                    .map_err(StoreError::from)?;
-                leases::last_ended_on_port(&mut conn, port, &self.boot_id).await?
+                let mut reader = self.store.read().await?;
+                reader.last_ended_on_port(port, &self.boot_id).await?
             }
         };
         // Untagged listeners in a dead owner's session are suspects, unless
         // they are members of its command's process group.
         let dead_session = dead
             .as_ref()
-            .filter(|d| d.end_reason.as_deref() == Some("owner_died"))
-            .map(|d| d.owner_sid as u32);
-        let owner_pid = lease.as_ref().map(|l| l.owner().pid);
-        let active = lease.clone().map(|l| self.reaper.facts_of(l));
-        let ended = dead.map(|d| self.reaper.facts_of(d));
+            .filter(|d| d.reason == EndReason::OwnerDied)
+            .map(|d| d.lease.owner.session);
+        let owner_pid = lease.as_ref().map(|l| l.owner.id.pid);
+        let active = lease.as_ref().map(|l| LeaseFacts::active(l, &self.boot_id));
+        let ended = dead.map(|d| LeaseFacts::ended(&d, &self.boot_id));
         let (holders, probe) = task::blocking("holder lookup", move || {
             let mut found = holders(port);
             for holder in &mut found {
                 let Some(facts) = holder.pid.and_then(scan::facts) else {
                     continue;
                 };
-                let of = |lease: &Option<EndedLease>| {
+                let of = |lease: &Option<LeaseFacts>| {
                     lease
                         .as_ref()
                         .filter(|l| belongs(l, &facts))
@@ -906,19 +872,17 @@ fn recover(table: &Arc<Mutex<Table>>, store: &Store) {
 }
 
 async fn load_table(store: &Store) -> Result<Table, StoreError> {
-    let mut conn = store.reader().acquire().await?;
-    let active = leases::all_active(&mut conn).await?;
-    let names = names::all(&mut conn).await?;
+    let (active, names) = store.load().await?;
     Ok(Table::load(active, names))
 }
 
-fn event(now: i64, kind: &str, row: &LeaseRow, detail: Option<String>) -> Change {
+fn event(now: i64, kind: &str, lease: &ActiveLease, detail: Option<String>) -> Change {
     Change::Event {
         at: now,
         kind: kind.to_string(),
-        lease_id: Some(row.id.clone()),
-        port: Some(row.port()),
-        pid: Some(row.owner().pid),
+        lease_id: Some(lease.id.clone()),
+        port: Some(lease.port),
+        pid: Some(lease.owner.id.pid),
         detail,
     }
 }
@@ -957,13 +921,6 @@ fn span(plan: &grant::Plan) -> (u16, u16) {
         hi = hi.max(port);
     }
     (lo, hi)
-}
-
-fn ended(mut lease: LeaseRow, reason: EndReason, now: i64) -> LeaseRow {
-    lease.state = "ended".into();
-    lease.end_reason = Some(reason.as_str().into());
-    lease.ended_at = Some(now);
-    lease
 }
 
 /// What a request can only be told at grant time (422). Names with hidden

@@ -20,22 +20,22 @@ use portd_api::{ReapReport, Reported, Signalled};
 
 use self::claims::{Claim, Claims};
 pub use self::error::ReapError;
-use self::policy::{EndedLease, Judgement, judge};
+use self::policy::{Judgement, LeaseFacts, judge};
 use self::signal::{Outcome, Target, terminate};
+use crate::lease::EndedLease;
 use crate::peer;
 use crate::procs;
 use crate::procs::holders::listening_pids;
 use crate::procs::scan::{self, ProcFacts};
-use crate::store::writer::{Change, Writer};
-use crate::store::{LeaseRow, Store, StoreError, leases, now_ms};
+use crate::store::{Change, Reader, Store, StoreError};
 use crate::task::{self, Units};
+use crate::time::now_ms;
 
 /// Most ended leases without tags examined for suspects in one sweep.
 const MAX_UNTAGGED_LEASES: i64 = 200;
 
 pub struct Reaper {
     store: Store,
-    writer: Writer,
     grace: Duration,
     boot_id: String,
     /// The processes reaps are signalling now: each is reaped by one.
@@ -44,10 +44,9 @@ pub struct Reaper {
 }
 
 impl Reaper {
-    pub fn new(store: Store, writer: Writer, grace: Duration, boot_id: String) -> Reaper {
+    pub fn new(store: Store, grace: Duration, boot_id: String) -> Reaper {
         Reaper {
             store,
-            writer,
             grace,
             boot_id,
             claims: Claims::default(),
@@ -77,7 +76,9 @@ impl Reaper {
             // Known leases (an owner just died): only the processes around
             // their ports' listeners can be orphans, so only those are read.
             Some(ids) => {
-                let ended = self.leases_by_ids(&ids).await?;
+                let mut reader = self.store.read().await?;
+                let ended = self.ended_among(&mut reader, &ids).await?;
+                drop(reader);
                 let ports: Vec<u16> = ended.iter().map(|l| l.port).collect();
                 let (procs, listening) = task::blocking("listener scan", move || {
                     let listening: HashMap<u16, HashSet<u32>> =
@@ -180,22 +181,15 @@ impl Reaper {
                 .collect()
         })
         .await?;
-        self.writer.flush().await?;
-        let mut conn = self
+        let last = self
             .store
-            .reader()
-            .acquire()
-            .await
-            .map_err(StoreError::from)?;
-        let last = leases::last_ended_on_port(&mut conn, port, &self.boot_id)
-            .await
-            .map_err(StoreError::from)?;
-        if let Some(last) = last {
-            if last.command().is_some() {
-                ids.insert(last.id);
-            }
+            .read()
+            .await?
+            .last_ended_on_port(port, &self.boot_id)
+            .await?;
+        if let Some(last) = last.filter(|l| l.lease.command.is_some()) {
+            ids.insert(last.lease.id);
         }
-        drop(conn);
         if ids.is_empty() {
             return Ok(0);
         }
@@ -212,52 +206,40 @@ impl Reaper {
     /// The ended leases a sweep looks at: those running processes are
     /// tagged with, those whose command's process group still has running
     /// members, and the last of each port whose owner died.
-    async fn ended_leases(&self, procs: &[ProcFacts]) -> Result<Vec<EndedLease>, StoreError> {
+    async fn ended_leases(&self, procs: &[ProcFacts]) -> Result<Vec<LeaseFacts>, StoreError> {
         let tags: HashSet<String> = procs.iter().filter_map(|p| p.tag.clone()).collect();
         let groups: HashSet<u32> = procs.iter().map(|p| p.pgrp).collect();
-        let mut ended = self.leases_by_ids(&tags).await?;
-        let mut conn = self.store.reader().acquire().await?;
-        let with_group =
-            leases::ended_with_command(&mut conn, &self.boot_id, MAX_UNTAGGED_LEASES).await?;
-        let dead =
-            leases::last_dead_per_port(&mut conn, &self.boot_id, MAX_UNTAGGED_LEASES).await?;
+        let mut reader = self.store.read().await?;
+        let mut ended = self.ended_among(&mut reader, &tags).await?;
+        let with_group = reader
+            .ended_with_command(&self.boot_id, MAX_UNTAGGED_LEASES)
+            .await?;
+        let dead = reader
+            .last_dead_per_port(&self.boot_id, MAX_UNTAGGED_LEASES)
+            .await?;
         let group_runs =
-            |row: &LeaseRow| row.command().is_some_and(|(pid, _)| groups.contains(&pid));
+            |row: &EndedLease| row.lease.command.is_some_and(|c| groups.contains(&c.pid));
         for row in with_group.into_iter().filter(group_runs).chain(dead) {
-            if !ended.iter().any(|e| e.id == row.id) {
-                ended.push(self.facts_of(row));
+            if !ended.iter().any(|e| e.id == row.lease.id) {
+                ended.push(LeaseFacts::ended(&row, &self.boot_id));
             }
         }
         Ok(ended)
     }
 
     /// The ended leases among `ids` (active ones have no orphans).
-    async fn leases_by_ids(&self, ids: &HashSet<String>) -> Result<Vec<EndedLease>, StoreError> {
-        self.writer.flush().await?;
-        let mut conn = self.store.reader().acquire().await?;
+    async fn ended_among(
+        &self,
+        reader: &mut Reader,
+        ids: &HashSet<String>,
+    ) -> Result<Vec<LeaseFacts>, StoreError> {
         let mut ended = Vec::new();
         for id in ids {
-            if let Some(row) = leases::by_id(&mut conn, id).await? {
-                if !row.is_active() {
-                    ended.push(self.facts_of(row));
-                }
+            if let Some(row) = reader.ended_by_id(id).await? {
+                ended.push(LeaseFacts::ended(&row, &self.boot_id));
             }
         }
         Ok(ended)
-    }
-
-    /// What the policy needs to know of `row`'s lease.
-    pub fn facts_of(&self, row: LeaseRow) -> EndedLease {
-        EndedLease {
-            port: row.port(),
-            owner_uid: row.owner_uid(),
-            owner_sid: row.owner_sid as u32,
-            granted_ticks: row.granted_ticks as u64,
-            same_boot: row.boot_id == self.boot_id,
-            group: row.command().map(|(pid, _)| pid),
-            kept_ticks: row.kept_ticks.map(|t| t as u64),
-            id: row.id,
-        }
     }
 
     /// Signals `targets` and records one event of `kind` per process
@@ -275,12 +257,12 @@ impl Reaper {
         if targets.is_empty() {
             return Ok(Vec::new());
         }
-        let writer = self.writer.clone();
+        let store = self.store.clone();
         self.units
             .run(kind, async move {
                 let outcomes =
                     task::blocking("signals", move || terminate(targets, first, grace)).await?;
-                record(&writer, &outcomes, kind).await?;
+                record(&store, &outcomes, kind).await?;
                 // Recorded: another reap may claim these processes again.
                 drop(claim);
                 Ok(outcomes)
@@ -300,7 +282,7 @@ fn protected(caller: Option<u32>) -> HashSet<u32> {
 }
 
 /// One event per signalled process, committed before the answer.
-async fn record(writer: &Writer, outcomes: &[Outcome], kind: &str) -> Result<(), StoreError> {
+async fn record(store: &Store, outcomes: &[Outcome], kind: &str) -> Result<(), StoreError> {
     let now = now_ms();
     let changes: Vec<Change> = outcomes
         .iter()
@@ -323,13 +305,13 @@ async fn record(writer: &Writer, outcomes: &[Outcome], kind: &str) -> Result<(),
             )),
         })
         .collect();
-    writer.submit(changes).committed().await
+    store.submit(changes).committed().await
 }
 
 fn note(
     facts: &ProcFacts,
     cmdline: Vec<String>,
-    lease: &EndedLease,
+    lease: &LeaseFacts,
     reason: String,
     suspect: bool,
 ) -> Reported {
