@@ -12,7 +12,7 @@ use super::openapi::ServerErrors;
 use super::{AppError, State};
 use std::sync::Arc;
 
-use crate::leases::OwnerCache;
+use crate::owner::OwnerCache;
 use crate::peer::Peer;
 
 /// `POST /v1/leases`: 201 with a new lease, 200 with the caller's existing one.

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use super::conns::{Conns, Tracked};
-use crate::leases::OwnerCache;
+use crate::owner::OwnerCache;
 use crate::peer::Peer;
 
 /// Fewest and most connections served at once; between the two, half the

@@ -3,6 +3,7 @@
 
 use portd_api::{Holder, HolderKind, Lease, PortRange};
 
+use crate::owner::OwnerError;
 use crate::reaper::ReapError;
 use crate::store::StoreError;
 
@@ -39,6 +40,15 @@ pub enum LeaseError {
     /// A blocking step (a /proc scan, a probe) panicked; already logged.
     #[error(transparent)]
     Panicked(#[from] crate::task::Panicked),
+}
+
+impl From<OwnerError> for LeaseError {
+    fn from(e: OwnerError) -> LeaseError {
+        match e {
+            OwnerError::Invalid(message) => LeaseError::Invalid(message),
+            OwnerError::Forbidden(message) => LeaseError::Forbidden(message),
+        }
+    }
 }
 
 impl From<ReapError> for LeaseError {
