@@ -1,11 +1,25 @@
 //! portd: a per-user daemon that leases local TCP ports to dev processes.
 //!
 //! A request arrives on the Unix socket (`http::server`), is routed
-//! (`http`), and is decided by `leases`, which combines the pure port choice
-//! (`grant`), owner resolution (`owner`), probe binds (`probe`) and what
-//! `/proc` says (`procs`) in one SQLite transaction (`store`). Owner deaths
-//! arrive through pidfds (`watch`); periodic chores live in `maintain`.
-//! `main` only parses flags, claims the socket (`socket`) and calls [`serve`].
+//! (`http`), and is decided by `leases` on its in-memory lease table: the
+//! port choice (`grant`, applied to the table by `leases::decide`), owner
+//! checks (`owner`), probe binds (`probe`) and what `/proc` says (`procs`);
+//! the change is committed by the store's group-commit writer (`store`)
+//! before the answer. Owner deaths arrive through pidfds (`watch`); the
+//! orphans of ended leases are reaped by `reaper`; periodic chores live in
+//! `maintain`. `main` only parses flags, claims the socket (`socket`) and
+//! calls [`serve`].
+//!
+//! Every import points down these layers, never up or sideways (checked
+//! by `tests/layers.rs`):
+//!
+//! ```text
+//! main -> lib -> http, maintain -> leases -> reaper, watch, grant
+//!      -> owner, probe -> procs, store, peer
+//! ```
+//!
+//! and any of them may use the leaf modules `lease` (the typed records),
+//! `time`, `config`, `task`, `lockfile`, `socket` and `pidfd`.
 
 pub mod config;
 pub mod grant;
@@ -26,22 +40,23 @@ pub mod time;
 pub mod watch;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 
-use crate::http::AppState;
-use crate::leases::Leases;
+use crate::http::{AppState, Daemon};
+use crate::leases::{Leases, Startup};
+use crate::maintain::Chores;
 use crate::reaper::Reaper;
 use crate::store::{Store, StoreError};
+use crate::task::Units;
 use crate::watch::Watcher;
 
 /// How long a stop waits for kills and reaps under way: the longest grace,
 /// the wait after SIGKILL, and time to record.
-const UNITS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+const UNITS_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -74,35 +89,59 @@ pub async fn serve(
     // Pidfds get what the connections and the reserve leave of the limit.
     let pidfds = watch::pidfd_budget(http::server::max_connections());
     let (watcher, deaths) = Watcher::new(pidfds);
-    let reaper = Arc::new(Reaper::new(store.clone(), config.grace, boot_id.clone()));
+    let units = Units::default();
+    let reaper = Arc::new(Reaper::new(
+        store.clone(),
+        config.grace,
+        boot_id.clone(),
+        units.clone(),
+    ));
     let leases = Leases::load(
         store.clone(),
-        reaper,
+        Arc::clone(&reaper),
         Arc::clone(&watcher),
         config.range,
         boot_id,
         boot_time,
     );
     let leases = Arc::new(leases.await?.with_name_ranges(config.name_ranges.clone()));
-    let state = Arc::new(AppState {
-        leases,
-        config,
+    let startup = Arc::new(Startup::new());
+    let daemon = Arc::new(Daemon {
         started: Instant::now(),
         started_at_ms: time::now_ms(),
-        reconciled: AtomicBool::new(false),
-        startup: maintain::Startup::new(),
-        shutdown: shutdown.clone(),
+        config,
     });
     tracing::info!(
-        socket = %state.config.socket.display(),
-        db = %state.config.db.display(),
-        range = %state.config.range,
+        socket = %daemon.config.socket.display(),
+        db = %daemon.config.db.display(),
+        range = %daemon.config.range,
         "portd {} serving", portd_api::VERSION
     );
 
-    let deaths_task = tokio::spawn(maintain::on_owner_death(Arc::clone(&state), deaths));
-    let chores = tokio::spawn(maintain::run(Arc::clone(&state), shutdown.clone()));
-    http::server::serve_connections(listener, http::router(Arc::clone(&state)), shutdown).await;
+    let deaths_task = tokio::spawn(maintain::on_owner_death(
+        Arc::clone(&leases),
+        deaths,
+        shutdown.clone(),
+    ));
+    let chores = Chores {
+        leases: Arc::clone(&leases),
+        startup: Arc::clone(&startup),
+        poll_interval: daemon.config.poll_interval,
+        retention: daemon.config.retention,
+        started_at_ms: daemon.started_at_ms,
+    };
+    let chores = tokio::spawn(maintain::run(chores, shutdown.clone()));
+    let state = AppState {
+        leases,
+        reaper,
+        store: store.clone(),
+        watcher: Arc::clone(&watcher),
+        startup,
+        units: units.clone(),
+        daemon,
+        shutdown: shutdown.clone(),
+    };
+    http::server::serve_connections(listener, http::router(state), shutdown).await;
 
     for (what, task) in [("chores", chores), ("owner deaths", deaths_task)] {
         if let Err(e) = task.await {
@@ -111,7 +150,6 @@ pub async fn serve(
     }
     // Kills and reaps under way (a grace may outlast the connections'
     // drain) finish and are recorded before the database closes.
-    let units = state.leases.reaper().units();
     if units.running() > 0 {
         tracing::info!(
             units = units.running(),

@@ -9,6 +9,7 @@ use portd_api::{ErrorBody, ErrorCode, ErrorDetail};
 use serde_json::{Map, Value, json};
 
 use crate::leases::LeaseError;
+use crate::reaper::ReapError;
 use crate::store::{CommitError, StoreError};
 
 #[derive(Debug)]
@@ -78,6 +79,12 @@ impl From<LeaseError> for AppError {
     }
 }
 
+impl From<ReapError> for AppError {
+    fn from(err: ReapError) -> AppError {
+        LeaseError::from(err).into()
+    }
+}
+
 impl From<StoreError> for AppError {
     fn from(err: StoreError) -> AppError {
         LeaseError::from(err).into()
@@ -108,7 +115,6 @@ impl IntoResponse for AppError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reaper::ReapError;
     use crate::task::Panicked;
 
     #[test]

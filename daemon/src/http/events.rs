@@ -1,13 +1,15 @@
 //! `/v1/events`: the history, oldest first.
 
 use axum::Json;
+use axum::extract::State;
 use portd_api::{ErrorBody, ErrorCode, EventList};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use super::AppError;
 use super::extract::ApiQuery;
 use super::openapi::ServerErrors;
-use super::{AppError, State};
+use crate::store::Store;
 use crate::time::parse_rfc3339;
 
 /// Most events one answer carries.
@@ -35,7 +37,7 @@ pub struct EventsQuery {
     )
 )]
 pub async fn list(
-    state: State,
+    State(store): State<Store>,
     ApiQuery(query): ApiQuery<EventsQuery>,
 ) -> Result<Json<EventList>, AppError> {
     let since = match query.since.as_deref() {
@@ -47,7 +49,7 @@ pub async fn list(
         })?,
         None => 0,
     };
-    let mut reader = state.leases.store().read().await?;
+    let mut reader = store.read().await?;
     let events = reader.events_since(since, MAX_EVENTS).await?;
     Ok(Json(EventList { events }))
 }

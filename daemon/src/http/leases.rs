@@ -7,11 +7,14 @@ use portd_api::{ErrorBody, Lease, LeaseList, LeaseRequest};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use super::AppError;
 use super::extract::{ApiJson, ApiQuery, Port};
 use super::openapi::ServerErrors;
-use super::{AppError, State};
 use std::sync::Arc;
 
+use axum::extract::State;
+
+use crate::leases::Leases;
 use crate::owner::OwnerCache;
 use crate::peer::Peer;
 
@@ -33,12 +36,12 @@ use crate::peer::Peer;
     )
 )]
 pub async fn create(
-    state: State,
+    State(leases): State<Arc<Leases>>,
     Extension(peer): Extension<Peer>,
     Extension(cache): Extension<Arc<OwnerCache>>,
     ApiJson(request): ApiJson<LeaseRequest>,
 ) -> Result<(StatusCode, Json<Lease>), AppError> {
-    let granted = state.leases.grant(peer, request, &cache).await?;
+    let granted = leases.grant(peer, request, &cache).await?;
     let status = if granted.created {
         StatusCode::CREATED
     } else {
@@ -69,11 +72,11 @@ pub struct ListQuery {
     )
 )]
 pub async fn list(
-    state: State,
+    State(leases): State<Arc<Leases>>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<LeaseList>, AppError> {
     Ok(Json(LeaseList {
-        leases: state.leases.list(query.all).await?,
+        leases: leases.list(query.all).await?,
     }))
 }
 
@@ -90,8 +93,11 @@ pub async fn list(
         ServerErrors,
     )
 )]
-pub async fn get(state: State, Port { port }: Port) -> Result<Json<Lease>, AppError> {
-    Ok(Json(state.leases.get(port)?))
+pub async fn get(
+    State(leases): State<Arc<Leases>>,
+    Port { port }: Port,
+) -> Result<Json<Lease>, AppError> {
+    Ok(Json(leases.get(port)?))
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -124,14 +130,13 @@ pub struct ReleaseQuery {
     )
 )]
 pub async fn release(
-    state: State,
+    State(leases): State<Arc<Leases>>,
     Extension(peer): Extension<Peer>,
     Port { port }: Port,
     ApiQuery(query): ApiQuery<ReleaseQuery>,
 ) -> Result<Json<Lease>, AppError> {
     Ok(Json(
-        state
-            .leases
+        leases
             .release(peer, port, query.id.as_deref(), query.keep)
             .await?,
     ))

@@ -1,14 +1,18 @@
 //! `/v1/names`: the names that remember ports, per project; listing them
 //! and forgetting them.
 
+use std::sync::Arc;
+
 use axum::Json;
+use axum::extract::State;
 use portd_api::{ErrorBody, NameList};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use super::AppError;
 use super::extract::ApiQuery;
 use super::openapi::ServerErrors;
-use super::{AppError, State};
+use crate::leases::Leases;
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -33,11 +37,10 @@ pub struct NamesQuery {
     )
 )]
 pub async fn list(
-    state: State,
+    State(leases): State<Arc<Leases>>,
     ApiQuery(query): ApiQuery<NamesQuery>,
 ) -> Result<Json<NameList>, AppError> {
-    let names = state
-        .leases
+    let names = leases
         .names(query.project.as_deref(), query.name.as_deref())
         .await?;
     Ok(Json(NameList { names }))
@@ -70,11 +73,10 @@ pub struct ForgetQuery {
     )
 )]
 pub async fn forget(
-    state: State,
+    State(leases): State<Arc<Leases>>,
     ApiQuery(query): ApiQuery<ForgetQuery>,
 ) -> Result<Json<NameList>, AppError> {
-    let names = state
-        .leases
+    let names = leases
         .forget_names(&query.project, query.name.as_deref())
         .await?;
     Ok(Json(NameList { names }))

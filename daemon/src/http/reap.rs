@@ -1,14 +1,16 @@
 //! `POST /v1/reap`: reap the orphans of ended leases now, or say what would be.
 
+use std::sync::Arc;
+
 use axum::Json;
-use axum::extract::Extension;
+use axum::extract::{Extension, State};
 use portd_api::{ErrorBody, ReapReport, ReapRequest};
 
+use super::AppError;
 use super::extract::ApiJson;
 use super::openapi::ServerErrors;
-use super::{AppError, State};
-use crate::leases::LeaseError;
 use crate::peer::Peer;
+use crate::reaper::Reaper;
 
 /// `POST /v1/reap`: the orphans of ended leases (another user's are left out
 /// of the answer unless the caller is root).
@@ -25,16 +27,11 @@ use crate::peer::Peer;
     )
 )]
 pub async fn reap(
-    state: State,
+    State(reaper): State<Arc<Reaper>>,
     Extension(peer): Extension<Peer>,
     ApiJson(request): ApiJson<ReapRequest>,
 ) -> Result<Json<ReapReport>, AppError> {
-    let mut report = state
-        .leases
-        .reaper()
-        .reap(None, request.dry_run, peer.pid)
-        .await
-        .map_err(LeaseError::from)?;
+    let mut report = reaper.reap(None, request.dry_run, peer.pid).await?;
     // Another user's orphans are none of the caller's business.
     if peer.uid != 0 {
         report.reaped.retain(|p| p.uid == peer.uid);

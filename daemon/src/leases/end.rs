@@ -33,12 +33,7 @@ impl Leases {
             return;
         }
         let ids: HashSet<String> = ended.into_iter().map(|l| l.lease.id).collect();
-        let reaper = Arc::clone(&self.reaper);
-        self.reaper.units().spawn("reap", async move {
-            if let Err(e) = reaper.reap(Some(ids), false, caller).await {
-                tracing::error!(error = %e, "reaping the orphans of ended leases failed");
-            }
-        });
+        self.reaper.reap_later(ids, caller);
     }
 
     /// Releases the active lease on `port` (only lease `id`, if given), then

@@ -6,12 +6,15 @@
 //! - `decide`: which port a request gets, a pure function of the table;
 //! - `grant`: a grant's owner checks, probes and retries around it;
 //! - `end`: release, owner death, expiry, reconcile;
+//! - `cleanup`: the start-up cleanup and `portctl cleanup`, and the report
+//!   the first one leaves;
 //! - `command`: the command `portctl run` registers, a lease's processes;
 //! - `remembered`: names, listed, forgotten and pruned;
 //! - `report`: a port's lease and listeners (`who`);
 //! - `validate`: what a request is refused for once read;
 //! - `recover`: the reload after a failed commit.
 
+mod cleanup;
 mod command;
 mod decide;
 mod end;
@@ -27,6 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use portd_api::{Lease, PortRange};
 
+pub use self::cleanup::{NAME_RETENTION, Startup};
 pub use self::error::LeaseError;
 pub use self::grant::Granted;
 pub use self::table::Table;
@@ -81,18 +85,6 @@ impl Leases {
     pub fn with_name_ranges(mut self, name_ranges: NameRanges) -> Leases {
         self.name_ranges = name_ranges;
         self
-    }
-
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
-    pub fn reaper(&self) -> &Reaper {
-        &self.reaper
-    }
-
-    pub fn watcher(&self) -> &Watcher {
-        &self.watcher
     }
 
     fn table(&self) -> MutexGuard<'_, Table> {

@@ -13,6 +13,7 @@ pub mod policy;
 pub mod signal;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -44,14 +45,28 @@ pub struct Reaper {
 }
 
 impl Reaper {
-    pub fn new(store: Store, grace: Duration, boot_id: String) -> Reaper {
+    /// A reaper that records in `store` and runs its signals as `units`,
+    /// which a stopping daemon waits for.
+    pub fn new(store: Store, grace: Duration, boot_id: String, units: Units) -> Reaper {
         Reaper {
             store,
             grace,
             boot_id,
             claims: Claims::default(),
-            units: Units::default(),
+            units,
         }
+    }
+
+    /// Reaps the orphans of the ended leases `ids` in the background, as a
+    /// unit of work (a stopping daemon finishes it first), never signalling
+    /// `caller` or its ancestors.
+    pub fn reap_later(self: &Arc<Self>, ids: HashSet<String>, caller: Option<u32>) {
+        let reaper = Arc::clone(self);
+        self.units.spawn("reap", async move {
+            if let Err(e) = reaper.reap(Some(ids), false, caller).await {
+                tracing::error!(error = %e, "reaping the orphans of ended leases failed");
+            }
+        });
     }
 
     /// Reaps the orphans of ended leases: of the leases in `only` if given,
@@ -268,11 +283,6 @@ impl Reaper {
                 Ok(outcomes)
             })
             .await?
-    }
-
-    /// The units of work in flight (signals and their records, cleanups).
-    pub fn units(&self) -> &Units {
-        &self.units
     }
 }
 
