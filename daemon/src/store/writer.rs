@@ -253,8 +253,9 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
+    use crate::store::checkpoint::MAX_WAL_FRAMES;
     use crate::store::settings::open_writer;
-    use crate::store::testing::{DEADLINE, event, lease, open};
+    use crate::store::testing::{DEADLINE, commit_leases, event, lease, open};
 
     #[tokio::test]
     async fn a_failed_commit_is_reported_and_calls_the_hook_then_writing_goes_on() {
@@ -367,6 +368,47 @@ mod tests {
         let newest = reader.events_since(6, 100).await.unwrap();
         assert_eq!(newest.len(), 5, "the five left are the newest: {newest:?}");
         drop(reader);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn the_writer_bounds_the_wal_when_the_checkpoint_thread_cannot() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path()).await;
+        // A checkpoint thread on a read-only connection: it never copies a
+        // frame, as under writes that never pause.
+        let read_only =
+            Connection::open_with_flags(store.path(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .unwrap();
+        let writer = Writer::spawn(
+            open_writer(store.path()).unwrap(),
+            read_only,
+            store.path().to_path_buf(),
+        )
+        .unwrap();
+        let wal = dir.path().join("portd.db-wal");
+        let frame = 24 + 4096;
+        // Past MAX_WAL_FRAMES a commit checkpoints; one that finds the
+        // checkpoint thread busy leaves it to the next, so allow half again.
+        let bound = MAX_WAL_FRAMES as u64 * 3 / 2 * frame;
+        let mut largest = 0;
+        commit_leases(
+            |c| writer.submit(c),
+            4_000,
+            || {
+                largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
+            },
+        )
+        .await;
+        assert!(
+            largest > bound / 2,
+            "the WAL reached only {largest} bytes: the test wrote too little to tell"
+        );
+        assert!(
+            largest <= bound,
+            "the WAL grew to {largest} bytes, over {bound}"
+        );
+        writer.close().await;
         store.close().await;
     }
 }
