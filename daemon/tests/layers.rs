@@ -7,6 +7,7 @@
 //! Arrows between a module and its own submodules are not checked: a parent
 //! declares and re-exports its children, and they use what it defines.
 //! Everything else is: siblings inside one module as much as the layers.
+//! Only `store` may name the SQLite libraries.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -22,6 +23,9 @@ const LAYERS: &[&[&str]] = &[
     &["owner", "probe"],
     &["procs", "store", "peer"],
 ];
+
+/// The SQLite libraries, which only `store` may name.
+const SQLITE: &[&str] = &["sqlx", "rusqlite"];
 
 /// Small modules any layer may use; they use only each other.
 const LEAVES: &[&str] = &[
@@ -70,13 +74,16 @@ fn every_import_in_the_daemon_points_down_and_none_goes_round() {
 }
 
 #[test]
-fn the_checker_names_upward_and_sideways_arrows_cycles_and_modules_without_a_layer() {
+fn the_checker_names_arrows_up_sideways_and_round_sqlite_outside_store_and_unplaced_modules() {
     let files = tree(&[
         (
             "lib.rs",
             "pub mod leases; pub mod reaper; pub mod watch; pub mod procs;",
         ),
-        ("leases/mod.rs", "use crate::reaper::Reaper;\nmod table;"),
+        (
+            "leases/mod.rs",
+            "use crate::reaper::Reaper;\nmod table;\nimpl From<sqlx::Error> for LeaseError {}",
+        ),
         ("leases/table.rs", "use super::Leases;"),
         // Up: the reaper imports from leases, which imports the reaper.
         (
@@ -109,6 +116,7 @@ fn the_checker_names_upward_and_sideways_arrows_cycles_and_modules_without_a_lay
     let expected = [
         "`extra` (extra.rs) has no layer: add it to LAYERS or LEAVES in daemon/tests/layers.rs",
         "sideways: `reaper::signal` (reaper/signal.rs) imports `crate::watch::pidfd_open` from `watch`, on its own layer",
+        "sqlite: `leases` (leases/mod.rs) names `sqlx`: only `store` may",
         "up: `reaper` (reaper/mod.rs) imports `crate::leases::LeaseError` from `leases`, a higher layer",
         "up: `reaper` (reaper/mod.rs) imports `crate::leases::Leases` from `leases`, a higher layer",
         "cycle: leases -> reaper -> leases",
@@ -228,6 +236,15 @@ fn check(files: &[File]) -> Vec<String> {
             ));
             continue;
         };
+        if top(&from) != "store" {
+            let tokens = tokens(&strip(&file.text));
+            for library in SQLITE.iter().filter(|l| tokens.iter().any(|t| t == *l)) {
+                problems.insert(format!(
+                    "sqlite: `{from}` ({}) names `{library}`: only `store` may",
+                    file.path
+                ));
+            }
+        }
         for (base, path) in paths(&file.text, &from) {
             let Some(to) = resolve(&modules, &base, &path) else {
                 continue;

@@ -1,9 +1,10 @@
 //! Which port a request gets: DESIGN's table as a plain function over data.
 //!
 //! [`plan`] turns a request into the ports to try; [`choose`] (in `choose`)
-//! walks them, asking a caller-supplied `verdict` about each port (the effectful part:
-//! leases, owner liveness, probe binds). [`home_after`] says which port a
-//! name remembers once a grant is made. Tests feed all three with data.
+//! walks them, asking a caller-supplied `verdict` about each port: leased
+//! by the owner, by another live owner, busy or free. [`home_after`] says
+//! which port a name remembers once a grant is made. Tests feed all three
+//! with data; `leases::decide` feeds them the lease table.
 //!
 //! A caller that cannot answer for a port without a probe bind says
 //! [`Verdict::Unprobed`], and the walk stops there and asks for that probe

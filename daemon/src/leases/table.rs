@@ -1,7 +1,7 @@
-//! The live state in memory: active leases by port, by owner and by name,
-//! and the ports that names remember. Every decision reads this table under
-//! one lock; SQLite is where it is made durable (`store::writer`), and the
-//! table is loaded from SQLite at start-up.
+//! The live state in memory: active leases (`lease::ActiveLease`) by port,
+//! by owner and by name, and the ports that names remember. Every decision
+//! reads this table under one lock; SQLite is where it is made durable
+//! (`store::writer`), and the table is loaded from SQLite at start-up.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
