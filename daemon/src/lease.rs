@@ -138,3 +138,35 @@ impl RememberedName {
         }
     }
 }
+
+/// Leases for tests.
+#[cfg(test)]
+pub mod testing {
+    use super::*;
+
+    /// An active lease `lease-PORT` on `port`, of process `pid` (started at
+    /// tick 1, uid 1000, its own session), named in project `/p` when `name`
+    /// is given.
+    pub fn lease(port: u16, pid: u32, name: Option<&str>) -> ActiveLease {
+        ActiveLease {
+            id: format!("lease-{port}"),
+            port,
+            name: name.map(String::from),
+            project: name.map(|_| "/p".to_string()),
+            owner: Owner {
+                id: OwnerId {
+                    pid,
+                    start_ticks: 1,
+                },
+                start_time: 1.0,
+                uid: 1000,
+                session: pid,
+            },
+            boot_id: "boot".into(),
+            granted_at: 0,
+            granted_ticks: 0,
+            expires_at: None,
+            command: None,
+        }
+    }
+}

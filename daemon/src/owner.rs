@@ -61,45 +61,22 @@ impl OwnerCache {
 /// forked subshells. `boot_time` is the btime start times were converted
 /// with.
 pub fn check(peer: Peer, named: Option<OwnerRef>, boot_time: u64) -> Result<Owner, OwnerError> {
-    let pid = match named {
-        Some(named) => named.pid,
+    let (pid, (stat, uid)) = match named {
+        Some(named) => (named.pid, named_process(named, boot_time)?),
         None => {
             let caller = peer.pid.ok_or_else(|| {
                 OwnerError::Invalid("the caller's pid is unknown; pass an owner".into())
             })?;
-            procs::parent_of(caller)
+            let pid = procs::parent_of(caller)
                 .and_then(|ppid| resolve_owner(ppid, ancestor_from_proc))
                 .ok_or_else(|| {
                     OwnerError::Invalid(
                         "cannot find the calling process's parent; pass --owner".into(),
                     )
-                })?
+                })?;
+            (pid, running(pid)?)
         }
     };
-    let stat = procs::read_stat(pid)
-        .ok()
-        .filter(|s| s.is_running())
-        .ok_or_else(|| OwnerError::Invalid(format!("no live process with pid {pid}")))?;
-    let start_time = procs::ticks_to_unix(boot_time, stat.start_ticks);
-    if let Some(named) = named {
-        // The caller converted with the btime it just read; btime moves
-        // when the wall clock is stepped, so a mismatch is checked again
-        // with a fresh one (only then: /proc/stat is costly to read).
-        let same = same_start_time(named.start_time, start_time)
-            || procs::boot_time().is_ok_and(|btime| {
-                let theirs = procs::ticks_to_unix(btime, stat.start_ticks);
-                same_start_time(named.start_time, theirs)
-            });
-        if !same {
-            return Err(OwnerError::Invalid(format!(
-                "pid {pid} started at {start_time:.2}, not at {:.2}: it is another process",
-                named.start_time
-            )));
-        }
-    }
-    let uid = procs::uids(pid)
-        .map_err(|_| OwnerError::Invalid(format!("no live process with pid {pid}")))?
-        .real;
     if !peer.may_act_for(uid) {
         return Err(OwnerError::Forbidden(format!(
             "pid {pid} belongs to uid {uid}; uid {} may not lease ports for it",
@@ -111,10 +88,44 @@ pub fn check(peer: Peer, named: Option<OwnerRef>, boot_time: u64) -> Result<Owne
             pid,
             start_ticks: stat.start_ticks,
         },
-        start_time,
+        start_time: procs::ticks_to_unix(boot_time, stat.start_ticks),
         uid,
         session: stat.session,
     })
+}
+
+/// What /proc says of the process `named` names: it runs, and it started
+/// when the caller says (the start time the caller read, converted with the
+/// btime it read); with its real uid.
+pub fn named_process(named: OwnerRef, boot_time: u64) -> Result<(ProcStat, u32), OwnerError> {
+    let pid = named.pid;
+    let (stat, uid) = running(pid)?;
+    let start_time = procs::ticks_to_unix(boot_time, stat.start_ticks);
+    // btime moves when the wall clock is stepped, so a mismatch is checked
+    // again with a fresh one (only then: /proc/stat is costly to read).
+    let same = same_start_time(named.start_time, start_time)
+        || procs::boot_time().is_ok_and(|btime| {
+            let theirs = procs::ticks_to_unix(btime, stat.start_ticks);
+            same_start_time(named.start_time, theirs)
+        });
+    if !same {
+        return Err(OwnerError::Invalid(format!(
+            "pid {pid} started at {start_time:.2}, not at {:.2}: it is another process",
+            named.start_time
+        )));
+    }
+    Ok((stat, uid))
+}
+
+/// A running process's stat and real uid.
+fn running(pid: u32) -> Result<(ProcStat, u32), OwnerError> {
+    let gone = || OwnerError::Invalid(format!("no live process with pid {pid}"));
+    let stat = procs::read_stat(pid)
+        .ok()
+        .filter(|s| s.is_running())
+        .ok_or_else(gone)?;
+    let uid = procs::uids(pid).map_err(|_| gone())?.real;
+    Ok((stat, uid))
 }
 
 /// True when `stat` (what /proc says of `owner.pid` now) is still the owner:

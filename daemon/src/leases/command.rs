@@ -8,11 +8,11 @@
 
 use std::collections::HashSet;
 
-use portd_api::procstat::same_start_time;
-use portd_api::{CommandRequest, Lease, LeaseProcess, LeaseProcesses};
+use portd_api::{CommandRequest, Lease, LeaseProcess, LeaseProcesses, OwnerRef};
 
 use super::{LeaseError, Leases, event};
 use crate::lease::Command;
+use crate::owner;
 use crate::peer::Peer;
 use crate::procs::{self, holders::listening_ports_of, scan};
 use crate::reaper::policy::{LeaseFacts, belongs};
@@ -31,20 +31,11 @@ impl Leases {
         request: CommandRequest,
     ) -> Result<Lease, LeaseError> {
         let pid = request.pid;
-        let stat = procs::read_stat(pid)
-            .ok()
-            .filter(|s| s.is_running())
-            .ok_or_else(|| LeaseError::Invalid(format!("no live process with pid {pid}")))?;
-        let started = procs::ticks_to_unix(self.boot_time, stat.start_ticks);
-        if !same_start_time(request.start_time, started) {
-            return Err(LeaseError::Invalid(format!(
-                "pid {pid} started at {started:.2}, not at {:.2}: it is another process",
-                request.start_time
-            )));
-        }
-        let uid = procs::uids(pid)
-            .map_err(|_| LeaseError::Invalid(format!("no live process with pid {pid}")))?
-            .real;
+        let named = OwnerRef {
+            pid,
+            start_time: request.start_time,
+        };
+        let (stat, uid) = owner::named_process(named, self.boot_time)?;
         let (row, pending) = {
             let mut table = self.table_for_change()?;
             let lease = table

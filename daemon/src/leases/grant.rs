@@ -5,10 +5,11 @@
 //! `--kill` an explicit kill).
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 
 use portd_api::{EndReason, Home, KillRequest, Lease, LeaseRequest, LeaseState, SkippedHome};
 
-use super::decide::{Ask, Decided, Decision, MissedHome, decide};
+use super::decide::{Answer, Ask, Decided, Decision, MissedHome, decide};
 use super::validate::validate;
 use super::{LeaseError, Leases, event};
 use crate::grant::{NoPort, Verdict};
@@ -32,26 +33,21 @@ pub struct Granted {
     pub created: bool,
 }
 
-/// What one pass under the lock came to: what to learn outside the lock
-/// (probes of `ports`, whether `owners` run) before the next, or the answer.
-enum Pass {
-    Look {
-        ports: Vec<u16>,
-        owners: Vec<OwnerId>,
-    },
-    Answer(Answer),
-}
-
-/// What a grant decided, with the lease it granted.
-enum Answer {
+/// What a grant came to: the lease it granted, or another answer.
+enum Outcome {
     Granted {
         lease: Box<ActiveLease>,
         missed: Option<MissedHome>,
         skipped: Option<SkippedHome>,
     },
-    Existing(Box<ActiveLease>),
-    Refused(LeaseError),
-    NoPort(NoPort, Option<Box<ActiveLease>>),
+    Answer(Answer),
+}
+
+/// What to learn outside the lock before the next pass: probes of `ports`,
+/// whether `owners` run.
+struct Look {
+    ports: Vec<u16>,
+    owners: Vec<OwnerId>,
 }
 
 impl Leases {
@@ -110,17 +106,16 @@ impl Leases {
         // Probes a pass may ask for: one first (the common case: it is
         // free), then twice as many each pass, for ranges full of servers.
         let mut probes = 1;
-        let answer = loop {
-            let (ports, owners) = match self.pass(req, owner, &probed, probes, &known, &mut ended) {
-                Ok((Pass::Look { ports, owners }, submitted)) => {
-                    pending.push(submitted);
-                    (ports, owners)
-                }
-                Ok((Pass::Answer(answer), submitted)) => {
-                    pending.push(submitted);
-                    break Ok(answer);
-                }
+        let outcome = loop {
+            let (flow, submitted) = match self.pass(req, owner, &probed, probes, &known, &mut ended)
+            {
+                Ok(passed) => passed,
                 Err(e) => break Err(e),
+            };
+            pending.push(submitted);
+            let Look { ports, owners } = match flow {
+                ControlFlow::Break(outcome) => break Ok(outcome),
+                ControlFlow::Continue(look) => look,
             };
             for port in ports {
                 if probed.contains_key(&port) {
@@ -141,14 +136,14 @@ impl Leases {
             submitted.committed().await?;
         }
         self.reap_later(ended);
-        match answer? {
-            Answer::Existing(lease) => Ok(Granted {
+        match outcome? {
+            Outcome::Answer(Answer::Existing(lease)) => Ok(Granted {
                 lease: lease.to_api(),
                 created: false,
             }),
-            Answer::Refused(error) => Err(error),
-            Answer::NoPort(no_port, lease) => Err(explain(no_port, lease).await),
-            Answer::Granted {
+            Outcome::Answer(Answer::Refused(error)) => Err(error),
+            Outcome::Answer(Answer::NoPort(no_port, lease)) => Err(explain(no_port, lease).await),
+            Outcome::Granted {
                 lease,
                 missed,
                 skipped,
@@ -184,7 +179,7 @@ impl Leases {
         probes: usize,
         known: &HashMap<OwnerId, bool>,
         ended: &mut Vec<EndedLease>,
-    ) -> Result<(Pass, Pending), LeaseError> {
+    ) -> Result<(ControlFlow<Outcome, Look>, Pending), LeaseError> {
         let now = now_ms();
         let mut changes = Vec::new();
         let mut table = self.table_for_change()?;
@@ -205,13 +200,12 @@ impl Leases {
             let reason = EndReason::OwnerDied;
             ended.extend(self.end_in(&mut table, port, reason, now, detail, &mut changes));
         }
-        let answer = match decision {
+        let outcome = match decision {
             Decision::Look { ports, owners } => {
-                return Ok((Pass::Look { ports, owners }, self.store.submit(changes)));
+                let look = ControlFlow::Continue(Look { ports, owners });
+                return Ok((look, self.store.submit(changes)));
             }
-            Decision::Existing(lease) => Answer::Existing(lease),
-            Decision::Refused(error) => Answer::Refused(error),
-            Decision::NoPort(no_port, lease) => Answer::NoPort(no_port, lease),
+            Decision::Answer(answer) => Outcome::Answer(answer),
             Decision::Grant {
                 port,
                 home,
@@ -236,7 +230,7 @@ impl Leases {
                     None => format!("name {n}"),
                 });
                 changes.push(event(now, "granted", &lease, detail));
-                Answer::Granted {
+                Outcome::Granted {
                     lease: Box::new(lease),
                     missed,
                     skipped,
@@ -244,11 +238,11 @@ impl Leases {
             }
         };
         // An existing lease may itself still be queued: answer after it.
-        let submitted = match (&answer, changes.is_empty()) {
-            (Answer::Existing(_), true) => self.store.barrier(),
+        let submitted = match (&outcome, changes.is_empty()) {
+            (Outcome::Answer(Answer::Existing(_)), true) => self.store.barrier(),
             _ => self.store.submit(changes),
         };
-        Ok((Pass::Answer(answer), submitted))
+        Ok((ControlFlow::Break(outcome), submitted))
     }
 
     /// A lease of this boot whose owner still runs, as far as is known

@@ -189,29 +189,7 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn row(port: u16, pid: u32, name: Option<&str>) -> ActiveLease {
-        ActiveLease {
-            id: format!("id-{port}"),
-            port,
-            name: name.map(String::from),
-            project: name.map(|_| "/p".to_string()),
-            owner: crate::lease::Owner {
-                id: OwnerId {
-                    pid,
-                    start_ticks: 7,
-                },
-                start_time: 1.0,
-                uid: 0,
-                session: 1,
-            },
-            boot_id: "b".into(),
-            granted_at: 0,
-            granted_ticks: 0,
-            expires_at: None,
-            command: None,
-        }
-    }
+    use crate::lease::testing::lease as row;
 
     #[test]
     fn indexes_follow_inserts_and_removes() {
@@ -220,7 +198,7 @@ mod tests {
         t.insert(row(8001, 1, None));
         let owner = OwnerId {
             pid: 1,
-            start_ticks: 7,
+            start_ticks: 1,
         };
         assert_eq!(t.ports_of(owner), [8000, 8001]);
         assert_eq!(t.by_name("/p", "api").map(|l| l.port), Some(8000));

@@ -8,7 +8,7 @@ use nix::sys::signal::Signal;
 use portd_api::{HolderKind, KillReport, KillRequest, Reported};
 
 use super::signal::{self, Target};
-use super::{ReapError, Reaper, protected, signalled};
+use super::{ReapError, Reaper, protected, split};
 use crate::config::MAX_GRACE;
 use crate::peer::Peer;
 use crate::probe::{Probe, probe};
@@ -71,30 +71,14 @@ impl Reaper {
         let outcomes = self
             .signal_and_record(targets, first, grace, "killed", None)
             .await?;
+        let (signalled, gone) = split(outcomes);
         let mut report = KillReport {
             port,
-            signalled: Vec::new(),
+            signalled,
             skipped,
             free: false,
         };
-        for outcome in outcomes {
-            match outcome.skipped {
-                Some(reason) => report.skipped.push(Reported {
-                    pid: Some(outcome.target.facts.pid),
-                    uid: outcome.target.facts.uids.real,
-                    cmdline: outcome.target.cmdline,
-                    port,
-                    lease_id: outcome.target.lease_id,
-                    reason,
-                    suspect: false,
-                }),
-                None => report.signalled.push(signalled(
-                    &outcome.target,
-                    outcome.signal,
-                    outcome.exited,
-                )),
-            }
-        }
+        report.skipped.extend(gone);
         report.free = task::blocking("port check", move || {
             listening_pids(port).is_empty() && probe(port) != Probe::InUse
         })

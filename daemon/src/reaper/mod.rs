@@ -153,29 +153,13 @@ impl Reaper {
             .signal_and_record(targets, Signal::SIGTERM, grace, "reaped", Some(claim))
             .await?;
         others.finished().await;
+        let (reaped, skipped) = split(outcomes);
         let mut report = ReapReport {
             dry_run,
-            reaped: Vec::new(),
+            reaped,
             reported,
         };
-        for outcome in outcomes {
-            match outcome.skipped {
-                Some(reason) => report.reported.push(Reported {
-                    pid: Some(outcome.target.facts.pid),
-                    uid: outcome.target.facts.uids.real,
-                    cmdline: outcome.target.cmdline,
-                    port: outcome.target.port,
-                    lease_id: outcome.target.lease_id,
-                    reason,
-                    suspect: false,
-                }),
-                None => {
-                    report
-                        .reaped
-                        .push(signalled(&outcome.target, outcome.signal, outcome.exited))
-                }
-            }
-        }
+        report.reported.extend(skipped);
         if !report.reaped.is_empty() {
             tracing::info!(processes = report.reaped.len(), "reaped orphans");
         }
@@ -338,6 +322,28 @@ fn note(
         reason,
         suspect,
     }
+}
+
+/// The processes signalled, and those left alone with why (gone, or no
+/// longer the process chosen, by the time of the signal).
+fn split(outcomes: Vec<Outcome>) -> (Vec<Signalled>, Vec<Reported>) {
+    let mut signalled_now = Vec::new();
+    let mut skipped = Vec::new();
+    for outcome in outcomes {
+        match outcome.skipped {
+            Some(reason) => skipped.push(Reported {
+                pid: Some(outcome.target.facts.pid),
+                uid: outcome.target.facts.uids.real,
+                cmdline: outcome.target.cmdline,
+                port: outcome.target.port,
+                lease_id: outcome.target.lease_id,
+                reason,
+                suspect: false,
+            }),
+            None => signalled_now.push(signalled(&outcome.target, outcome.signal, outcome.exited)),
+        }
+    }
+    (signalled_now, skipped)
 }
 
 fn signalled(target: &Target, signal: Option<Signal>, exited: bool) -> Signalled {

@@ -287,42 +287,33 @@ mod tests {
         assert_eq!(net.granted[1].ended, None);
     }
 
+    /// `/p`'s `api` remembers `port` from `at`.
+    fn remember(port: u16, at: i64) -> Change {
+        Change::Remember {
+            project: "/p".into(),
+            name: "api".into(),
+            port,
+            at,
+        }
+    }
+
     #[test]
     fn the_last_remembered_port_of_a_name_wins() {
-        let changes = [
-            Change::Remember {
-                project: "/p".into(),
-                name: "api".into(),
-                port: 8000,
-                at: 1,
-            },
-            Change::Remember {
-                project: "/p".into(),
-                name: "api".into(),
-                port: 8001,
-                at: 2,
-            },
-        ];
+        let changes = [remember(8000, 1), remember(8001, 2)];
         let refs: Vec<&Change> = changes.iter().collect();
         assert_eq!(net(&refs).names[&("/p", "api")], Some((8001, 2)));
     }
 
     #[test]
     fn a_name_forgotten_after_it_was_remembered_is_deleted_and_the_reverse() {
-        let remember = |port| Change::Remember {
-            project: "/p".into(),
-            name: "api".into(),
-            port,
-            at: 1,
-        };
         let forget = Change::Forget {
             project: "/p".into(),
             name: "api".into(),
         };
-        let changes = [remember(8000), forget.clone()];
+        let changes = [remember(8000, 1), forget.clone()];
         let refs: Vec<&Change> = changes.iter().collect();
         assert_eq!(net(&refs).names[&("/p", "api")], None);
-        let changes = [forget, remember(8001)];
+        let changes = [forget, remember(8001, 1)];
         let refs: Vec<&Change> = changes.iter().collect();
         assert_eq!(net(&refs).names[&("/p", "api")], Some((8001, 1)));
     }
@@ -342,32 +333,14 @@ mod tests {
             .committed()
             .await
             .unwrap();
-        assert_eq!(
-            store
-                .read()
-                .await
-                .unwrap()
-                .names(None, None)
-                .await
-                .unwrap()
-                .len(),
-            1
-        );
+        let stored = || async { store.read().await.unwrap().names(None, None).await.unwrap() };
+        assert_eq!(stored().await.len(), 1);
         store
             .submit(vec![Change::Forget { project, name }])
             .committed()
             .await
             .unwrap();
-        assert!(
-            store
-                .read()
-                .await
-                .unwrap()
-                .names(None, None)
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        assert!(stored().await.is_empty());
         store.close().await;
     }
 

@@ -154,19 +154,15 @@ impl Reader {
         boot_id: &str,
         limit: i64,
     ) -> Result<Vec<EndedLease>, StoreError> {
-        let rows = sqlx::query_as(select_leases!(
+        let query = select_leases!(
             "WHERE id IN (SELECT id FROM (
                 SELECT id, MAX(ended_at) FROM leases
                 WHERE state = 'ended' AND end_reason = 'owner_died' AND boot_id = ?1
                   AND port NOT IN (SELECT port FROM leases WHERE state = 'active')
                 GROUP BY port))
              ORDER BY ended_at DESC LIMIT ?2"
-        ))
-        .bind(boot_id)
-        .bind(limit)
-        .fetch_all(self.conn())
-        .await?;
-        all_ended(rows)
+        );
+        self.ended_of_boot(query, boot_id, limit).await
     }
 
     /// Ended leases of `boot_id` with a registered command, newest first:
@@ -177,14 +173,26 @@ impl Reader {
         boot_id: &str,
         limit: i64,
     ) -> Result<Vec<EndedLease>, StoreError> {
-        let rows = sqlx::query_as(select_leases!(
+        let query = select_leases!(
             "WHERE state = 'ended' AND boot_id = ?1 AND command_pid IS NOT NULL
              ORDER BY ended_at DESC LIMIT ?2"
-        ))
-        .bind(boot_id)
-        .bind(limit)
-        .fetch_all(self.conn())
-        .await?;
+        );
+        self.ended_of_boot(query, boot_id, limit).await
+    }
+
+    /// The ended leases `query` selects with `boot_id` as ?1 and `limit`
+    /// as ?2.
+    async fn ended_of_boot(
+        &mut self,
+        query: &'static str,
+        boot_id: &str,
+        limit: i64,
+    ) -> Result<Vec<EndedLease>, StoreError> {
+        let rows = sqlx::query_as(query)
+            .bind(boot_id)
+            .bind(limit)
+            .fetch_all(self.conn())
+            .await?;
         all_ended(rows)
     }
 

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::{Change, Pending, Store};
-use crate::lease::{ActiveLease, Owner, OwnerId};
+use crate::lease::ActiveLease;
 
 /// The longest a test waits for the writer's threads.
 pub const DEADLINE: Duration = Duration::from_secs(20);
@@ -18,23 +18,7 @@ pub async fn open(dir: &Path) -> Store {
 pub fn lease(id: &str, port: u16) -> ActiveLease {
     ActiveLease {
         id: id.into(),
-        port,
-        name: None,
-        project: None,
-        owner: Owner {
-            id: OwnerId {
-                pid: 1,
-                start_ticks: 1,
-            },
-            start_time: 1.0,
-            uid: 0,
-            session: 1,
-        },
-        boot_id: "b".into(),
-        granted_at: 1,
-        granted_ticks: 1,
-        expires_at: None,
-        command: None,
+        ..crate::lease::testing::lease(port, 1, None)
     }
 }
 
@@ -47,6 +31,12 @@ pub fn event(at: i64) -> Change {
         pid: Some(1),
         detail: None,
     }
+}
+
+/// The ids of the active leases `store` holds, by port.
+pub async fn active_ids(store: &Store) -> Vec<String> {
+    let (active, _) = store.load().await.expect("load");
+    active.into_iter().map(|l| l.id).collect()
 }
 
 /// Grants `count` leases, one commit each through `submit`, calling `after`

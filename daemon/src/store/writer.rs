@@ -255,7 +255,7 @@ mod tests {
     use super::*;
     use crate::store::checkpoint::MAX_WAL_FRAMES;
     use crate::store::settings::open_writer;
-    use crate::store::testing::{DEADLINE, commit_leases, event, lease, open};
+    use crate::store::testing::{DEADLINE, active_ids, commit_leases, event, lease, open};
 
     #[tokio::test]
     async fn a_failed_commit_is_reported_and_calls_the_hook_then_writing_goes_on() {
@@ -289,11 +289,7 @@ mod tests {
                 }
             }
         }
-        let (active, _) = store.load().await.unwrap();
-        assert_eq!(
-            active.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(),
-            ["good"]
-        );
+        assert_eq!(active_ids(&store).await, ["good"]);
         store.close().await;
     }
 
@@ -347,11 +343,7 @@ mod tests {
         assert!(store.prune(i64::MAX, 0).await.is_err());
         drop(store);
         let reopened = open(dir.path()).await;
-        let (active, _) = reopened.load().await.unwrap();
-        assert_eq!(
-            active.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(),
-            ["before"]
-        );
+        assert_eq!(active_ids(&reopened).await, ["before"]);
         reopened.close().await;
     }
 

@@ -49,16 +49,23 @@ pub enum Decision {
         missed: Option<MissedHome>,
         skipped: Option<SkippedHome>,
     },
-    /// The owner's lease answers the request (idempotence).
-    Existing(Box<ActiveLease>),
-    Refused(LeaseError),
-    /// Nothing grantable, with the live lease that holds the port asked for.
-    NoPort(NoPort, Option<Box<ActiveLease>>),
     /// Decide again once these ports are probed and these owners checked.
     Look {
         ports: Vec<u16>,
         owners: Vec<OwnerId>,
     },
+    /// The answer, without a new lease.
+    Answer(Answer),
+}
+
+/// How a request is answered when it gets no new lease.
+#[derive(Debug)]
+pub enum Answer {
+    /// The owner's lease answers the request (idempotence).
+    Existing(Box<ActiveLease>),
+    Refused(LeaseError),
+    /// Nothing grantable, with the live lease that holds the port asked for.
+    NoPort(NoPort, Option<Box<ActiveLease>>),
 }
 
 /// A decision, and the leases met on the way whose owner is dead: the
@@ -98,14 +105,20 @@ pub fn decide(
     };
     let plan = match grant::plan(&port_ask, ask.range) {
         Ok(plan) => plan,
-        Err(message) => return Decided::only(Decision::Refused(LeaseError::Invalid(message))),
+        Err(message) => {
+            return Decided::only(Decision::Answer(Answer::Refused(LeaseError::Invalid(
+                message,
+            ))));
+        }
     };
     let mut dead = Vec::new();
     if let Some((project, name)) = named {
         if let Some(existing) = table.by_name(project, name) {
             let own = existing.owner.id == ask.owner;
             if own && grant::answers(&plan, existing.port) {
-                return Decided::only(Decision::Existing(Box::new(existing.clone())));
+                return Decided::only(Decision::Answer(Answer::Existing(Box::new(
+                    existing.clone(),
+                ))));
             }
             let live = match is_live(existing) {
                 _ if own => true,
@@ -118,10 +131,10 @@ pub fn decide(
                 }
             };
             if live {
-                return Decided::only(Decision::Refused(LeaseError::NameTaken {
+                return Decided::only(Decision::Answer(Answer::Refused(LeaseError::NameTaken {
                     name: name.to_string(),
                     lease: Box::new(existing.to_api()),
-                }));
+                })));
             }
             dead.push(existing.port);
         }
@@ -164,10 +177,10 @@ pub fn decide(
     };
     let decision = match choice {
         Ok(Choice::Existing(port)) => match table.get(port) {
-            Some(lease) => Decision::Existing(Box::new(lease.clone())),
-            None => Decision::Refused(LeaseError::Invalid(format!(
+            Some(lease) => Decision::Answer(Answer::Existing(Box::new(lease.clone()))),
+            None => Decision::Answer(Answer::Refused(LeaseError::Invalid(format!(
                 "port {port} changed; ask again"
-            ))),
+            )))),
         },
         Ok(Choice::Probe(ports)) => Decision::Look {
             ports,
@@ -195,7 +208,7 @@ pub fn decide(
                 NoPort::Taken(port, _) => live_lease(port),
                 _ => None,
             };
-            Decision::NoPort(no_port, lease)
+            Decision::Answer(Answer::NoPort(no_port, lease))
         }
     };
     Decided { decision, dead }

@@ -3,7 +3,7 @@
 //! vouch for, names' homes and ranges.
 
 use super::*;
-use crate::lease::Owner;
+use crate::lease::testing::lease;
 
 const RANGE: PortRange = PortRange {
     start: 8000,
@@ -20,27 +20,6 @@ fn id(pid: u32) -> OwnerId {
     OwnerId {
         pid,
         start_ticks: 1,
-    }
-}
-
-/// A lease of `pid` on `port`, named in project /p if `name` is given.
-fn lease(port: u16, pid: u32, name: Option<&str>) -> ActiveLease {
-    ActiveLease {
-        id: format!("lease-{port}"),
-        port,
-        name: name.map(String::from),
-        project: name.map(|_| "/p".to_string()),
-        owner: Owner {
-            id: id(pid),
-            start_time: 1.0,
-            uid: 1000,
-            session: pid,
-        },
-        boot_id: "boot".into(),
-        granted_at: 0,
-        granted_ticks: 0,
-        expires_at: None,
-        command: None,
     }
 }
 
@@ -113,8 +92,13 @@ fn run(table: &Table, req: &LeaseRequest, busy: &[u16]) -> Decided {
 
 /// The port granted, or a panic naming what was decided instead.
 fn granted(decided: &Decided) -> u16 {
+    granted_home(decided).0
+}
+
+/// The port granted and the port the name remembers from now on.
+fn granted_home(decided: &Decided) -> (u16, Option<u16>) {
     match decided.decision {
-        Decision::Grant { port, .. } => port,
+        Decision::Grant { port, home, .. } => (port, home),
         ref other => panic!("expected a grant, got {other:?}"),
     }
 }
@@ -126,11 +110,11 @@ fn lease_p_is_exactly_p_or_port_taken() {
     let busy = run(&empty, &at(8003, false), &[8003]);
     assert!(matches!(
         busy.decision,
-        Decision::NoPort(NoPort::Taken(8003, Verdict::Busy), None)
+        Decision::Answer(Answer::NoPort(NoPort::Taken(8003, Verdict::Busy), None))
     ));
     let leased = table(vec![lease(8003, OTHER, None)], &[]);
     match run(&leased, &at(8003, false), &[]).decision {
-        Decision::NoPort(NoPort::Taken(8003, Verdict::Leased), Some(lease)) => {
+        Decision::Answer(Answer::NoPort(NoPort::Taken(8003, Verdict::Leased), Some(lease))) => {
             assert_eq!(lease.owner.id, id(OTHER));
         }
         other => panic!("{other:?}"),
@@ -144,13 +128,13 @@ fn lease_p_next_takes_the_first_grantable_from_p_to_the_end_of_its_range() {
     let none = run(&t, &at(8008, true), &[8008, 8009]);
     assert!(matches!(
         none.decision,
-        Decision::NoPort(
+        Decision::Answer(Answer::NoPort(
             NoPort::Exhausted(PortRange {
                 start: 8008,
                 end: 8009
             }),
             None
-        )
+        ))
     ));
     // Outside the configured range: up from P all the same.
     assert_eq!(granted(&run(&t, &at(9500, true), &[9500])), 9501);
@@ -180,7 +164,7 @@ fn an_explicit_range_is_searched_and_must_hold_p() {
         ..range
     };
     match run(&t, &outside, &[]).decision {
-        Decision::Refused(LeaseError::Invalid(message)) => {
+        Decision::Answer(Answer::Refused(LeaseError::Invalid(message))) => {
             assert!(message.contains("outside"), "{message}");
         }
         other => panic!("{other:?}"),
@@ -191,14 +175,10 @@ fn an_explicit_range_is_searched_and_must_hold_p() {
 fn a_name_gets_its_home_or_a_port_of_its_range_for_this_time_only() {
     let t = table(vec![lease(3006, OTHER, None)], &[("/p", "web", 3005)]);
     let home = run(&t, &named("web"), &[]);
+    assert_eq!(granted_home(&home), (3005, Some(3005)));
     assert!(matches!(
         home.decision,
-        Decision::Grant {
-            port: 3005,
-            home: Some(3005),
-            missed: None,
-            ..
-        }
+        Decision::Grant { missed: None, .. }
     ));
     // The home is busy: a port of the name's range, and the home stays.
     match run(&t, &named("web"), &[3000, 3005]).decision {
@@ -235,17 +215,10 @@ fn lease_p_with_a_name_is_exactly_p_and_makes_p_its_home() {
         port: Some(8004),
         ..named("api")
     };
-    assert!(matches!(
-        run(&t, &req, &[]).decision,
-        Decision::Grant {
-            port: 8004,
-            home: Some(8004),
-            ..
-        }
-    ));
+    assert_eq!(granted_home(&run(&t, &req, &[])), (8004, Some(8004)));
     assert!(matches!(
         run(&t, &req, &[8004]).decision,
-        Decision::NoPort(NoPort::Taken(8004, Verdict::Busy), None)
+        Decision::Answer(Answer::NoPort(NoPort::Taken(8004, Verdict::Busy), None))
     ));
 }
 
@@ -255,7 +228,7 @@ fn the_same_owner_asking_again_gets_its_lease_without_a_probe() {
     let nothing_probed = HashMap::new();
     for req in [at(8003, false), named("api")] {
         match run_with(&t, &req, &nothing_probed, |_| None).decision {
-            Decision::Existing(lease) => assert_eq!(lease.port, 8003),
+            Decision::Answer(Answer::Existing(lease)) => assert_eq!(lease.port, 8003),
             other => panic!("{req:?}: {other:?}"),
         }
     }
@@ -275,7 +248,7 @@ fn a_name_another_live_owner_holds_is_refused_and_a_dead_ones_taken_over() {
         &[("/p", "api", 8002)],
     );
     match run(&t, &named("api"), &[]).decision {
-        Decision::Refused(LeaseError::NameTaken { name, lease }) => {
+        Decision::Answer(Answer::Refused(LeaseError::NameTaken { name, lease })) => {
             assert_eq!((name.as_str(), lease.port), ("api", 8002));
         }
         other => panic!("{other:?}"),
@@ -296,7 +269,10 @@ fn kill_never_takes_another_live_owners_lease() {
     };
     assert!(matches!(
         run(&t, &kill, &[8003]).decision,
-        Decision::NoPort(NoPort::Taken(8003, Verdict::Leased), Some(_))
+        Decision::Answer(Answer::NoPort(
+            NoPort::Taken(8003, Verdict::Leased),
+            Some(_)
+        ))
     ));
 }
 
@@ -366,12 +342,5 @@ fn move_gives_a_name_a_new_home_away_from_the_old_one() {
         move_home: true,
         ..named("api")
     };
-    assert!(matches!(
-        run(&t, &moving, &[]).decision,
-        Decision::Grant {
-            port: 8001,
-            home: Some(8001),
-            ..
-        }
-    ));
+    assert_eq!(granted_home(&run(&t, &moving, &[])), (8001, Some(8001)));
 }
