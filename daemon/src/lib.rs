@@ -1,19 +1,35 @@
 //! portd: a per-user daemon that leases local TCP ports to dev processes.
 //!
 //! A request arrives on the Unix socket (`http::server`), is routed
-//! (`http`), and is decided by `leases`, which combines the pure port choice
-//! (`grant`), owner resolution (`owner`), probe binds (`probe`) and what
-//! `/proc` says (`procs`) in one SQLite transaction (`store`). Owner deaths
-//! arrive through pidfds (`watch`); periodic chores live in `maintain`.
-//! `main` only parses flags, claims the socket (`socket`) and calls [`serve`].
+//! (`http`), and is decided by `leases` on its in-memory lease table: the
+//! port choice (`grant`, applied to the table by `leases::decide`), owner
+//! checks (`owner`), probe binds (`probe`) and what `/proc` says (`procs`);
+//! the change is committed by the store's group-commit writer (`store`)
+//! before the answer. Owner deaths arrive through pidfds (`watch`); the
+//! orphans of ended leases are reaped by `reaper`; periodic chores live in
+//! `maintain`. `main` only parses flags, claims the socket (`socket`) and
+//! calls [`serve`].
+//!
+//! Every import points down these layers, never up or sideways (checked
+//! by `tests/layers.rs`):
+//!
+//! ```text
+//! main -> lib -> http, maintain -> leases -> reaper, watch, grant
+//!      -> owner, probe -> procs, store, peer
+//! ```
+//!
+//! and any of them may use the leaf modules `lease` (the typed records),
+//! `time`, `config`, `task`, `lockfile`, `socket` and `pidfd`.
 
 pub mod config;
 pub mod grant;
 pub mod http;
+pub mod lease;
 pub mod leases;
 pub mod lockfile;
 pub mod maintain;
 pub mod owner;
+pub mod peer;
 pub mod pidfd;
 pub mod probe;
 pub mod procs;
@@ -21,26 +37,27 @@ pub mod reaper;
 pub mod socket;
 pub mod store;
 pub mod task;
+pub mod time;
 pub mod watch;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 
-use crate::http::AppState;
-use crate::leases::Leases;
+use crate::http::{AppState, Daemon};
+use crate::leases::{Leases, Startup};
+use crate::maintain::Chores;
 use crate::reaper::Reaper;
-use crate::store::writer::Writer;
 use crate::store::{Store, StoreError};
+use crate::task::Units;
 use crate::watch::Watcher;
 
 /// How long a stop waits for kills and reaps under way: the longest grace,
 /// the wait after SIGKILL, and time to record.
-const UNITS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+const UNITS_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -51,8 +68,6 @@ pub enum ServeError {
     Proc(&'static str, std::io::Error),
     #[error("cannot listen: {0}")]
     Listen(std::io::Error),
-    #[error("cannot start the database writer: {0}")]
-    Thread(std::io::Error),
 }
 
 /// Runs the daemon on `listener` until `shutdown` is cancelled: opens the
@@ -72,44 +87,62 @@ pub async fn serve(
     listener.set_nonblocking(true).map_err(ServeError::Listen)?;
     let listener = tokio::net::UnixListener::from_std(listener).map_err(ServeError::Listen)?;
 
-    let (watcher, deaths) = Watcher::new();
-    let writer =
-        Writer::spawn(store.open_writer()?, store.open_writer()?).map_err(ServeError::Thread)?;
+    // Pidfds get what the connections and the reserve leave of the limit.
+    let pidfds = watch::pidfd_budget(http::server::max_connections());
+    let (watcher, deaths) = Watcher::new(pidfds);
+    let units = Units::default();
     let reaper = Arc::new(Reaper::new(
         store.clone(),
-        writer.clone(),
         config.grace,
         boot_id.clone(),
+        units.clone(),
     ));
     let leases = Leases::load(
         store.clone(),
-        writer,
-        reaper,
+        Arc::clone(&reaper),
         Arc::clone(&watcher),
         config.range,
         boot_id,
         boot_time,
     );
     let leases = Arc::new(leases.await?.with_name_ranges(config.name_ranges.clone()));
-    let state = Arc::new(AppState {
-        leases,
-        config,
+    let startup = Arc::new(Startup::new());
+    let daemon = Arc::new(Daemon {
         started: Instant::now(),
-        started_at_ms: store::now_ms(),
-        reconciled: AtomicBool::new(false),
-        startup: maintain::Startup::new(),
-        shutdown: shutdown.clone(),
+        started_at_ms: time::now_ms(),
+        config,
     });
     tracing::info!(
-        socket = %state.config.socket.display(),
-        db = %state.config.db.display(),
-        range = %state.config.range,
+        socket = %daemon.config.socket.display(),
+        db = %daemon.config.db.display(),
+        range = %daemon.config.range,
         "portd {} serving", portd_api::VERSION
     );
 
-    let deaths_task = tokio::spawn(maintain::on_owner_death(Arc::clone(&state), deaths));
-    let chores = tokio::spawn(maintain::run(Arc::clone(&state), shutdown.clone()));
-    http::server::serve_connections(listener, http::router(Arc::clone(&state)), shutdown).await;
+    let deaths_task = tokio::spawn(maintain::on_owner_death(
+        Arc::clone(&leases),
+        deaths,
+        shutdown.clone(),
+    ));
+    let chores = Chores {
+        leases: Arc::clone(&leases),
+        startup: Arc::clone(&startup),
+        poll_interval: daemon.config.poll_interval,
+        retention: daemon.config.retention,
+        started_at_ms: daemon.started_at_ms,
+    };
+    let chores = tokio::spawn(maintain::run(chores, shutdown.clone()));
+    let state = AppState {
+        leases,
+        reaper,
+        store: store.clone(),
+        watcher: Arc::clone(&watcher),
+        startup,
+        units: units.clone(),
+        daemon,
+        shutdown: shutdown.clone(),
+    };
+    http::server::serve_connections(listener, http::router(state), shutdown).await;
 
     for (what, task) in [("chores", chores), ("owner deaths", deaths_task)] {
         if let Err(e) = task.await {
@@ -118,7 +151,6 @@ pub async fn serve(
     }
     // Kills and reaps under way (a grace may outlast the connections'
     // drain) finish and are recorded before the database closes.
-    let units = state.leases.reaper().units();
     if units.running() > 0 {
         tracing::info!(
             units = units.running(),
@@ -134,7 +166,6 @@ pub async fn serve(
     // Readers first, so that the writer's final checkpoint can empty the
     // WAL; the last connection to close removes it if it may write.
     store.close().await;
-    state.leases.writer().close().await;
     tracing::info!("portd stopped");
     Ok(())
 }

@@ -1,5 +1,7 @@
-//! Who owns a lease: the identity of an owner process, whether it is still
-//! alive, and which process a caller's lease belongs to.
+//! Who owns a lease: whether an owner process is still alive, which
+//! process a caller's lease belongs to, and the checks an owner must pass
+//! (it runs, it is the process the caller named, the caller may act for
+//! its uid), remembered per connection in an [`OwnerCache`].
 //!
 //! The caller of `POST /v1/leases` is usually `portctl`, which exits at once;
 //! the lease must belong to the script or shell that ran it. That is the
@@ -8,15 +10,122 @@
 //! pipelines and `( )` create in bash and dash.
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
+use portd_api::OwnerRef;
+use portd_api::procstat::same_start_time;
+
+use crate::lease::{Owner, OwnerId};
+use crate::peer::Peer;
 use crate::procs::{self, ProcStat};
 
-/// A process identity that survives pid reuse: the pid plus its start time in
-/// clock ticks after boot (within one boot).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct OwnerId {
-    pub pid: u32,
-    pub start_ticks: u64,
+/// Why a request's owner was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum OwnerError {
+    /// No such process, another process than the one named, or no caller
+    /// to resolve from.
+    #[error("{0}")]
+    Invalid(String),
+    /// The caller may not lease ports for that process's uid.
+    #[error("{0}")]
+    Forbidden(String),
+}
+
+/// The owner a connection's requests resolved to. A keep-alive connection
+/// has one caller, so its owner is resolved once and then only checked.
+#[derive(Debug, Default)]
+pub struct OwnerCache(OnceLock<Owner>);
+
+impl OwnerCache {
+    /// The owner for a request that names none: the connection's, while
+    /// `is_live` says it runs, else resolved from the caller (`check`).
+    pub fn owner(
+        &self,
+        peer: Peer,
+        boot_time: u64,
+        is_live: impl FnOnce(OwnerId) -> bool,
+    ) -> Result<Owner, OwnerError> {
+        if let Some(owner) = self.0.get() {
+            if is_live(owner.id) {
+                return Ok(*owner);
+            }
+        }
+        let owner = check(peer, None, boot_time)?;
+        let _ = self.0.set(owner);
+        Ok(owner)
+    }
+}
+
+/// Resolves and checks the owner of `peer`'s request: the process it names
+/// (`named`, with the start time it read), or the caller's parent, skipping
+/// forked subshells. `boot_time` is the btime start times were converted
+/// with.
+pub fn check(peer: Peer, named: Option<OwnerRef>, boot_time: u64) -> Result<Owner, OwnerError> {
+    let (pid, (stat, uid)) = match named {
+        Some(named) => (named.pid, named_process(named, boot_time)?),
+        None => {
+            let caller = peer.pid.ok_or_else(|| {
+                OwnerError::Invalid("the caller's pid is unknown; pass an owner".into())
+            })?;
+            let pid = procs::parent_of(caller)
+                .and_then(|ppid| resolve_owner(ppid, ancestor_from_proc))
+                .ok_or_else(|| {
+                    OwnerError::Invalid(
+                        "cannot find the calling process's parent; pass --owner".into(),
+                    )
+                })?;
+            (pid, running(pid)?)
+        }
+    };
+    if !peer.may_act_for(uid) {
+        return Err(OwnerError::Forbidden(format!(
+            "pid {pid} belongs to uid {uid}; uid {} may not lease ports for it",
+            peer.uid
+        )));
+    }
+    Ok(Owner {
+        id: OwnerId {
+            pid,
+            start_ticks: stat.start_ticks,
+        },
+        start_time: procs::ticks_to_unix(boot_time, stat.start_ticks),
+        uid,
+        session: stat.session,
+    })
+}
+
+/// What /proc says of the process `named` names: it runs, and it started
+/// when the caller says (the start time the caller read, converted with the
+/// btime it read); with its real uid.
+pub fn named_process(named: OwnerRef, boot_time: u64) -> Result<(ProcStat, u32), OwnerError> {
+    let pid = named.pid;
+    let (stat, uid) = running(pid)?;
+    let start_time = procs::ticks_to_unix(boot_time, stat.start_ticks);
+    // btime moves when the wall clock is stepped, so a mismatch is checked
+    // again with a fresh one (only then: /proc/stat is costly to read).
+    let same = same_start_time(named.start_time, start_time)
+        || procs::boot_time().is_ok_and(|btime| {
+            let theirs = procs::ticks_to_unix(btime, stat.start_ticks);
+            same_start_time(named.start_time, theirs)
+        });
+    if !same {
+        return Err(OwnerError::Invalid(format!(
+            "pid {pid} started at {start_time:.2}, not at {:.2}: it is another process",
+            named.start_time
+        )));
+    }
+    Ok((stat, uid))
+}
+
+/// A running process's stat and real uid.
+fn running(pid: u32) -> Result<(ProcStat, u32), OwnerError> {
+    let gone = || OwnerError::Invalid(format!("no live process with pid {pid}"));
+    let stat = procs::read_stat(pid)
+        .ok()
+        .filter(|s| s.is_running())
+        .ok_or_else(gone)?;
+    let uid = procs::uids(pid).map_err(|_| gone())?.real;
+    Ok((stat, uid))
 }
 
 /// True when `stat` (what /proc says of `owner.pid` now) is still the owner:
@@ -132,6 +241,88 @@ mod tests {
                 (pid, a)
             })
             .collect()
+    }
+
+    /// A `sleep` child, killed when dropped (also when a test fails).
+    struct Sleeper(std::process::Child);
+
+    impl Drop for Sleeper {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// A running child, named as the client names an owner, with this
+    /// process as the caller.
+    fn named_child() -> (Sleeper, OwnerRef, u64, Peer) {
+        let child = Sleeper(
+            std::process::Command::new("sleep")
+                .arg("60")
+                .spawn()
+                .unwrap(),
+        );
+        let btime = procs::boot_time().unwrap();
+        let stat = procs::read_stat(child.0.id()).unwrap();
+        let named = OwnerRef {
+            pid: child.0.id(),
+            start_time: procs::ticks_to_unix(btime, stat.start_ticks),
+        };
+        let me = Peer {
+            pid: Some(std::process::id()),
+            uid: nix::unistd::getuid().as_raw(),
+        };
+        (child, named, btime, me)
+    }
+
+    #[test]
+    fn a_named_owner_must_be_the_process_that_started_then_and_the_callers() {
+        let (child, named, btime, me) = named_child();
+        let owner = check(me, Some(named), btime).unwrap();
+        assert_eq!(owner.id.pid, child.0.id());
+        assert_eq!(owner.uid, me.uid);
+        let later = OwnerRef {
+            start_time: named.start_time + 5.0,
+            ..named
+        };
+        assert!(
+            matches!(check(me, Some(later), btime), Err(OwnerError::Invalid(m)) if m.contains("another process"))
+        );
+        let stranger = Peer {
+            pid: None,
+            uid: me.uid + 4242,
+        };
+        assert!(matches!(
+            check(stranger, Some(named), btime),
+            Err(OwnerError::Forbidden(_))
+        ));
+        drop(child);
+        assert!(
+            matches!(check(me, Some(named), btime), Err(OwnerError::Invalid(m)) if m.contains("no live process"))
+        );
+    }
+
+    #[test]
+    fn a_connection_keeps_its_owner_while_it_lives() {
+        let cache = OwnerCache::default();
+        // This test process's caller is its parent: resolved once.
+        let me = Peer {
+            pid: Some(std::process::id()),
+            uid: nix::unistd::getuid().as_raw(),
+        };
+        let btime = procs::boot_time().unwrap();
+        let first = cache.owner(me, btime, |_| true).unwrap();
+        let stranger = Peer {
+            pid: Some(std::process::id()),
+            uid: me.uid + 4242,
+        };
+        // Alive: the cached owner answers, whoever asks on the connection.
+        assert_eq!(cache.owner(stranger, btime, |_| true).unwrap(), first);
+        // Gone: resolved again, and checked again.
+        assert!(matches!(
+            cache.owner(stranger, btime, |_| false),
+            Err(OwnerError::Forbidden(_))
+        ));
     }
 
     #[test]

@@ -17,7 +17,8 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
-use crate::owner::{OwnerId, owner_is_alive_now};
+use crate::lease::OwnerId;
+use crate::owner::owner_is_alive_now;
 use crate::pidfd;
 
 /// How a request to watch an owner turned out.
@@ -36,16 +37,15 @@ pub enum Watch {
 const RESERVED_FDS: u64 = 128;
 
 /// How many pidfds the daemon may hold at once: its open-file limit less
-/// every connection the server may hold at once and [`RESERVED_FDS`], and
+/// the `connections` the server may hold at once and [`RESERVED_FDS`], and
 /// at least a quarter of the limit. Past it, owners are polled: a pidfd
 /// for every owner would leave no descriptor to accept a connection, open
 /// a probe socket or read /proc with.
-pub fn pidfd_budget() -> usize {
+pub fn pidfd_budget(connections: usize) -> usize {
     use nix::sys::resource::{Resource, getrlimit};
     let soft = getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft);
-    let connections = crate::http::server::connection_cap(soft) as u64;
     usize::try_from(
-        soft.saturating_sub(connections + RESERVED_FDS)
+        soft.saturating_sub(connections as u64 + RESERVED_FDS)
             .max(soft / 4),
     )
     .unwrap_or(usize::MAX)
@@ -62,12 +62,9 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    /// A watcher within [`pidfd_budget`] (call after raising the limit).
-    pub fn new() -> (Arc<Watcher>, mpsc::UnboundedReceiver<OwnerId>) {
-        Watcher::with_budget(pidfd_budget())
-    }
-
-    pub fn with_budget(max_pidfds: usize) -> (Arc<Watcher>, mpsc::UnboundedReceiver<OwnerId>) {
+    /// A watcher that holds at most `max_pidfds` pidfds ([`pidfd_budget`]),
+    /// and the channel on which it reports deaths.
+    pub fn new(max_pidfds: usize) -> (Arc<Watcher>, mpsc::UnboundedReceiver<OwnerId>) {
         let (deaths, rx) = mpsc::unbounded_channel();
         (
             Arc::new(Watcher {
@@ -198,7 +195,7 @@ mod tests {
             pid,
             start_ticks: read_stat(pid).unwrap().start_ticks,
         };
-        let (watcher, mut deaths) = Watcher::new();
+        let (watcher, mut deaths) = Watcher::new(16);
         assert_eq!(watcher.watch(owner), Watch::Watching);
         assert_eq!(watcher.watch(owner), Watch::Watching);
         assert_eq!(watcher.count(), 1);
@@ -223,7 +220,7 @@ mod tests {
                 start_ticks: read_stat(c.id()).unwrap().start_ticks,
             })
             .collect();
-        let (watcher, mut deaths) = Watcher::with_budget(2);
+        let (watcher, mut deaths) = Watcher::new(2);
         assert_eq!(watcher.watch(owners[0]), Watch::Watching);
         assert_eq!(watcher.watch(owners[1]), Watch::Watching);
         assert_eq!(watcher.watch(owners[2]), Watch::Polled);
@@ -243,17 +240,19 @@ mod tests {
 
     #[test]
     fn the_budget_leaves_room_for_connections() {
-        let budget = pidfd_budget() as u64;
+        let connections = 512;
+        let budget = pidfd_budget(connections) as u64;
         let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
             .unwrap()
             .0;
-        assert!(budget >= soft / 4 && (budget + RESERVED_FDS <= soft || budget == soft / 4));
+        let room = connections as u64 + RESERVED_FDS;
+        assert!(budget >= soft / 4 && (budget + room <= soft || budget == soft / 4));
     }
 
     #[tokio::test]
     async fn a_reused_pid_is_not_the_owner() {
         let me = read_stat(std::process::id()).unwrap();
-        let (watcher, _deaths) = Watcher::new();
+        let (watcher, _deaths) = Watcher::new(16);
         let impostor = OwnerId {
             pid: me.pid,
             start_ticks: me.start_ticks + 1,

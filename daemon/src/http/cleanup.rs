@@ -4,15 +4,15 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::Extension;
+use axum::extract::{Extension, State};
 use portd_api::CleanupReport;
 
+use super::AppError;
 use super::openapi::ServerErrors;
-use super::{AppError, State};
-use crate::leases::{LeaseError, Peer};
-use crate::maintain;
-use crate::reaper::Reaper;
-use crate::store::now_ms;
+use crate::leases::{LeaseError, Leases, Startup};
+use crate::peer::Peer;
+use crate::task::Units;
+use crate::time::now_ms;
 
 /// `POST /v1/cleanup`: ends the leases of dead owners and of other boots,
 /// then reaps orphans and forgets stale names; waits for the daemon's own
@@ -27,18 +27,17 @@ use crate::store::now_ms;
     )
 )]
 pub async fn cleanup(
-    state: State,
+    State(leases): State<Arc<Leases>>,
+    State(startup): State<Arc<Startup>>,
+    State(units): State<Units>,
     Extension(peer): Extension<Peer>,
 ) -> Result<Json<CleanupReport>, AppError> {
-    let startup = state.startup.report().await;
-    let protected = Reaper::protected(peer.pid);
-    let state = Arc::clone(&state.0);
+    let startup = startup.report().await;
     // Leases it ends have their orphans reaped by its sweep: one unit, so
     // a client that hangs up between the two leaves no orphan behind.
-    let units = state.leases.reaper().units().clone();
     let mut report = units
         .run("cleanup", async move {
-            maintain::cleanup(&state, protected, now_ms()).await
+            leases.cleanup(peer.pid, now_ms()).await
         })
         .await
         .map_err(LeaseError::from)??;

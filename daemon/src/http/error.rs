@@ -9,7 +9,8 @@ use portd_api::{ErrorBody, ErrorCode, ErrorDetail};
 use serde_json::{Map, Value, json};
 
 use crate::leases::LeaseError;
-use crate::store::StoreError;
+use crate::reaper::ReapError;
+use crate::store::{CommitError, StoreError};
 
 #[derive(Debug)]
 pub struct AppError {
@@ -62,8 +63,13 @@ impl From<LeaseError> for AppError {
                 .with("lease", json!(lease)),
             LeaseError::Unavailable => AppError::new(ErrorCode::Unavailable, message),
             // Logged with its message where it was caught.
-            LeaseError::Panicked(_) | LeaseError::Store(StoreError::Panicked(_)) => {
+            LeaseError::Panicked(_) => {
                 AppError::new(ErrorCode::Internal, "internal error; see the daemon's log")
+            }
+            // Said in so many words: the fix is the user's, not a bug.
+            LeaseError::Store(StoreError::Commit(full @ CommitError::DiskFull(_))) => {
+                tracing::error!(error = %full, "store failure");
+                AppError::new(ErrorCode::Internal, full.to_string())
             }
             LeaseError::Store(e) => {
                 tracing::error!(error = %e, "store failure");
@@ -73,8 +79,14 @@ impl From<LeaseError> for AppError {
     }
 }
 
-impl From<sqlx::Error> for AppError {
-    fn from(err: sqlx::Error) -> AppError {
+impl From<ReapError> for AppError {
+    fn from(err: ReapError) -> AppError {
+        LeaseError::from(err).into()
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(err: StoreError) -> AppError {
         LeaseError::from(err).into()
     }
 }
@@ -106,6 +118,23 @@ mod tests {
     use crate::task::Panicked;
 
     #[test]
+    fn a_full_disk_is_a_500_that_says_so_and_other_store_failures_are_not() {
+        let full = CommitError::DiskFull("/home/u/.local/state/portd/portd.db".into());
+        let error = AppError::from(LeaseError::Store(StoreError::Commit(full)));
+        assert_eq!(error.code, ErrorCode::Internal);
+        assert!(error.message.contains("disk is full"), "{}", error.message);
+        assert!(
+            error.message.contains("free some space"),
+            "{}",
+            error.message
+        );
+        let other = CommitError::Failed("disk I/O error".into());
+        let error = AppError::from(LeaseError::Store(StoreError::Commit(other)));
+        assert_eq!(error.message, "internal error; see the daemon's log");
+        assert_eq!(error.into_response().status(), 500);
+    }
+
+    #[test]
     fn a_panic_is_a_500_internal_that_keeps_its_message_out_of_the_answer() {
         let panicked = Panicked {
             what: "holder lookup",
@@ -113,7 +142,7 @@ mod tests {
         };
         for err in [
             LeaseError::Panicked(panicked.clone()),
-            LeaseError::Store(StoreError::Panicked(panicked)),
+            LeaseError::from(ReapError::Panicked(panicked)),
         ] {
             let error = AppError::from(err);
             assert_eq!(error.code, ErrorCode::Internal);

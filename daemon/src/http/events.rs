@@ -1,14 +1,15 @@
 //! `/v1/events`: the history, oldest first.
 
 use axum::Json;
+use axum::extract::State;
 use portd_api::query::EventsQuery;
 use portd_api::{ErrorBody, ErrorCode, EventList};
 
+use super::AppError;
 use super::extract::ApiQuery;
 use super::openapi::ServerErrors;
-use super::{AppError, State};
-use crate::leases::LeaseError;
-use crate::store::{events, parse_rfc3339};
+use crate::store::Store;
+use crate::time::parse_rfc3339;
 
 /// Most events one answer carries.
 const MAX_EVENTS: i64 = 10_000;
@@ -27,7 +28,7 @@ const MAX_EVENTS: i64 = 10_000;
     )
 )]
 pub async fn list(
-    state: State,
+    State(store): State<Store>,
     ApiQuery(query): ApiQuery<EventsQuery>,
 ) -> Result<Json<EventList>, AppError> {
     let since = match query.since.as_deref() {
@@ -39,13 +40,7 @@ pub async fn list(
         })?,
         None => 0,
     };
-    state
-        .leases
-        .writer()
-        .flush()
-        .await
-        .map_err(LeaseError::from)?;
-    let mut conn = state.leases.store().reader().acquire().await?;
-    let events = events::since(&mut conn, since, MAX_EVENTS).await?;
+    let mut reader = store.read().await?;
+    let events = reader.events_since(since, MAX_EVENTS).await?;
     Ok(Json(EventList { events }))
 }

@@ -1,13 +1,15 @@
 //! `POST /v1/ports/{port}/kill`: explicit termination of a port's listeners.
 
+use std::sync::Arc;
+
 use axum::Json;
-use axum::extract::Extension;
+use axum::extract::{Extension, State};
 use portd_api::{ErrorBody, KillReport, KillRequest};
 
+use super::AppError;
 use super::extract::{ApiJson, Port};
 use super::openapi::ServerErrors;
-use super::{AppError, State};
-use crate::leases::Peer;
+use crate::peer::Peer;
 use crate::reaper::Reaper;
 
 /// `POST /v1/ports/{port}/kill`: signals the port's listening holders
@@ -29,17 +31,10 @@ use crate::reaper::Reaper;
     )
 )]
 pub async fn kill(
-    state: State,
+    State(reaper): State<Arc<Reaper>>,
     Extension(peer): Extension<Peer>,
     Port { port }: Port,
     ApiJson(request): ApiJson<KillRequest>,
 ) -> Result<Json<KillReport>, AppError> {
-    let protected = Reaper::protected(peer.pid);
-    Ok(Json(
-        state
-            .leases
-            .reaper()
-            .kill_port(peer, port, request, protected)
-            .await?,
-    ))
+    Ok(Json(reaper.kill_port(peer, port, request).await?))
 }

@@ -6,12 +6,16 @@ use axum::http::StatusCode;
 use portd_api::query::{LeasesQuery, ReleaseQuery};
 use portd_api::{ErrorBody, Lease, LeaseList, LeaseRequest};
 
+use super::AppError;
 use super::extract::{ApiJson, ApiQuery, Port};
 use super::openapi::ServerErrors;
-use super::{AppError, State};
 use std::sync::Arc;
 
-use crate::leases::{OwnerCache, Peer};
+use axum::extract::State;
+
+use crate::leases::Leases;
+use crate::owner::OwnerCache;
+use crate::peer::Peer;
 
 /// `POST /v1/leases`: 201 with a new lease, 200 with the caller's existing one.
 #[utoipa::path(
@@ -31,12 +35,12 @@ use crate::leases::{OwnerCache, Peer};
     )
 )]
 pub async fn create(
-    state: State,
+    State(leases): State<Arc<Leases>>,
     Extension(peer): Extension<Peer>,
     Extension(cache): Extension<Arc<OwnerCache>>,
     ApiJson(request): ApiJson<LeaseRequest>,
 ) -> Result<(StatusCode, Json<Lease>), AppError> {
-    let granted = state.leases.grant(peer, request, &cache).await?;
+    let granted = leases.grant(peer, request, &cache).await?;
     let status = if granted.created {
         StatusCode::CREATED
     } else {
@@ -58,11 +62,11 @@ pub async fn create(
     )
 )]
 pub async fn list(
-    state: State,
+    State(leases): State<Arc<Leases>>,
     ApiQuery(query): ApiQuery<LeasesQuery>,
 ) -> Result<Json<LeaseList>, AppError> {
     Ok(Json(LeaseList {
-        leases: state.leases.list(query.all).await?,
+        leases: leases.list(query.all).await?,
     }))
 }
 
@@ -79,8 +83,11 @@ pub async fn list(
         ServerErrors,
     )
 )]
-pub async fn get(state: State, Port { port }: Port) -> Result<Json<Lease>, AppError> {
-    Ok(Json(state.leases.get(port)?))
+pub async fn get(
+    State(leases): State<Arc<Leases>>,
+    Port { port }: Port,
+) -> Result<Json<Lease>, AppError> {
+    Ok(Json(leases.get(port)?))
 }
 
 /// `DELETE /v1/leases/{port}[?id=][&keep=true]`: release; the id guards
@@ -102,14 +109,13 @@ pub async fn get(state: State, Port { port }: Port) -> Result<Json<Lease>, AppEr
     )
 )]
 pub async fn release(
-    state: State,
+    State(leases): State<Arc<Leases>>,
     Extension(peer): Extension<Peer>,
     Port { port }: Port,
     ApiQuery(query): ApiQuery<ReleaseQuery>,
 ) -> Result<Json<Lease>, AppError> {
     Ok(Json(
-        state
-            .leases
+        leases
             .release(peer, port, query.id.as_deref(), query.keep)
             .await?,
     ))

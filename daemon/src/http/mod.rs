@@ -1,8 +1,10 @@
-//! The HTTP API: routes, shared state, and the middleware every request
-//! passes (peer credentials, version header, timeout, body limit).
-//! One file per resource or verb: `leases`, `processes` (a lease's command
-//! and processes), `names`, `ports`, `kill`, `reap`, `cleanup`, `status`,
-//! `events`; `openapi` describes them all.
+//! The HTTP API: routes, the state handlers draw on, and the middleware
+//! every request passes (version header, timeout, body limit; the accept
+//! loop in `server` attaches the peer's credentials). One file per resource
+//! or verb: `leases`, `processes` (a lease's command and processes),
+//! `names`, `ports`, `kill`, `reap`, `cleanup`, `status`, `events`;
+//! `openapi` describes them all. A handler takes the parts of [`AppState`]
+//! it uses (`State<Arc<Leases>>`, `State<Store>`, ...), not the whole.
 
 mod cleanup;
 mod conns;
@@ -20,11 +22,10 @@ pub mod server;
 mod status;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, FromRef, State};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -37,30 +38,68 @@ use utoipa_axum::routes;
 pub use error::AppError;
 
 use crate::config::Config;
-use crate::leases::Leases;
-use crate::maintain::Startup;
+use crate::leases::{Leases, Startup};
+use crate::reaper::Reaper;
+use crate::store::Store;
+use crate::task::Units;
+use crate::watch::Watcher;
 
 /// How long one request may take. Longer than any reap grace a later grant
 /// may wait for, short enough that a wedged handler cannot pin a connection.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// What handlers share.
+/// Everything the handlers draw on; each takes only its parts (axum's
+/// `FromRef` substates).
+#[derive(Clone)]
 pub struct AppState {
     pub leases: Arc<Leases>,
-    pub config: Config,
-    pub started: Instant,
-    pub started_at_ms: i64,
-    pub reconciled: AtomicBool,
+    /// Kills and reaps on request.
+    pub reaper: Arc<Reaper>,
+    /// History and status counts.
+    pub store: Store,
+    /// How many owners have a pidfd (status).
+    pub watcher: Arc<Watcher>,
     /// The start-up cleanup's report, once it has run.
-    pub startup: Startup,
+    pub startup: Arc<Startup>,
+    /// Units of work a request starts and a stopping daemon finishes.
+    pub units: Units,
+    pub daemon: Arc<Daemon>,
     pub shutdown: CancellationToken,
 }
 
-pub type State = axum::extract::State<Arc<AppState>>;
+/// What the daemon runs with and since when, for `status`.
+pub struct Daemon {
+    pub config: Config,
+    pub started: Instant,
+    /// Unix milliseconds.
+    pub started_at_ms: i64,
+}
+
+/// A part of [`AppState`] that a handler takes as `State<Part>`.
+macro_rules! substate {
+    ($($field:ident: $part:ty),* $(,)?) => {$(
+        impl FromRef<AppState> for $part {
+            fn from_ref(state: &AppState) -> $part {
+                state.$field.clone()
+            }
+        }
+    )*};
+}
+
+substate!(
+    leases: Arc<Leases>,
+    reaper: Arc<Reaper>,
+    store: Store,
+    watcher: Arc<Watcher>,
+    startup: Arc<Startup>,
+    units: Units,
+    daemon: Arc<Daemon>,
+    shutdown: CancellationToken,
+);
 
 /// Every route, each registered with the router and the OpenAPI document
 /// at once (method and path come from the handler's `#[utoipa::path]`).
-fn api() -> OpenApiRouter<Arc<AppState>> {
+fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(status::health))
         .routes(routes!(status::status))
@@ -83,13 +122,16 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// The API's routes.
-pub fn router(state: Arc<AppState>) -> Router {
+pub fn router(state: AppState) -> Router {
     api()
         .split_for_parts()
         .0
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(Arc::clone(&state), guard))
+        .layer(middleware::from_fn_with_state(
+            state.shutdown.clone(),
+            guard,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -107,8 +149,12 @@ async fn method_not_allowed() -> AppError {
 
 /// Answers 503 while shutting down, bounds each request in time, and stamps
 /// every answer with the daemon's version.
-async fn guard(state: State, request: axum::extract::Request, next: Next) -> Response {
-    let mut response = if state.shutdown.is_cancelled() && request.uri().path() != "/v1/health" {
+async fn guard(
+    State(shutdown): State<CancellationToken>,
+    request: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let mut response = if shutdown.is_cancelled() && request.uri().path() != "/v1/health" {
         AppError::new(ErrorCode::ShuttingDown, "portd is shutting down").into_response()
     } else {
         match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {

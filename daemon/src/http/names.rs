@@ -1,13 +1,17 @@
 //! `/v1/names`: the names that remember ports, per project; listing them
 //! and forgetting them.
 
+use std::sync::Arc;
+
 use axum::Json;
+use axum::extract::State;
 use portd_api::query::{ForgetQuery, NamesQuery};
 use portd_api::{ErrorBody, NameList};
 
+use super::AppError;
 use super::extract::ApiQuery;
 use super::openapi::ServerErrors;
-use super::{AppError, State};
+use crate::leases::Leases;
 
 /// `GET /v1/names[?project=DIR][&name=N]`.
 #[utoipa::path(
@@ -22,11 +26,10 @@ use super::{AppError, State};
     )
 )]
 pub async fn list(
-    state: State,
+    State(leases): State<Arc<Leases>>,
     ApiQuery(query): ApiQuery<NamesQuery>,
 ) -> Result<Json<NameList>, AppError> {
-    let names = state
-        .leases
+    let names = leases
         .names(query.project.as_deref(), query.name.as_deref())
         .await?;
     Ok(Json(NameList { names }))
@@ -48,11 +51,10 @@ pub async fn list(
     )
 )]
 pub async fn forget(
-    state: State,
+    State(leases): State<Arc<Leases>>,
     ApiQuery(query): ApiQuery<ForgetQuery>,
 ) -> Result<Json<NameList>, AppError> {
-    let names = state
-        .leases
+    let names = leases
         .forget_names(&query.project, query.name.as_deref())
         .await?;
     Ok(Json(NameList { names }))

@@ -76,7 +76,7 @@ impl IntoResponses for ServerErrors {
         BTreeMap::from([
             error(
                 500,
-                "`internal`: the daemon failed; details are in its log only",
+                "`internal`: the daemon failed; details are in its log only (a full disk under the database is named in the message)",
             ),
             error(
                 503,

@@ -1,11 +1,15 @@
 //! `/v1/ports/{port}`: who leases and who listens on a port.
 
+use std::sync::Arc;
+
 use axum::Json;
+use axum::extract::State;
 use portd_api::{ErrorBody, PortReport};
 
+use super::AppError;
 use super::extract::Port;
 use super::openapi::ServerErrors;
-use super::{AppError, State};
+use crate::leases::Leases;
 
 /// `GET /v1/ports/{port}`.
 #[utoipa::path(
@@ -19,6 +23,9 @@ use super::{AppError, State};
         ServerErrors,
     )
 )]
-pub async fn report(state: State, Port { port }: Port) -> Result<Json<PortReport>, AppError> {
-    Ok(Json(state.leases.report(port).await?))
+pub async fn report(
+    State(leases): State<Arc<Leases>>,
+    Port { port }: Port,
+) -> Result<Json<PortReport>, AppError> {
+    Ok(Json(leases.report(port).await?))
 }

@@ -2,14 +2,17 @@
 //! command `portctl run` started for a lease, and what a lease's processes
 //! listen on.
 
+use std::sync::Arc;
+
 use axum::Json;
-use axum::extract::Extension;
+use axum::extract::{Extension, State};
 use portd_api::{CommandRequest, ErrorBody, Lease, LeaseProcesses};
 
+use super::AppError;
 use super::extract::{ApiJson, Port};
 use super::openapi::ServerErrors;
-use super::{AppError, State};
-use crate::leases::Peer;
+use crate::leases::Leases;
+use crate::peer::Peer;
 
 /// `PUT /v1/leases/{port}/command`: registers the command `portctl run`
 /// started; the members of its process group then belong to the lease.
@@ -30,14 +33,12 @@ use crate::leases::Peer;
     )
 )]
 pub async fn register(
-    state: State,
+    State(leases): State<Arc<Leases>>,
     Extension(peer): Extension<Peer>,
     Port { port }: Port,
     ApiJson(request): ApiJson<CommandRequest>,
 ) -> Result<Json<Lease>, AppError> {
-    Ok(Json(
-        state.leases.register_command(peer, port, request).await?,
-    ))
+    Ok(Json(leases.register_command(peer, port, request).await?))
 }
 
 /// `GET /v1/leases/{port}/processes`: the active lease's processes and the
@@ -54,6 +55,9 @@ pub async fn register(
         ServerErrors,
     )
 )]
-pub async fn list(state: State, Port { port }: Port) -> Result<Json<LeaseProcesses>, AppError> {
-    Ok(Json(state.leases.processes(port).await?))
+pub async fn list(
+    State(leases): State<Arc<Leases>>,
+    Port { port }: Port,
+) -> Result<Json<LeaseProcesses>, AppError> {
+    Ok(Json(leases.processes(port).await?))
 }

@@ -1,13 +1,15 @@
 //! `POST /v1/reap`: reap the orphans of ended leases now, or say what would be.
 
+use std::sync::Arc;
+
 use axum::Json;
-use axum::extract::Extension;
+use axum::extract::{Extension, State};
 use portd_api::{ErrorBody, ReapReport, ReapRequest};
 
+use super::AppError;
 use super::extract::ApiJson;
 use super::openapi::ServerErrors;
-use super::{AppError, State};
-use crate::leases::{LeaseError, Peer};
+use crate::peer::Peer;
 use crate::reaper::Reaper;
 
 /// `POST /v1/reap`: the orphans of ended leases (another user's are left out
@@ -25,17 +27,11 @@ use crate::reaper::Reaper;
     )
 )]
 pub async fn reap(
-    state: State,
+    State(reaper): State<Arc<Reaper>>,
     Extension(peer): Extension<Peer>,
     ApiJson(request): ApiJson<ReapRequest>,
 ) -> Result<Json<ReapReport>, AppError> {
-    let protected = Reaper::protected(peer.pid);
-    let mut report = state
-        .leases
-        .reaper()
-        .reap(None, request.dry_run, protected)
-        .await
-        .map_err(LeaseError::from)?;
+    let mut report = reaper.reap(None, request.dry_run, peer.pid).await?;
     // Another user's orphans are none of the caller's business.
     if peer.uid != 0 {
         report.reaped.retain(|p| p.uid == peer.uid);

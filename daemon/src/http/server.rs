@@ -22,7 +22,8 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use super::conns::{Conns, Tracked};
-use crate::leases::{OwnerCache, Peer};
+use crate::owner::OwnerCache;
+use crate::peer::Peer;
 
 /// Fewest and most connections served at once; between the two, half the
 /// open-file limit (the rest is for pidfds, SQLite, probes and /proc).

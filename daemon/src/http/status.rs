@@ -1,14 +1,17 @@
 //! `/v1/health` and `/v1/status`.
 
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use axum::Json;
+use axum::extract::State;
 use portd_api::{Counts, Health, Status, VERSION};
 
 use super::openapi::ServerErrors;
-use super::{AppError, State};
-use crate::leases::LeaseError;
-use crate::store::{events, rfc3339};
+use super::{AppError, Daemon};
+use crate::leases::{Leases, Startup};
+use crate::store::Store;
+use crate::time::rfc3339;
+use crate::watch::Watcher;
 
 /// `GET /v1/health`: answers as soon as the socket accepts, before the
 /// start-up reconcile ends.
@@ -36,33 +39,31 @@ pub async fn health() -> Json<Health> {
         ServerErrors,
     )
 )]
-pub async fn status(state: State) -> Result<Json<Status>, AppError> {
-    let store = state.leases.store();
-    state
-        .leases
-        .writer()
-        .flush()
-        .await
-        .map_err(LeaseError::from)?;
-    let mut conn = store.reader().acquire().await?;
-    let (active, names) = state.leases.counts();
-    let events = events::count(&mut conn).await?;
-    let config = &state.config;
+pub async fn status(
+    State(daemon): State<Arc<Daemon>>,
+    State(leases): State<Arc<Leases>>,
+    State(store): State<Store>,
+    State(watcher): State<Arc<Watcher>>,
+    State(startup): State<Arc<Startup>>,
+) -> Result<Json<Status>, AppError> {
+    let events = store.read().await?.event_count().await?;
+    let (active, names) = leases.counts();
+    let config = &daemon.config;
     Ok(Json(Status {
         version: VERSION.to_string(),
         pid: std::process::id(),
-        uptime_secs: state.started.elapsed().as_secs_f64(),
-        started_at: rfc3339(state.started_at_ms),
+        uptime_secs: daemon.started.elapsed().as_secs_f64(),
+        started_at: rfc3339(daemon.started_at_ms),
         db: config.db.display().to_string(),
         socket: config.socket.display().to_string(),
         range: config.range,
         grace_secs: config.grace.as_secs_f64(),
-        reconciled: state.reconciled.load(Ordering::Relaxed),
+        reconciled: startup.is_finished(),
         counts: Counts {
             active_leases: active as u64,
-            owners_watched: state.leases.watcher().count() as u64,
+            owners_watched: watcher.count() as u64,
             names: names as u64,
-            events: events as u64,
+            events,
         },
     }))
 }

@@ -8,15 +8,17 @@
 
 use std::collections::HashSet;
 
-use portd_api::procstat::same_start_time;
-use portd_api::{CommandRequest, Lease, LeaseProcess, LeaseProcesses};
+use portd_api::{CommandRequest, Lease, LeaseProcess, LeaseProcesses, OwnerRef};
 
 use super::{LeaseError, Leases, event};
+use crate::lease::Command;
+use crate::owner;
+use crate::peer::Peer;
 use crate::procs::{self, holders::listening_ports_of, scan};
-use crate::reaper::policy::belongs;
-use crate::store::now_ms;
-use crate::store::writer::Change;
+use crate::reaper::policy::{LeaseFacts, belongs};
+use crate::store::Change;
 use crate::task;
+use crate::time::now_ms;
 
 impl Leases {
     /// Registers `request.pid` as the command of the active lease on `port`:
@@ -24,25 +26,16 @@ impl Leases {
     /// process group and run as the owner's uid.
     pub async fn register_command(
         &self,
-        peer: super::Peer,
+        peer: Peer,
         port: u16,
         request: CommandRequest,
     ) -> Result<Lease, LeaseError> {
         let pid = request.pid;
-        let stat = procs::read_stat(pid)
-            .ok()
-            .filter(|s| s.is_running())
-            .ok_or_else(|| LeaseError::Invalid(format!("no live process with pid {pid}")))?;
-        let started = procs::ticks_to_unix(self.boot_time, stat.start_ticks);
-        if !same_start_time(request.start_time, started) {
-            return Err(LeaseError::Invalid(format!(
-                "pid {pid} started at {started:.2}, not at {:.2}: it is another process",
-                request.start_time
-            )));
-        }
-        let uid = procs::uids(pid)
-            .map_err(|_| LeaseError::Invalid(format!("no live process with pid {pid}")))?
-            .real;
+        let named = OwnerRef {
+            pid,
+            start_time: request.start_time,
+        };
+        let (stat, uid) = owner::named_process(named, self.boot_time)?;
         let (row, pending) = {
             let mut table = self.table_for_change()?;
             let lease = table
@@ -54,16 +47,15 @@ impl Leases {
                         request.id
                     ))
                 })?;
-            if !peer.may_act_for(lease.owner_uid()) {
+            if !peer.may_act_for(lease.owner.uid) {
                 return Err(LeaseError::Forbidden(format!(
                     "port {port} is leased by uid {}; uid {} may not register its command",
-                    lease.owner_uid(),
-                    peer.uid
+                    lease.owner.uid, peer.uid
                 )));
             }
-            let owner = lease.owner();
+            let owner = lease.owner.id;
             let refuse = |why: String| Err(LeaseError::Invalid(format!("pid {pid} {why}")));
-            if lease.command().is_some_and(|(known, _)| known != pid) {
+            if lease.command.is_some_and(|known| known.pid != pid) {
                 return refuse(format!(
                     "cannot be the command of lease {}: it has one already",
                     lease.id
@@ -78,17 +70,23 @@ impl Leases {
             if stat.pgrp != pid {
                 return refuse("does not lead a process group of its own".into());
             }
-            if stat.start_ticks < lease.granted_ticks as u64 {
+            if stat.start_ticks < lease.granted_ticks {
                 return refuse("started before the lease was granted".into());
             }
-            if uid != lease.owner_uid() {
+            if uid != lease.owner.uid {
                 return refuse(format!(
                     "runs as uid {uid}, the lease's owner as uid {}",
-                    lease.owner_uid()
+                    lease.owner.uid
                 ));
             }
             let now = now_ms();
-            table.set_command(port, pid, stat.start_ticks);
+            table.set_command(
+                port,
+                Command {
+                    pid,
+                    start_ticks: stat.start_ticks,
+                },
+            );
             let row = table.get(port).cloned().expect("the lease was just read");
             let cmdline = procs::cmdline(pid).join(" ");
             let changes = vec![
@@ -99,7 +97,7 @@ impl Leases {
                 },
                 event(now, "command", &row, Some(format!("pid {pid}: {cmdline}"))),
             ];
-            (row, self.writer.submit(changes))
+            (row, self.store.submit(changes))
         };
         pending.committed().await?;
         Ok(row.to_api())
@@ -114,7 +112,7 @@ impl Leases {
             .cloned()
             .ok_or_else(|| LeaseError::NotFound(format!("no active lease on port {port}")))?;
         let lease_id = row.id.clone();
-        let lease = self.reaper.facts_of(row);
+        let lease = LeaseFacts::active(&row, &self.boot_id);
         let processes = task::blocking("reading a lease's processes", move || {
             let members: Vec<scan::ProcFacts> = scan::all()
                 .into_iter()

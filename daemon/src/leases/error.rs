@@ -1,21 +1,11 @@
-//! Who asks (`Peer`) and why a lease operation failed (`LeaseError`).
+//! Why a lease operation failed (`LeaseError`), with what the answer
+//! needs to say about it.
 
 use portd_api::{Holder, HolderKind, Lease, PortRange};
 
+use crate::owner::OwnerError;
+use crate::reaper::ReapError;
 use crate::store::StoreError;
-
-/// Who is asking, from SO_PEERCRED.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Peer {
-    pub pid: Option<u32>,
-    pub uid: u32,
-}
-
-impl Peer {
-    pub(crate) fn may_act_for(&self, uid: u32) -> bool {
-        self.uid == 0 || self.uid == uid
-    }
-}
 
 /// Why a lease operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -52,9 +42,32 @@ pub enum LeaseError {
     Panicked(#[from] crate::task::Panicked),
 }
 
-impl From<sqlx::Error> for LeaseError {
-    fn from(e: sqlx::Error) -> LeaseError {
-        LeaseError::Store(StoreError::Query(e))
+impl From<OwnerError> for LeaseError {
+    fn from(e: OwnerError) -> LeaseError {
+        match e {
+            OwnerError::Invalid(message) => LeaseError::Invalid(message),
+            OwnerError::Forbidden(message) => LeaseError::Forbidden(message),
+        }
+    }
+}
+
+impl From<ReapError> for LeaseError {
+    fn from(e: ReapError) -> LeaseError {
+        match e {
+            ReapError::Invalid(message) => LeaseError::Invalid(message),
+            ReapError::NothingListens(_) => LeaseError::NotFound(e.to_string()),
+            ReapError::Protected {
+                port,
+                skipped,
+                message,
+            } => LeaseError::Protected {
+                port,
+                skipped,
+                message,
+            },
+            ReapError::Store(e) => LeaseError::Store(e),
+            ReapError::Panicked(e) => LeaseError::Panicked(e),
+        }
     }
 }
 

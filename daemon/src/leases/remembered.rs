@@ -9,10 +9,10 @@ use std::time::Duration;
 use portd_api::{Lease, NameEntry};
 
 use super::{LeaseError, Leases, Table};
-use crate::store::names::{self, NameRow};
-use crate::store::writer::{Change, Pending};
-use crate::store::{LeaseRow, now_ms};
+use crate::lease::{ActiveLease, RememberedName};
+use crate::store::{Change, Pending};
 use crate::task;
+use crate::time::now_ms;
 
 impl Leases {
     /// The names of `project` (every project's if `None`), only `name` if
@@ -73,13 +73,14 @@ impl Leases {
         let cutoff = now_ms() - max_age.as_millis() as i64;
         let rows = self.stored_names(None, None).await?;
         // stat() may block (a slow mount): off the runtime's threads.
-        let stale: Vec<NameRow> = task::blocking("checking project directories", move || {
-            rows.into_iter()
-                .filter(|row| row.last_used < used_since)
-                .filter(|row| row.last_used < cutoff || project_gone(&row.project))
-                .collect()
-        })
-        .await?;
+        let stale: Vec<RememberedName> =
+            task::blocking("checking project directories", move || {
+                rows.into_iter()
+                    .filter(|row| row.last_used < used_since)
+                    .filter(|row| row.last_used < cutoff || project_gone(&row.project))
+                    .collect()
+            })
+            .await?;
         if stale.is_empty() {
             return Ok(Vec::new());
         }
@@ -91,7 +92,7 @@ impl Leases {
                 .into_iter()
                 .filter(|row| {
                     table.by_name(&row.project, &row.name).is_none()
-                        && table.remembered(&row.project, &row.name) == Some(row.port())
+                        && table.remembered(&row.project, &row.name) == Some(row.port)
                 })
                 .collect();
             self.forget_in(&mut table, stale)
@@ -105,22 +106,21 @@ impl Leases {
         &self,
         project: Option<&str>,
         name: Option<&str>,
-    ) -> Result<Vec<NameRow>, LeaseError> {
-        let mut conn = self.reader_after_flush().await?;
-        Ok(names::list(&mut conn, project, name).await?)
+    ) -> Result<Vec<RememberedName>, LeaseError> {
+        Ok(self.store.read().await?.names(project, name).await?)
     }
 
     /// Forgets `rows` in the table and queues the same for SQLite, under the
     /// caller's lock on the table. A row the table no longer remembers
     /// (forgotten meanwhile) is skipped.
-    fn forget_in(&self, table: &mut Table, rows: Vec<NameRow>) -> (Vec<NameEntry>, Pending) {
+    fn forget_in(&self, table: &mut Table, rows: Vec<RememberedName>) -> (Vec<NameEntry>, Pending) {
         let mut changes = Vec::new();
         let mut forgotten = Vec::new();
         for mut row in rows {
             let Some(port) = table.forget(&row.project, &row.name) else {
                 continue;
             };
-            row.port = i64::from(port);
+            row.port = port;
             tracing::info!(project = %row.project, name = %row.name, port, "name forgotten");
             changes.push(Change::Forget {
                 project: row.project.clone(),
@@ -128,12 +128,14 @@ impl Leases {
             });
             forgotten.push(row.to_api(None));
         }
-        (forgotten, self.writer.submit(changes))
+        (forgotten, self.store.submit(changes))
     }
 }
 
-fn active_lease(table: &Table, row: &NameRow) -> Option<Lease> {
-    table.by_name(&row.project, &row.name).map(LeaseRow::to_api)
+fn active_lease(table: &Table, row: &RememberedName) -> Option<Lease> {
+    table
+        .by_name(&row.project, &row.name)
+        .map(ActiveLease::to_api)
 }
 
 /// True when `project` is no longer a directory. Any other failure (no

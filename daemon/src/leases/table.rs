@@ -1,18 +1,17 @@
-//! The live state in memory: active leases by port, by owner and by name,
-//! and the ports that names remember. Every decision reads this table under
-//! one lock; SQLite is where it is made durable (`store::writer`), and the
-//! table is loaded from SQLite at start-up.
+//! The live state in memory: active leases (`lease::ActiveLease`) by port,
+//! by owner and by name, and the ports that names remember. Every decision
+//! reads this table under one lock; SQLite is where it is made durable
+//! (`store::writer`), and the table is loaded from SQLite at start-up.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use crate::owner::OwnerId;
-use crate::store::LeaseRow;
+use crate::lease::{ActiveLease, Command, OwnerId, RememberedName};
 
 type NameKey = (String, String);
 
 #[derive(Debug, Default)]
 pub struct Table {
-    active: BTreeMap<u16, LeaseRow>,
+    active: BTreeMap<u16, ActiveLease>,
     by_owner: HashMap<OwnerId, BTreeSet<u16>>,
     /// (project, name) -> port of its active lease.
     by_name: HashMap<NameKey, u16>,
@@ -30,24 +29,24 @@ fn key(project: &str, name: &str) -> NameKey {
 }
 
 impl Table {
-    /// A table holding `active` leases and `names` (project, name, port).
-    pub fn load(active: Vec<LeaseRow>, names: Vec<(String, String, u16)>) -> Table {
+    /// A table holding `active` leases and the ports `names` remember.
+    pub fn load(active: Vec<ActiveLease>, names: Vec<RememberedName>) -> Table {
         let mut table = Table::default();
-        for (project, name, port) in names {
-            table.remember(&project, &name, port);
+        for name in names {
+            table.remember(&name.project, &name.name, name.port);
         }
-        for row in active {
-            table.insert(row);
+        for lease in active {
+            table.insert(lease);
         }
         table
     }
 
-    pub fn get(&self, port: u16) -> Option<&LeaseRow> {
+    pub fn get(&self, port: u16) -> Option<&ActiveLease> {
         self.active.get(&port)
     }
 
     /// Active leases by port.
-    pub fn active(&self) -> impl Iterator<Item = &LeaseRow> {
+    pub fn active(&self) -> impl Iterator<Item = &ActiveLease> {
         self.active.values()
     }
 
@@ -63,7 +62,7 @@ impl Table {
         self.names.len()
     }
 
-    pub fn by_name(&self, project: &str, name: &str) -> Option<&LeaseRow> {
+    pub fn by_name(&self, project: &str, name: &str) -> Option<&ActiveLease> {
         self.by_name
             .get(&key(project, name))
             .and_then(|port| self.active.get(port))
@@ -118,45 +117,47 @@ impl Table {
         self.active
             .values()
             .filter(|l| l.expires_at.is_some_and(|at| at <= now_ms))
-            .map(LeaseRow::port)
+            .map(|l| l.port)
             .collect()
     }
 
     /// Adds an active lease. The port must be free in the table.
-    pub fn insert(&mut self, row: LeaseRow) {
-        let port = row.port();
+    pub fn insert(&mut self, lease: ActiveLease) {
+        let port = lease.port;
         debug_assert!(!self.active.contains_key(&port), "port {port} leased twice");
-        self.by_owner.entry(row.owner()).or_default().insert(port);
-        if let (Some(project), Some(name)) = (&row.project, &row.name) {
+        self.by_owner
+            .entry(lease.owner.id)
+            .or_default()
+            .insert(port);
+        if let (Some(project), Some(name)) = (&lease.project, &lease.name) {
             self.by_name.insert(key(project, name), port);
         }
-        self.active.insert(port, row);
+        self.active.insert(port, lease);
     }
 
     /// Removes the active lease on `port`.
-    pub fn remove(&mut self, port: u16) -> Option<LeaseRow> {
-        let row = self.active.remove(&port)?;
-        if let Some(ports) = self.by_owner.get_mut(&row.owner()) {
+    pub fn remove(&mut self, port: u16) -> Option<ActiveLease> {
+        let lease = self.active.remove(&port)?;
+        if let Some(ports) = self.by_owner.get_mut(&lease.owner.id) {
             ports.remove(&port);
             if ports.is_empty() {
-                self.by_owner.remove(&row.owner());
+                self.by_owner.remove(&lease.owner.id);
             }
         }
-        if let (Some(project), Some(name)) = (&row.project, &row.name) {
+        if let (Some(project), Some(name)) = (&lease.project, &lease.name) {
             let k = key(project, name);
             if self.by_name.get(&k) == Some(&port) {
                 self.by_name.remove(&k);
             }
         }
-        Some(row)
+        Some(lease)
     }
 
     /// Records the command `portctl run` started for the active lease on
     /// `port`.
-    pub fn set_command(&mut self, port: u16, pid: u32, start_ticks: u64) {
-        if let Some(row) = self.active.get_mut(&port) {
-            row.command_pid = Some(i64::from(pid));
-            row.command_start_ticks = Some(start_ticks as i64);
+    pub fn set_command(&mut self, port: u16, command: Command) {
+        if let Some(lease) = self.active.get_mut(&port) {
+            lease.command = Some(command);
         }
     }
 
@@ -188,30 +189,7 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn row(port: u16, pid: u32, name: Option<&str>) -> LeaseRow {
-        LeaseRow {
-            id: format!("id-{port}"),
-            port: i64::from(port),
-            name: name.map(String::from),
-            project: name.map(|_| "/p".to_string()),
-            owner_pid: i64::from(pid),
-            owner_start_ticks: 7,
-            owner_start_time: 1.0,
-            owner_uid: 0,
-            owner_sid: 1,
-            boot_id: "b".into(),
-            state: "active".into(),
-            end_reason: None,
-            granted_at: 0,
-            granted_ticks: 0,
-            expires_at: None,
-            ended_at: None,
-            command_pid: None,
-            command_start_ticks: None,
-            kept_ticks: None,
-        }
-    }
+    use crate::lease::testing::lease as row;
 
     #[test]
     fn indexes_follow_inserts_and_removes() {
@@ -220,11 +198,11 @@ mod tests {
         t.insert(row(8001, 1, None));
         let owner = OwnerId {
             pid: 1,
-            start_ticks: 7,
+            start_ticks: 1,
         };
         assert_eq!(t.ports_of(owner), [8000, 8001]);
-        assert_eq!(t.by_name("/p", "api").map(LeaseRow::port), Some(8000));
-        assert_eq!(t.remove(8000).map(|r| r.port()), Some(8000));
+        assert_eq!(t.by_name("/p", "api").map(|l| l.port), Some(8000));
+        assert_eq!(t.remove(8000).map(|l| l.port), Some(8000));
         assert!(t.by_name("/p", "api").is_none());
         assert_eq!(t.ports_of(owner), [8001]);
         t.remove(8001);

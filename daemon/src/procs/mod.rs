@@ -33,6 +33,11 @@ pub fn ticks_since_boot() -> u64 {
     now.tv_sec() as u64 * ticks_per_sec + now.tv_nsec() as u64 / (1_000_000_000 / ticks_per_sec)
 }
 
+/// The parent of `pid`, while it runs.
+pub fn parent_of(pid: u32) -> Option<u32> {
+    read_stat(pid).ok().map(|s| s.ppid)
+}
+
 /// The executable a process runs, if we may read it.
 pub fn exe(pid: u32) -> Option<PathBuf> {
     fs::read_link(format!("/proc/{pid}/exe")).ok()

@@ -22,12 +22,13 @@
 
 use std::collections::HashSet;
 
+use crate::lease::{ActiveLease, EndedLease};
 use crate::procs::scan::ProcFacts;
 
 /// The facts about a lease that the policy needs (an ended lease's, when
-/// judging orphans).
+/// judging orphans; an active one's, to tell which processes are its).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EndedLease {
+pub struct LeaseFacts {
     pub id: String,
     pub port: u16,
     pub owner_uid: u32,
@@ -46,6 +47,30 @@ pub struct EndedLease {
     pub kept_ticks: Option<u64>,
 }
 
+impl LeaseFacts {
+    /// The facts of an active lease, for a daemon running in boot `boot_id`.
+    pub fn active(lease: &ActiveLease, boot_id: &str) -> LeaseFacts {
+        LeaseFacts {
+            id: lease.id.clone(),
+            port: lease.port,
+            owner_uid: lease.owner.uid,
+            owner_sid: lease.owner.session,
+            granted_ticks: lease.granted_ticks,
+            same_boot: lease.boot_id == boot_id,
+            group: lease.command.map(|c| c.pid),
+            kept_ticks: None,
+        }
+    }
+
+    /// The facts of an ended lease, for a daemon running in boot `boot_id`.
+    pub fn ended(ended: &EndedLease, boot_id: &str) -> LeaseFacts {
+        LeaseFacts {
+            kept_ticks: ended.kept_ticks,
+            ..LeaseFacts::active(&ended.lease, boot_id)
+        }
+    }
+}
+
 /// A process and what to do with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Judgement {
@@ -61,7 +86,7 @@ pub enum Judgement {
 /// lease's tag, or it is a member of the lease's registered process group
 /// (in the owner's session or the one the command made, this boot) and
 /// carries no other lease's tag.
-pub fn belongs(lease: &EndedLease, p: &ProcFacts) -> bool {
+pub fn belongs(lease: &LeaseFacts, p: &ProcFacts) -> bool {
     let tagged = p.tag.as_deref() == Some(lease.id.as_str());
     let in_group = lease.same_boot
         && lease.group.is_some_and(|group| {
@@ -76,7 +101,7 @@ pub fn belongs(lease: &EndedLease, p: &ProcFacts) -> bool {
 /// the pids listening on the lease's port; `protected` pids are never
 /// signalled.
 pub fn judge(
-    lease: &EndedLease,
+    lease: &LeaseFacts,
     procs: &[ProcFacts],
     listens: &HashSet<u32>,
     protected: &HashSet<u32>,
@@ -136,8 +161,8 @@ mod tests {
     const ID: &str = "lease-1";
     const GRANTED: u64 = 1_000_000;
 
-    fn lease() -> EndedLease {
-        EndedLease {
+    fn lease() -> LeaseFacts {
+        LeaseFacts {
             id: ID.into(),
             port: 8000,
             owner_uid: 1000,
@@ -171,7 +196,7 @@ mod tests {
     }
 
     fn run_with(
-        lease: &EndedLease,
+        lease: &LeaseFacts,
         procs: &[ProcFacts],
         listeners: &[u32],
         protected: &[u32],
@@ -252,7 +277,7 @@ mod tests {
 
     #[test]
     fn leases_from_another_boot_reap_nothing() {
-        let other_boot = EndedLease {
+        let other_boot = LeaseFacts {
             same_boot: false,
             ..lease()
         };
@@ -297,8 +322,8 @@ mod tests {
 
     /// nginx under `portctl run`: master (the command, leader of group 10)
     /// and worker, both untagged, both holding the listening socket.
-    fn registered(group: u32) -> EndedLease {
-        EndedLease {
+    fn registered(group: u32) -> LeaseFacts {
+        LeaseFacts {
             group: Some(group),
             ..lease()
         }
@@ -360,7 +385,7 @@ mod tests {
 
     #[test]
     fn a_release_with_keep_spares_what_ran_then_but_not_what_started_later() {
-        let kept = EndedLease {
+        let kept = LeaseFacts {
             kept_ticks: Some(LATER + 10),
             ..lease()
         };
@@ -375,7 +400,7 @@ mod tests {
 
     #[test]
     fn a_registered_group_of_another_boot_is_nothing() {
-        let other_boot = EndedLease {
+        let other_boot = LeaseFacts {
             same_boot: false,
             ..registered(10)
         };

@@ -1,9 +1,11 @@
-//! The append-only history: one row per thing that happened to a lease.
+//! Reads of the append-only history: one row per thing that happened to a
+//! lease.
 
 use portd_api::Event;
-use sqlx::{FromRow, SqliteConnection};
+use sqlx::FromRow;
 
-use super::rfc3339;
+use super::{Reader, StoreError};
+use crate::time::rfc3339;
 
 /// At most this many rows of history are kept in each table.
 pub const MAX_HISTORY_ROWS: i64 = 100_000;
@@ -33,25 +35,29 @@ impl From<EventRow> for Event {
     }
 }
 
-/// Events at or after `since_ms`, oldest first, at most `limit`.
-pub async fn since(
-    conn: &mut SqliteConnection,
-    since_ms: i64,
-    limit: i64,
-) -> Result<Vec<Event>, sqlx::Error> {
-    let rows: Vec<EventRow> = sqlx::query_as(
-        "SELECT seq, at, kind, lease_id, port, pid, detail FROM events
-         WHERE at >= ?1 ORDER BY seq LIMIT ?2",
-    )
-    .bind(since_ms)
-    .bind(limit)
-    .fetch_all(conn)
-    .await?;
-    Ok(rows.into_iter().map(Event::from).collect())
-}
+impl Reader {
+    /// Events at or after `since_ms`, oldest first, at most `limit`.
+    pub async fn events_since(
+        &mut self,
+        since_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<Event>, StoreError> {
+        let rows: Vec<EventRow> = sqlx::query_as(
+            "SELECT seq, at, kind, lease_id, port, pid, detail FROM events
+             WHERE at >= ?1 ORDER BY seq LIMIT ?2",
+        )
+        .bind(since_ms)
+        .bind(limit)
+        .fetch_all(self.conn())
+        .await?;
+        Ok(rows.into_iter().map(Event::from).collect())
+    }
 
-pub async fn count(conn: &mut SqliteConnection) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM events")
-        .fetch_one(conn)
-        .await
+    /// How many events are kept.
+    pub async fn event_count(&mut self) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
+            .fetch_one(self.conn())
+            .await?;
+        Ok(count as u64)
+    }
 }

@@ -268,3 +268,75 @@ fn a_socket_path_that_is_not_a_stale_socket_is_refused_and_kept() {
     assert_eq!(fs::read_link(&link).unwrap(), file);
     assert!(fs::symlink_metadata(&live).unwrap().file_type().is_socket());
 }
+
+/// A database whose file system fills up: the commit fails with
+/// SQLITE_FULL, and the caller is told that the disk is full, where, and
+/// what to do, instead of "internal error". The file system is a 512 KiB
+/// tmpfs mounted in the daemon's own mount namespace, so nothing outside
+/// sees it and it goes with the daemon.
+#[test]
+fn a_full_disk_is_answered_with_the_database_and_what_to_do() {
+    if !require_root("to mount a small tmpfs for the database") {
+        return;
+    }
+    let Some(unshare) = require_system_tool("unshare", "util-linux") else {
+        return;
+    };
+    let block = PortBlock::reserve();
+    let mut d = TestDaemon::new(block.range());
+    let state = state_dir(&d).to_path_buf();
+    d.launch_with(|mut cmd| {
+        cmd.env("PORTD_TEST_STATE", &state);
+        let mount = "mkdir -m 700 \"$PORTD_TEST_STATE\" \
+            && mount -t tmpfs -o size=512k,mode=0700 portd-full \"$PORTD_TEST_STATE\" \
+            && exec \"$0\" \"$@\"";
+        let args = [
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            mount,
+        ];
+        let args: Vec<_> = args.iter().map(Into::into).collect();
+        wrapped_in(&unshare, &args, &cmd)
+    });
+    let owner = ChildGuard::sleep(60);
+    let port = block.port(3);
+    // Every grant and release is a commit that adds pages to the WAL.
+    let mut full = None;
+    for _ in 0..1000 {
+        let answer = lease(&d, json!({"port": port, "owner": owner.owner()}));
+        let answer = match answer.status {
+            201 => call(&d, "DELETE", &format!("/v1/leases/{port}"), None),
+            _ => answer,
+        };
+        match answer.status {
+            200 => {}
+            // Decisions pause while the lease table reloads after a failed
+            // commit.
+            503 => assert_eq!(
+                answer.json()["error"]["code"],
+                "unavailable",
+                "{}",
+                answer.body
+            ),
+            _ => {
+                full = Some(answer);
+                break;
+            }
+        }
+    }
+    let full = full.expect("1,000 grants and releases fit in 512 KiB");
+    let error = expect_error(&full, 500, "internal");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("disk is full")
+            && message.contains(&d.db().display().to_string())
+            && message.contains("free some space"),
+        "says what happened, where, and what to do: {message}"
+    );
+    assert!(d.log().contains("disk is full"), "and logs it");
+    d.assert_healthy("a full disk");
+}
