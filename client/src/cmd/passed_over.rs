@@ -141,6 +141,7 @@ mod tests {
             lease_id: None,
             kind,
             suspect: false,
+            container: None,
         }
     }
 

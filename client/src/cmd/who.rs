@@ -54,6 +54,13 @@ pub fn describe(report: &PortReport) -> String {
     }
     for holder in &report.holders {
         out.push_str(&format!("  {}\n", holder_line(holder)));
+        if let Some(container) = &holder.container {
+            out.push_str(&format!(
+                "    {}; stop it with `{}`\n",
+                container.describe(),
+                container.stop_command()
+            ));
+        }
     }
     out
 }

@@ -22,6 +22,7 @@ use crate::config::MAX_GRACE;
 use crate::leases::{LeaseError, Peer};
 use crate::probe::{Probe, probe};
 use crate::procs;
+use crate::procs::containers;
 use crate::procs::holders::{Seen, listening_pids, seen_holders};
 use crate::procs::scan::{self, ProcFacts};
 use crate::store::writer::{Change, Writer};
@@ -111,9 +112,11 @@ impl Reaper {
                     let Some(facts) = procs.iter().find(|p| p.pid == pid).cloned() else { continue };
                     let cmdline = procs::cmdline(pid);
                     match judgement {
-                        Judgement::Reap => {
-                            targets.push(Target { facts, cmdline, port: lease.port, lease_id: Some(lease.id.clone()) })
-                        }
+                        // A container's process is the engine's to stop, tag or not.
+                        Judgement::Reap => match containers::never_signalled(pid) {
+                            None => targets.push(Target { facts, cmdline, port: lease.port, lease_id: Some(lease.id.clone()) }),
+                            Some(reason) => reported.push(note(&facts, cmdline, lease, reason, false)),
+                        },
                         Judgement::Report(reason) => reported.push(note(&facts, cmdline, lease, reason, false)),
                         Judgement::Suspect => reported.push(note(
                             &facts,
@@ -449,11 +452,12 @@ fn kill_targets(
             skipped.push(skip(
                 "protected (pid 1, portd, or the caller and its ancestors)".into(),
             ));
-        } else if holder.kind != HolderKind::Process && !force {
-            skipped.push(skip(format!(
-                "{} holds it for someone else; use --force",
-                kind_name(holder.kind)
-            )));
+        } else if let Some(reason) = containers::kill_refusal(&holder) {
+            skipped.push(skip(reason));
+        } else if holder.kind == HolderKind::Systemd && !force {
+            skipped.push(skip(
+                "a systemd manager holds it for someone else; use --force".into(),
+            ));
         } else if peer.uid != 0
             && [facts.uids.real, facts.uids.effective, facts.uids.saved] != [peer.uid; 3]
         {
@@ -471,14 +475,6 @@ fn kill_targets(
         }
     }
     (targets, skipped)
-}
-
-fn kind_name(kind: HolderKind) -> &'static str {
-    match kind {
-        HolderKind::Process => "a process",
-        HolderKind::DockerProxy => "docker-proxy",
-        HolderKind::Systemd => "a systemd manager",
-    }
 }
 
 fn note(
@@ -547,6 +543,7 @@ mod tests {
                 lease_id: None,
                 kind: HolderKind::Process,
                 suspect: false,
+                container: None,
             },
             start_ticks: Some(stat.start_ticks + shift_ticks),
         };
