@@ -238,7 +238,8 @@ pub struct Holder {
 impl Holder {
     /// `pid 1234 (python3 -m http.server 8000)`, or for a container's port
     /// `container web (busybox; compose project shop, service web) through
-    /// pid 1234 (docker-proxy ...)`, for messages.
+    /// pid 1234 (docker-proxy ...)` (`container web (busybox), pid 1234
+    /// (...)` for a process inside it), for messages.
     pub fn describe(&self) -> String {
         let cmd = if self.cmdline.is_empty() {
             "?".to_string()
@@ -249,9 +250,12 @@ impl Holder {
             Some(pid) => format!("pid {pid} ({cmd})"),
             None => format!("a process of uid {} that portd cannot see", self.uid),
         };
-        match &self.container {
-            Some(container) => format!("{} through {process}", container.describe()),
-            None => process,
+        match (&self.container, self.kind) {
+            (Some(container), HolderKind::DockerProxy) => {
+                format!("{} through {process}", container.describe())
+            }
+            (Some(container), _) => format!("{}, {process}", container.describe()),
+            (None, _) => process,
         }
     }
 }
