@@ -36,11 +36,7 @@ pub struct KillArgs {
 }
 
 pub fn run(client: &Client, args: KillArgs) -> Result<(), ClientError> {
-    let request = KillRequest {
-        signal: Some(args.signal.clone()),
-        grace: args.grace.map(|g| g.as_secs_f64()),
-        force: args.force,
-    };
+    let request = request(&args);
     if let Some(line) = announcement(client, &args) {
         eprintln!("portctl: {line}");
     }
@@ -49,6 +45,15 @@ pub fn run(client: &Client, args: KillArgs) -> Result<(), ClientError> {
         request,
     };
     print_report(args.json, client.fetch(&kill), describe)
+}
+
+/// The API request for the flags.
+pub fn request(args: &KillArgs) -> KillRequest {
+    KillRequest {
+        signal: Some(args.signal.clone()),
+        grace: args.grace.map(|g| g.as_secs_f64()),
+        force: args.force,
+    }
 }
 
 /// What the kill is about to do and wait for, said before it starts: the
