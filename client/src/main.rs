@@ -59,7 +59,7 @@ enum Verb {
     Run(run::RunArgs),
     /// Wait until something listens on a port (or an HTTP path answers)
     Wait(wait::WaitArgs),
-    /// Print an existing lease as shell exports, dotenv or JSON
+    /// Print an existing lease, or every name's port, as shell exports, dotenv or JSON
     Env(env::EnvArgs),
     /// List the names that remember ports, or forget them
     Names(names::NamesArgs),
@@ -112,7 +112,7 @@ fn main() -> ExitCode {
         Verb::Uninstall(args) => uninstall::run(args),
         Verb::Completions(args) => completions::run(Cli::command(), args),
         Verb::Man(args) => man::run(Cli::command(), args),
-        Verb::Mcp(args) => mcp::run(client.socket().to_path_buf(), args),
+        Verb::Mcp(_) => Err(mcp::exec_server(client.socket())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,15 +11,18 @@
 //! same error code and exit code. Nothing prompts and nothing depends on a
 //! terminal; stdout carries the protocol alone.
 //!
-//! The async runtime (tokio, current thread) starts only here, so the
-//! other verbs stay as small and quick as before; the blocking client runs
-//! on tokio's blocking threads.
+//! The server is its own executable, `portctl-mcp`, which `portctl mcp`
+//! execs (same pid, so the leases' owner is the process the agent
+//! started): rmcp, tokio and schemars more than double portctl's size
+//! (docs/DECISIONS.md has the measurements), and the other verbs should not
+//! load them. The async runtime (tokio, current thread) runs the protocol;
+//! the blocking client runs on tokio's blocking threads.
 
 mod params;
 mod results;
 mod tools;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{ArgMatches, Args, FromArgMatches};
 use rmcp::ServiceExt;
@@ -36,8 +39,30 @@ PORTD_LEASE values `lease` returns and it is stopped then too. See the
 README, \"With coding agents\".")]
 pub struct McpArgs {}
 
+/// The executable that serves MCP.
+pub const SERVER_BIN: &str = "portctl-mcp";
+
+/// Replaces this process with `portctl-mcp --socket SOCKET`: the one
+/// beside this `portctl`, else the first on PATH. Returns only on failure.
+pub fn exec_server(socket: &Path) -> ClientError {
+    use std::os::unix::process::CommandExt;
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(SERVER_BIN)))
+        .filter(|path| path.is_file());
+    let server = beside.unwrap_or_else(|| PathBuf::from(SERVER_BIN));
+    let error = std::process::Command::new(&server)
+        .arg("--socket")
+        .arg(socket)
+        .exec();
+    ClientError::Other(format!(
+        "cannot start the MCP server {}: {error}; install {SERVER_BIN} beside portctl",
+        server.display()
+    ))
+}
+
 /// Serves MCP on stdio until the client closes stdin.
-pub fn run(socket: PathBuf, _args: McpArgs) -> Result<(), ClientError> {
+pub fn run(socket: PathBuf) -> Result<(), ClientError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
