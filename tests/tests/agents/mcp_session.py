@@ -39,6 +39,24 @@ def note_pid(config, name, pid):
         f.write(str(pid))
 
 
+def start_server(config, name, leased):
+    """A web server on the leased port with the lease's environment, in a
+    session of its own; its pid is noted at once."""
+    env = dict(os.environ)
+    env.update(leased["env"])
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(leased["port"])],
+        env=env,
+        cwd=config["project"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    note_pid(config, name, server.pid)
+    return server
+
+
 async def session(config):
     env = {
         "PORTD_SOCKET": config["socket"],
@@ -98,36 +116,15 @@ async def session(config):
 
             # The agent starts its dev server with the lease's environment,
             # detached, as a shell tool call would leave it.
-            server_env = dict(os.environ)
-            server_env.update(lease["env"])
-            web = subprocess.Popen(
-                [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(lease["port"])],
-                env=server_env,
-                cwd=config["project"],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+            web = start_server(config, "web", lease)
             out["server_pid"] = web.pid
-            note_pid(config, "web", web.pid)
             await call("wait", "wait", {"port": lease["port"], "http": "/", "timeout": "20s"})
             await call("wait_timeout", "wait", {"port": config["idle_port"], "timeout": "300ms"})
 
             # A server of its own, leased and then stopped through the tools.
             second = await call("lease_second", "lease", {"port": config["second_port"]})
-            env2 = dict(os.environ)
-            env2.update(second["env"])
-            killed = subprocess.Popen(
-                [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(second["port"])],
-                env=env2,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+            killed = start_server(config, "killed", second)
             out["killed_pid"] = killed.pid
-            note_pid(config, "killed", killed.pid)
             await call("wait_second", "wait", {"port": second["port"], "timeout": "20s"})
             await call("release_second_keep", "release", {"port": second["port"], "keep": True})
             await call("kill", "kill", {"port": second["port"], "grace": "2s"})
