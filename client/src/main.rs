@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 use portctl::cmd::eval_failure;
 use portctl::cmd::{
-    cleanup, completions, env, install, kill, lease, ls, man, names, reap, release, run, status,
-    uninstall, wait, who,
+    cleanup, completions, env, install, kill, lease, ls, man, mcp, names, reap, release, run,
+    status, uninstall, wait, who,
 };
 use portctl::{Client, ClientError};
 use portd_api::paths;
@@ -59,7 +59,7 @@ enum Verb {
     Run(run::RunArgs),
     /// Wait until something listens on a port (or an HTTP path answers)
     Wait(wait::WaitArgs),
-    /// Print an existing lease as shell exports, dotenv or JSON
+    /// Print an existing lease, or every name's port, as shell exports, dotenv or JSON
     Env(env::EnvArgs),
     /// List the names that remember ports, or forget them
     Names(names::NamesArgs),
@@ -75,6 +75,8 @@ enum Verb {
     Completions(completions::CompletionsArgs),
     /// Print or write man pages
     Man(man::ManArgs),
+    /// Serve MCP on stdio for coding agents; the leases it takes end with the session
+    Mcp(mcp::McpArgs),
 }
 
 fn main() -> ExitCode {
@@ -110,6 +112,7 @@ fn main() -> ExitCode {
         Verb::Uninstall(args) => uninstall::run(args),
         Verb::Completions(args) => completions::run(Cli::command(), args),
         Verb::Man(args) => man::run(Cli::command(), args),
+        Verb::Mcp(_) => Err(mcp::exec_server(client.socket())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

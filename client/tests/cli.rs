@@ -88,6 +88,7 @@ fn help_lists_exactly_the_built_verbs() {
             "uninstall",
             "completions",
             "man",
+            "mcp",
             "help"
         ]
     );

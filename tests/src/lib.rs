@@ -7,6 +7,8 @@
 //! - [`daemon`]: a `portd` on a temp socket and a temp database, stopped,
 //!   killed or restarted at will, and never left running; and what tests
 //!   ask it most (leases, events, health).
+//! - [`docker`]: a real Docker Engine (dockerd) of the test's own, and a
+//!   busybox image imported without a registry.
 //! - [`http`]: a raw HTTP/1.1 client over the Unix socket.
 //! - [`procs`]: helper processes (`sleep`, `bash`, a Python web server) that
 //!   are killed and reaped when the test ends, commands run to their end
@@ -25,6 +27,7 @@
 pub mod bins;
 pub mod cli;
 pub mod daemon;
+pub mod docker;
 pub mod http;
 pub mod ports;
 pub mod procs;

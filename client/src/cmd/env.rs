@@ -1,36 +1,76 @@
-//! `portctl env`: print an existing lease for eval, a .env file, or JSON.
+//! `portctl env`: print an existing lease for eval, a .env file, or JSON;
+//! or, with `--project-names`, the port of every name the project
+//! remembers as `NAME_PORT`, for Docker Compose's `--env-file`.
 
-use clap::{Args, ValueEnum};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 
-use super::args::LeaseRef;
-use super::{eval_errors, json_errors, shell_exports};
+use clap::{ArgGroup, Args, ValueEnum};
+use portd_api::NameEntry;
+use portd_api::query::NamesQuery;
+use portd_api::routes::ListNames;
+
+use super::args::{LeaseRef, project_dir};
+use super::{eval_errors, json_errors, port_arg, shell_exports};
 use crate::client::Client;
 use crate::error::ClientError;
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     /// export PORT=8000 and export PORTD_LEASE=<id>, one per line; `(exit 4)`
     /// when there is no such lease, so that `eval` fails
     Shell,
     /// PORT=8000 (never the tag: a file would tag unrelated processes)
     Dotenv,
-    /// The lease as JSON (the API's error body when there is none)
+    /// The lease as JSON (the API's error body when there is none); with
+    /// --project-names, an object from variable to port
     Json,
 }
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  eval \"$(portctl env --name api)\"\n  portctl env 8000 --format dotenv >> .env"
+    group(ArgGroup::new("which").required(true).args(["port", "name", "project_names"])),
+    after_help = "\
+Examples:
+  eval \"$(portctl env --name api)\"
+  portctl env 8000 --format dotenv >> .env
+  portctl env --project-names --format dotenv > .ports.env
+  docker compose --env-file .ports.env up
+
+--project-names prints one NAME_PORT per name the project remembers: the
+name in capitals, other characters than letters and digits as `_` (`api` ->
+API_PORT, `admin-web` -> ADMIN_WEB_PORT), with the port of the name's active
+lease, else the port it remembers. Exit 4 when the project remembers no
+name, 2 when two names make the same variable."
 )]
 pub struct EnvArgs {
-    #[command(flatten)]
-    pub lease: LeaseRef,
+    /// The leased port
+    #[arg(value_parser = port_arg, allow_negative_numbers = true)]
+    pub port: Option<u16>,
+    /// Name the lease by its name in the project instead
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Every name the project remembers, as NAME_PORT=...
+    #[arg(long)]
+    pub project_names: bool,
+    /// The project of --name or --project-names [default: the git worktree
+    /// root, else the directory]
+    #[arg(long, value_name = "DIR", conflicts_with = "port")]
+    pub project: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "shell")]
     pub format: Format,
 }
 
 pub fn run(client: &Client, args: EnvArgs) -> Result<(), ClientError> {
-    let found = args.lease.lookup(client);
+    if args.project_names {
+        return print_project_names(client, &args);
+    }
+    let lease = LeaseRef {
+        port: args.port,
+        name: args.name.clone(),
+        project: args.project.clone(),
+    };
+    let found = lease.lookup(client);
     let found = match args.format {
         Format::Shell => eval_errors(true, found),
         Format::Dotenv => found,
@@ -46,4 +86,126 @@ pub fn run(client: &Client, args: EnvArgs) -> Result<(), ClientError> {
         ),
     }
     Ok(())
+}
+
+fn print_project_names(client: &Client, args: &EnvArgs) -> Result<(), ClientError> {
+    let variables =
+        project_dir(args.project.as_deref()).and_then(|project| project_ports(client, &project));
+    let variables = match args.format {
+        Format::Shell => eval_errors(true, variables),
+        _ => variables,
+    }?;
+    match args.format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string(&variables).expect("a map of ports serializes")
+        ),
+        format => {
+            let export = if format == Format::Shell {
+                "export "
+            } else {
+                ""
+            };
+            for (variable, port) in &variables {
+                println!("{export}{variable}={port}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `NAME_PORT` -> port for every name `project` remembers: the port of the
+/// name's active lease (which may not be its home while the home is busy),
+/// else the remembered one. Exit 4 when there is none, 2 when two names
+/// make one variable.
+pub fn project_ports(client: &Client, project: &str) -> Result<BTreeMap<String, u16>, ClientError> {
+    let query = NamesQuery {
+        project: Some(project.to_string()),
+        name: None,
+    };
+    let (list, _) = client.fetch(&ListNames(query))?;
+    if list.names.is_empty() {
+        return Err(ClientError::NotFound(format!(
+            "no names remembered in {project}; `portctl lease --name NAME` gives a name its port"
+        )));
+    }
+    variables(&list.names)
+}
+
+/// The variables of `names`, refusing two names that make one variable.
+pub fn variables(names: &[NameEntry]) -> Result<BTreeMap<String, u16>, ClientError> {
+    let mut out: BTreeMap<String, (u16, &str)> = BTreeMap::new();
+    for entry in names {
+        let variable = variable_of(&entry.name);
+        let port = entry.lease.as_ref().map_or(entry.port, |l| l.port);
+        if let Some((_, other)) = out.insert(variable.clone(), (port, &entry.name)) {
+            return Err(ClientError::Usage(format!(
+                "names '{other}' and '{}' both make {variable}; forget one with `portctl names forget NAME`",
+                entry.name
+            )));
+        }
+    }
+    Ok(out.into_iter().map(|(v, (port, _))| (v, port)).collect())
+}
+
+/// `api` -> `API_PORT`, `admin-web` -> `ADMIN_WEB_PORT`, `2d` -> `_2D_PORT`:
+/// capitals, anything but ASCII letters and digits as `_`, never a leading
+/// digit (shells and Compose refuse those).
+pub fn variable_of(name: &str) -> String {
+    let mut variable: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if variable.starts_with(|c: char| c.is_ascii_digit()) {
+        variable.insert(0, '_');
+    }
+    variable + "_PORT"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, port: u16) -> NameEntry {
+        NameEntry {
+            project: "/p".into(),
+            name: name.into(),
+            port,
+            last_used: "2026-01-01T00:00:00Z".into(),
+            lease_id: None,
+            lease: None,
+        }
+    }
+
+    #[test]
+    fn names_become_shell_and_compose_variables() {
+        assert_eq!(variable_of("api"), "API_PORT");
+        assert_eq!(variable_of("admin-web"), "ADMIN_WEB_PORT");
+        assert_eq!(variable_of("db.main"), "DB_MAIN_PORT");
+        assert_eq!(variable_of("2d"), "_2D_PORT");
+        assert_eq!(variable_of("café"), "CAF__PORT");
+    }
+
+    #[test]
+    fn two_names_that_make_one_variable_are_refused() {
+        let found = variables(&[entry("admin-web", 3000), entry("admin_web", 3001)]);
+        let Err(ClientError::Usage(message)) = found else {
+            panic!("{found:?}")
+        };
+        assert!(message.contains("'admin-web' and 'admin_web'"), "{message}");
+        let ok = variables(&[entry("web", 3000), entry("api", 8000)]).unwrap();
+        assert_eq!(
+            ok.into_iter().collect::<Vec<_>>(),
+            [
+                ("API_PORT".to_string(), 8000),
+                ("WEB_PORT".to_string(), 3000)
+            ]
+        );
+    }
 }

@@ -13,10 +13,11 @@ use crate::error::ClientError;
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Signals the processes listening on PORT (never clients connected to it) that
-run as you (root: anyone's); docker-proxy and systemd sockets only with
---force. Before the wait, stderr says who gets the first signal and how
-long until SIGKILL. Exit 4 when nothing listens, 5 when every listener is
-protected.")]
+run as you (root: anyone's); systemd sockets only with --force. A port a
+container publishes is never signalled, --force or not: the answer names
+the container and the docker command that stops it. Before the wait, stderr
+says who gets the first signal and how long until SIGKILL. Exit 4 when
+nothing listens, 5 when every listener is protected.")]
 pub struct KillArgs {
     #[arg(value_parser = port_arg, allow_negative_numbers = true)]
     pub port: u16,
@@ -26,7 +27,7 @@ pub struct KillArgs {
     /// Time between the first signal and SIGKILL [default: the daemon's grace]
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub grace: Option<Duration>,
-    /// Also signal docker-proxy and systemd socket holders
+    /// Also signal systemd socket holders (never a container's port)
     #[arg(long)]
     pub force: bool,
     /// Print the API's JSON
@@ -35,11 +36,7 @@ pub struct KillArgs {
 }
 
 pub fn run(client: &Client, args: KillArgs) -> Result<(), ClientError> {
-    let request = KillRequest {
-        signal: Some(args.signal.clone()),
-        grace: args.grace.map(|g| g.as_secs_f64()),
-        force: args.force,
-    };
+    let request = request(&args);
     if let Some(line) = announcement(client, &args) {
         eprintln!("portctl: {line}");
     }
@@ -48,6 +45,15 @@ pub fn run(client: &Client, args: KillArgs) -> Result<(), ClientError> {
         request,
     };
     print_report(args.json, client.fetch(&kill), describe)
+}
+
+/// The API request for the flags.
+pub fn request(args: &KillArgs) -> KillRequest {
+    KillRequest {
+        signal: Some(args.signal.clone()),
+        grace: args.grace.map(|g| g.as_secs_f64()),
+        force: args.force,
+    }
 }
 
 /// What the kill is about to do and wait for, said before it starts: the
@@ -61,7 +67,8 @@ fn announcement(client: &Client, args: &KillArgs) -> Option<String> {
         .holders
         .iter()
         .filter(|h| h.pid.is_some() && (uid == 0 || h.uid == uid))
-        .filter(|h| args.force || h.kind == HolderKind::Process)
+        .filter(|h| h.container.is_none())
+        .filter(|h| h.kind == HolderKind::Process || (args.force && h.kind == HolderKind::Systemd))
         .map(Holder::describe)
         .collect();
     if targets.is_empty() {

@@ -10,6 +10,7 @@ pub mod kill;
 pub mod lease;
 pub mod ls;
 pub mod man;
+pub mod mcp;
 pub mod names;
 pub mod passed_over;
 pub mod reap;

@@ -18,7 +18,7 @@ pub fn note(lease: &Lease) {
 }
 
 /// The notes for `lease`, for a caller of uid `uid`.
-fn notes(lease: &Lease, uid: u32) -> Vec<String> {
+pub fn notes(lease: &Lease, uid: u32) -> Vec<String> {
     let mut lines = Vec::new();
     if let Some(home) = &lease.home {
         lines.push(home_note(lease, home, uid));
@@ -141,6 +141,7 @@ mod tests {
             lease_id: None,
             kind,
             suspect: false,
+            container: None,
         }
     }
 

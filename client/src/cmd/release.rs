@@ -1,6 +1,7 @@
 //! `portctl release`: end a lease (`DELETE /v1/leases/{port}`).
 
 use clap::Args;
+use portd_api::Lease;
 use portd_api::query::ReleaseQuery;
 use portd_api::routes::ReleaseLease;
 
@@ -8,6 +9,7 @@ use super::args::LeaseRef;
 use super::{json_errors, print_body};
 use crate::client::Client;
 use crate::error::ClientError;
+use crate::transport::Response;
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -33,7 +35,24 @@ pub struct ReleaseArgs {
 }
 
 pub fn run(client: &Client, args: ReleaseArgs) -> Result<(), ClientError> {
-    // A lease looked up by name is released only if it is still that one.
+    let (lease, response) = json_errors(args.json, end(client, &args))?;
+    if args.json {
+        print_body(&response);
+    }
+    if args.keep {
+        eprintln!(
+            "released port {}; its processes keep running without a lease",
+            lease.port
+        );
+    } else {
+        eprintln!("released port {}", lease.port);
+    }
+    Ok(())
+}
+
+/// Ends the lease `args` names; a lease looked up by name is released only
+/// if it is still that one.
+pub fn end(client: &Client, args: &ReleaseArgs) -> Result<(Lease, Response), ClientError> {
     let (port, id) = match args.lease.port {
         Some(port) => (port, None),
         None => {
@@ -48,17 +67,5 @@ pub fn run(client: &Client, args: ReleaseArgs) -> Result<(), ClientError> {
             keep: args.keep,
         },
     };
-    let (lease, response) = json_errors(args.json, client.fetch(&release))?;
-    if args.json {
-        print_body(&response);
-    }
-    if args.keep {
-        eprintln!(
-            "released port {}; its processes keep running without a lease",
-            lease.port
-        );
-    } else {
-        eprintln!("released port {}", lease.port);
-    }
-    Ok(())
+    client.fetch(&release)
 }

@@ -25,13 +25,17 @@ pub fn run(client: &Client, args: WhoArgs) -> Result<(), ClientError> {
     } else {
         print!("{}", describe(&report));
     }
-    if report.lease.is_none() && report.holders.is_empty() {
-        return Err(ClientError::NotFound(format!(
-            "nothing leases or listens on port {}",
-            args.port
-        )));
+    match nothing_there(&report) {
+        Some(error) => Err(error),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// The not-found error (exit 4) when nothing leases or listens on the port.
+pub fn nothing_there(report: &PortReport) -> Option<ClientError> {
+    (report.lease.is_none() && report.holders.is_empty()).then(|| {
+        ClientError::NotFound(format!("nothing leases or listens on port {}", report.port))
+    })
 }
 
 /// The report for people.
@@ -54,6 +58,13 @@ pub fn describe(report: &PortReport) -> String {
     }
     for holder in &report.holders {
         out.push_str(&format!("  {}\n", holder_line(holder)));
+        if let Some(container) = &holder.container {
+            out.push_str(&format!(
+                "    {}; stop it with `{}`\n",
+                container.describe(),
+                container.stop_command()
+            ));
+        }
     }
     out
 }

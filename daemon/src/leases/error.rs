@@ -72,12 +72,17 @@ impl From<ReapError> for LeaseError {
 }
 
 /// What to do about listeners without a lease: the explicit kill, on its
-/// own or as part of the lease. Containers and systemd sockets are not
-/// stopped that way (kill refuses them without --force), so for those it
-/// points at `who`.
+/// own or as part of the lease. A container is stopped with the docker
+/// command that names it; a systemd socket is not stopped that way (kill
+/// refuses it without --force), so for those it points at `who`.
 fn unleased_hint(port: u16, holders: &[Holder]) -> String {
     if holders.is_empty() {
         String::new()
+    } else if let Some(container) = holders.iter().find_map(|h| h.container.as_ref()) {
+        format!(
+            ", without a lease; stop the container with `{}`",
+            container.stop_command()
+        )
     } else if holders.iter().all(|h| h.kind == HolderKind::Process) {
         format!(
             ", without a lease; stop it with `portctl kill {port}`, \

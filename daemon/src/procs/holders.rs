@@ -210,11 +210,13 @@ pub fn seen_holders(port: u16) -> Vec<Seen> {
                     lease_id: None,
                     kind: HolderKind::Process,
                     suspect: false,
+                    container: None,
                 },
                 start_ticks: None,
             }),
         }
     }
+    super::containers::annotate(port, holders.iter_mut().map(|s| &mut s.holder));
     holders
 }
 
@@ -235,6 +237,7 @@ fn describe(pid: u32, socket_uid: u32, btime: u64) -> Seen {
         start_time: stat.map(|s| ticks_to_unix(btime, s.start_ticks)),
         lease_id: None,
         suspect: false,
+        container: None,
     };
     Seen {
         holder,
@@ -242,7 +245,7 @@ fn describe(pid: u32, socket_uid: u32, btime: u64) -> Seen {
     }
 }
 
-/// `docker-proxy` and systemd managers hold sockets on behalf of others;
+/// Containers' port forwarders and systemd managers hold sockets on behalf of others;
 /// they are labelled so that nothing signals them by accident.
 pub fn holder_kind(exe: Option<&Path>, cmdline: &[String]) -> HolderKind {
     let name = exe
@@ -256,7 +259,7 @@ pub fn holder_kind(exe: Option<&Path>, cmdline: &[String]) -> HolderKind {
         })
         .unwrap_or_default();
     match name.as_str() {
-        "docker-proxy" => HolderKind::DockerProxy,
+        name if super::containers::is_forwarder(name) => HolderKind::DockerProxy,
         "systemd" => HolderKind::Systemd,
         _ => HolderKind::Process,
     }

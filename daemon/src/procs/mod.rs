@@ -1,9 +1,11 @@
 //! What the kernel says about processes: a process's identity, parent,
 //! executable, command line, user ids and environment from `/proc` (one
 //! process here, every process at once in `scan`), and who listens on a
-//! port (`holders`, over the sockets `sockdiag` lists). Thin readers only;
+//! port (`holders`, over the sockets `sockdiag` lists; `containers` names
+//! the Docker container a forwarder serves). Thin readers only;
 //! decisions live elsewhere.
 
+pub mod containers;
 pub mod holders;
 pub mod listener;
 pub mod scan;

@@ -12,6 +12,7 @@ use super::{ReapError, Reaper, protected, split};
 use crate::config::MAX_GRACE;
 use crate::peer::Peer;
 use crate::probe::{Probe, probe};
+use crate::procs::containers;
 use crate::procs::holders::{Seen, listening_pids, seen_holders};
 use crate::task;
 
@@ -127,11 +128,12 @@ fn kill_targets(
             skipped.push(skip(
                 "protected (pid 1, portd, or the caller and its ancestors)".into(),
             ));
-        } else if holder.kind != HolderKind::Process && !force {
-            skipped.push(skip(format!(
-                "{} holds it for someone else; use --force",
-                kind_name(holder.kind)
-            )));
+        } else if let Some(reason) = containers::kill_refusal(&holder) {
+            skipped.push(skip(reason));
+        } else if holder.kind == HolderKind::Systemd && !force {
+            skipped.push(skip(
+                "a systemd manager holds it for someone else; use --force".into(),
+            ));
         } else if peer.uid != 0
             && [facts.uids.real, facts.uids.effective, facts.uids.saved] != [peer.uid; 3]
         {
@@ -149,14 +151,6 @@ fn kill_targets(
         }
     }
     (targets, skipped)
-}
-
-fn kind_name(kind: HolderKind) -> &'static str {
-    match kind {
-        HolderKind::Process => "a process",
-        HolderKind::DockerProxy => "docker-proxy",
-        HolderKind::Systemd => "a systemd manager",
-    }
 }
 
 #[cfg(test)]
@@ -192,6 +186,7 @@ mod tests {
                 lease_id: None,
                 kind: HolderKind::Process,
                 suspect: false,
+                container: None,
             },
             start_ticks: Some(stat.start_ticks + shift_ticks),
         };

@@ -26,6 +26,7 @@ use self::signal::{Outcome, Target, terminate};
 use crate::lease::EndedLease;
 use crate::peer;
 use crate::procs;
+use crate::procs::containers;
 use crate::procs::holders::listening_pids;
 use crate::procs::scan::{self, ProcFacts};
 use crate::store::{Change, Reader, Store, StoreError};
@@ -117,9 +118,11 @@ impl Reaper {
                     let Some(facts) = procs.iter().find(|p| p.pid == pid).cloned() else { continue };
                     let cmdline = procs::cmdline(pid);
                     match judgement {
-                        Judgement::Reap => {
-                            targets.push(Target { facts, cmdline, port: lease.port, lease_id: Some(lease.id.clone()) })
-                        }
+                        // A container's process is the engine's to stop, tag or not.
+                        Judgement::Reap => match containers::never_signalled(pid) {
+                            None => targets.push(Target { facts, cmdline, port: lease.port, lease_id: Some(lease.id.clone()) }),
+                            Some(reason) => reported.push(note(&facts, cmdline, lease, reason, false)),
+                        },
                         Judgement::Report(reason) => reported.push(note(&facts, cmdline, lease, reason, false)),
                         Judgement::Suspect => reported.push(note(
                             &facts,

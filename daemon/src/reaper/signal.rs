@@ -9,6 +9,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::Signal;
 
 use crate::pidfd;
+use crate::procs::containers;
 use crate::procs::scan::{ProcFacts, facts};
 
 /// How long to wait for processes to vanish after SIGKILL.
@@ -111,11 +112,16 @@ pub fn seen_again(pid: u32, seen_ticks: Option<u64>) -> Result<ProcFacts, String
 }
 
 /// Opens a pidfd for the chosen process and checks, through /proc after the
-/// open, that the pid still names it.
+/// open, that the pid still names it and is not a container's (its port
+/// forwarder, or a process inside it): whatever chose it, those are never
+/// signalled.
 fn open_checked(chosen: &ProcFacts) -> Result<OwnedFd, String> {
     let fd = pidfd::open(chosen.pid).map_err(|e| format!("gone before it was signalled ({e})"))?;
     if !still_the_same(chosen, facts(chosen.pid).as_ref()) {
         return Err("changed since it was chosen (pid reused, uid or tag changed)".into());
+    }
+    if let Some(reason) = containers::never_signalled(chosen.pid) {
+        return Err(reason);
     }
     Ok(fd)
 }

@@ -514,3 +514,65 @@ fn cleanup_forgets_names_of_gone_projects_and_names_unused_for_90_days() {
     );
     assert_eq!(scan(&d, old, old + 1, &owner), old);
 }
+
+#[test]
+fn env_project_names_prints_every_name_of_the_project_as_a_port_variable() {
+    let (_block, d, scratch, project) = setup();
+    let owner = ChildGuard::sleep(60);
+    // `api` remembers its port and has no lease now; `db-main` holds a
+    // lease on another port than its home, which a stray server holds.
+    let (api, _) = lease_name(&d, "api", &project, &owner);
+    portctl(&d, &["release", "--name", "api", "--project", &project]).expect(0);
+    let (db, _) = lease_name(&d, "db-main", &project, &owner);
+    portctl(&d, &["release", "--name", "db-main", "--project", &project]).expect(0);
+    let _stray = ChildGuard::http_server(port_of(&db));
+    let (db_now, _) = lease_name(&d, "db-main", &project, &owner);
+    assert_ne!(port_of(&db_now), port_of(&db), "{db_now}");
+
+    let env = |format: &str| {
+        portctl(
+            &d,
+            &[
+                "env",
+                "--project-names",
+                "--project",
+                &project,
+                "--format",
+                format,
+            ],
+        )
+    };
+    let dotenv = env("dotenv");
+    assert_eq!(
+        dotenv.expect(0).stdout,
+        format!(
+            "API_PORT={}\nDB_MAIN_PORT={}\n",
+            port_of(&api),
+            port_of(&db_now)
+        ),
+        "{dotenv}"
+    );
+    let shell = env("shell");
+    assert_eq!(
+        shell.expect(0).stdout,
+        format!(
+            "export API_PORT={}\nexport DB_MAIN_PORT={}\n",
+            port_of(&api),
+            port_of(&db_now)
+        ),
+        "{shell}"
+    );
+    assert_eq!(
+        env("json").expect(0).json(),
+        serde_json::json!({"API_PORT": port_of(&api), "DB_MAIN_PORT": port_of(&db_now)})
+    );
+
+    // A project that remembers nothing: exit 4, and `(exit 4)` for eval.
+    let empty = project_dir(&scratch, "empty");
+    let none = portctl(&d, &["env", "--project-names", "--project", &empty]);
+    none.expect(4);
+    assert_eq!(none.stdout, "(exit 4)\n", "{none}");
+    assert!(none.stderr.contains("no names remembered in"), "{none}");
+    // A port and --project-names are one too many.
+    portctl(&d, &["env", "8000", "--project-names"]).expect(2);
+}
