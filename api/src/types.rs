@@ -290,6 +290,36 @@ pub struct Status {
     /// False while the start-up reconcile is still running.
     pub reconciled: bool,
     pub counts: Counts,
+    /// The `.localhost` proxy's listener.
+    #[serde(default)]
+    pub proxy: ProxyStatus,
+}
+
+/// Where the proxy listens, or why it does not.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ProxyStatus {
+    /// The port it serves on; 0 when the proxy is off.
+    pub port: u16,
+    /// The addresses it listens on (`127.0.0.1:P`, `[::1]:P`); empty when
+    /// it is off or could not bind.
+    pub listening: Vec<String>,
+    /// Why it does not listen, when it should.
+    pub error: Option<String>,
+}
+
+/// `GET /v1/url?project=DIR&name=N`: a name's stable URL through the proxy.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NameUrl {
+    /// `http://NAME.LABEL.localhost:PROXY_PORT/`.
+    pub url: String,
+    pub name: String,
+    pub project: String,
+    /// The project's label in proxy host names.
+    pub label: String,
+    /// The port of the name's active lease, if it has one.
+    pub port: Option<u16>,
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
