@@ -7,14 +7,15 @@
 //! the change is committed by the store's group-commit writer (`store`)
 //! before the answer. Owner deaths arrive through pidfds (`watch`); the
 //! orphans of ended leases are reaped by `reaper`; periodic chores live in
-//! `maintain`. `main` only parses flags, claims the socket (`socket`) and
-//! calls [`serve`].
+//! `maintain`. Beside the API, `proxy` serves every named lease at
+//! `http://NAME.LABEL.localhost:PORT/` on loopback TCP. `main` only parses
+//! flags, claims the socket (`socket`) and calls [`serve_with`].
 //!
 //! Every import points down these layers, never up or sideways (checked
 //! by `tests/layers.rs`):
 //!
 //! ```text
-//! main -> lib -> http, maintain -> leases -> reaper, watch, grant
+//! main -> lib -> http, maintain, proxy -> leases -> reaper, watch, grant
 //!      -> owner, probe -> procs, store, peer
 //! ```
 //!
@@ -33,6 +34,7 @@ pub mod peer;
 pub mod pidfd;
 pub mod probe;
 pub mod procs;
+pub mod proxy;
 pub mod reaper;
 pub mod socket;
 pub mod store;
@@ -46,10 +48,12 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
+pub use proxy::ProxySockets;
 
 use crate::http::{AppState, Daemon};
 use crate::leases::{Leases, Startup};
 use crate::maintain::Chores;
+use crate::proxy::Proxy;
 use crate::reaper::Reaper;
 use crate::store::{Store, StoreError};
 use crate::task::Units;
@@ -71,10 +75,22 @@ pub enum ServeError {
 }
 
 /// Runs the daemon on `listener` until `shutdown` is cancelled: opens the
-/// store, answers at once, reconciles in the background.
+/// store, answers at once, reconciles in the background. The proxy binds
+/// `config.proxy_port` itself.
 pub async fn serve(
     config: Config,
     listener: std::os::unix::net::UnixListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    serve_with(config, listener, ProxySockets::Bind, shutdown).await
+}
+
+/// [`serve`], with the proxy's sockets from `proxy` (systemd may have
+/// bound them).
+pub async fn serve_with(
+    config: Config,
+    listener: std::os::unix::net::UnixListener,
+    proxy: ProxySockets,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     watch::raise_fd_limit();
@@ -107,10 +123,12 @@ pub async fn serve(
     );
     let leases = Arc::new(leases.await?.with_name_ranges(config.name_ranges.clone()));
     let startup = Arc::new(Startup::new());
+    let (proxy_listeners, proxy_status) = proxy::open(config.proxy_port, proxy);
     let daemon = Arc::new(Daemon {
         started: Instant::now(),
         started_at_ms: time::now_ms(),
         config,
+        proxy: proxy_status,
     });
     tracing::info!(
         socket = %daemon.config.socket.display(),
@@ -132,6 +150,12 @@ pub async fn serve(
         started_at_ms: daemon.started_at_ms,
     };
     let chores = tokio::spawn(maintain::run(chores, shutdown.clone()));
+    let proxy_stopped = proxy::spawn(
+        proxy_listeners,
+        Arc::new(Proxy::new(Arc::clone(&leases))),
+        shutdown.clone(),
+    )
+    .map_err(ServeError::Listen)?;
     let state = AppState {
         leases,
         reaper,
@@ -144,6 +168,9 @@ pub async fn serve(
     };
     http::server::serve_connections(listener, http::router(state), shutdown).await;
 
+    if proxy_stopped.await.is_err() {
+        tracing::error!("the proxy's thread ended without stopping");
+    }
     for (what, task) in [("chores", chores), ("owner deaths", deaths_task)] {
         if let Err(e) = task.await {
             tracing::error!(task = what, error = %e, "a background task failed");

@@ -65,6 +65,6 @@ pub async fn status(
             names: names as u64,
             events,
         },
-        proxy: portd_api::ProxyStatus::default(),
+        proxy: daemon.proxy.clone(),
     }))
 }

@@ -1,0 +1,251 @@
+//! The proxy's threads and accept loops: one hyper HTTP/1.1 connection per
+//! client, with keep-alive and upgrades, at most [`MAX_CONNECTIONS`] at
+//! once. A client that does not send a whole request head within
+//! [`HEADER_READ_TIMEOUT`] (of connecting, or of its last answer: also the
+//! idle keep-alive limit) is closed. On shutdown each connection finishes
+//! the request it is on, for at most [`DRAIN_TIMEOUT`].
+//!
+//! The proxy runs on threads of its own (one per core, at most
+//! [`MAX_THREADS`]), each with a single-threaded runtime and its own pool
+//! of connections to servers; the accept loop hands each new client to the
+//! next thread in turn. A request wakes the client's connection, the
+//! server's and the pool in turn, and on one thread those wake-ups cost no
+//! futex and no context switch: on the daemon's shared two-thread runtime
+//! they were a quarter of the proxy's CPU time (docs/DECISIONS.md,
+//! "Proxy"). It also keeps a busy proxy from slowing the lease API, and the
+//! other way round.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::Proxy;
+use super::forward::Upstream;
+
+/// Client connections served at once; more wait in the backlog. Each may
+/// hold a connection to a server too, and WebSockets hold theirs for long.
+const MAX_CONNECTIONS: usize = 1024;
+/// Most threads the proxy runs on.
+const MAX_THREADS: usize = 4;
+/// A request's head must arrive within this time of the connection or of
+/// the previous answer.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a stopping daemon lets a request under way finish.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One proxy thread: where its connections run, and its pool.
+#[derive(Clone)]
+struct Worker {
+    runtime: Handle,
+    upstream: Upstream,
+    open: Arc<Open>,
+}
+
+/// How many connections a worker serves, to wait for at shutdown.
+#[derive(Default)]
+struct Open {
+    count: AtomicUsize,
+    none: Notify,
+}
+
+/// Serves the proxy on every listener, on threads of its own, until
+/// `shutdown` is cancelled; the receiver answers once they have stopped.
+pub fn spawn(
+    listeners: Vec<std::net::TcpListener>,
+    proxy: Arc<Proxy>,
+    shutdown: CancellationToken,
+) -> std::io::Result<oneshot::Receiver<()>> {
+    let (stopped, on_stop) = oneshot::channel();
+    if listeners.is_empty() {
+        let _ = stopped.send(());
+        return Ok(on_stop);
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS));
+    let mut workers = Vec::with_capacity(threads);
+    let mut running = Vec::with_capacity(threads);
+    for index in 0..threads {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let worker = Worker {
+            runtime: runtime.handle().clone(),
+            upstream: Upstream::default(),
+            open: Arc::default(),
+        };
+        let (open, shutdown) = (Arc::clone(&worker.open), shutdown.clone());
+        workers.push(worker);
+        running.push(
+            std::thread::Builder::new()
+                .name(format!("portd-proxy-{index}"))
+                .spawn(move || {
+                    runtime.block_on(async {
+                        shutdown.cancelled().await;
+                        drain(&open).await;
+                    });
+                    // Upgraded connections still open end with the runtime.
+                    drop(runtime);
+                })?,
+        );
+    }
+    let workers = Arc::new(workers);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    for listener in listeners {
+        workers[0].runtime.spawn(accept(
+            listener,
+            Arc::clone(&proxy),
+            Arc::clone(&workers),
+            Arc::clone(&slots),
+            shutdown.clone(),
+        ));
+    }
+    std::thread::Builder::new()
+        .name("portd-proxy-join".into())
+        .spawn(move || {
+            for thread in running {
+                let _ = thread.join();
+            }
+            let _ = stopped.send(());
+        })?;
+    Ok(on_stop)
+}
+
+/// Waits until the worker's connections have ended, or the drain timeout
+/// (and a little) has passed.
+async fn drain(open: &Open) {
+    let waited = tokio::time::timeout(DRAIN_TIMEOUT + Duration::from_millis(500), async {
+        while open.count.load(Ordering::Acquire) > 0 {
+            open.none.notified().await;
+        }
+    });
+    let _ = waited.await;
+}
+
+async fn accept(
+    listener: std::net::TcpListener,
+    proxy: Arc<Proxy>,
+    workers: Arc<Vec<Worker>>,
+    slots: Arc<Semaphore>,
+    shutdown: CancellationToken,
+) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot serve a proxy socket");
+            return;
+        }
+    };
+    let port = listener.local_addr().map_or(0, |a| a.port());
+    for turn in (0..workers.len()).cycle() {
+        let slot = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => return,
+            },
+        };
+        let (stream, client) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "proxy accept failed");
+                    // EMFILE and friends: give the fd table a moment to drain.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        // The stream moves to its worker's runtime, which registers it anew.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot hand a proxy connection over");
+                continue;
+            }
+        };
+        let worker = workers[turn].clone();
+        worker.open.count.fetch_add(1, Ordering::AcqRel);
+        let connection = Connection {
+            client,
+            port,
+            proxy: Arc::clone(&proxy),
+            upstream: worker.upstream.clone(),
+            shutdown: shutdown.clone(),
+            _slot: slot,
+        };
+        let open = worker.open;
+        worker.runtime.spawn(async move {
+            connection.serve(stream).await;
+            if open.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+                open.none.notify_one();
+            }
+        });
+    }
+}
+
+/// One client's connection and what serving it takes.
+struct Connection {
+    client: SocketAddr,
+    port: u16,
+    proxy: Arc<Proxy>,
+    upstream: Upstream,
+    shutdown: CancellationToken,
+    /// Held while the connection is open.
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Connection {
+    async fn serve(self, stream: std::net::TcpStream) {
+        let stream = match TcpStream::from_std(stream) {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot serve a proxy connection");
+                return;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let Connection {
+            client,
+            port,
+            proxy,
+            upstream,
+            shutdown,
+            _slot,
+        } = self;
+        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            let (proxy, upstream) = (Arc::clone(&proxy), upstream.clone());
+            async move {
+                let response = proxy.handle(request, client, port, &upstream).await;
+                Ok::<_, Infallible>(response)
+            }
+        });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        let mut connection = std::pin::pin!(connection);
+        let ended = tokio::select! {
+            ended = connection.as_mut() => ended,
+            _ = shutdown.cancelled() => {
+                connection.as_mut().graceful_shutdown();
+                match tokio::time::timeout(DRAIN_TIMEOUT, connection.as_mut()).await {
+                    Ok(ended) => ended,
+                    Err(_) => Ok(()),
+                }
+            }
+        };
+        if let Err(e) = ended {
+            tracing::debug!(error = %e, "proxy connection ended with an error");
+        }
+    }
+}
