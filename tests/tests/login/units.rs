@@ -108,7 +108,8 @@ fn the_printed_units_pass_systemd_analyze_verify_without_a_warning() {
         paths.push(copy);
     }
     let service = fs::read_to_string(units.join(SERVICE)).unwrap();
-    let exec = format!("\nExecStart={}\n", portd_bin().display());
+    // The harness sets PORTD_PROXY_PORT=0, which the unit carries.
+    let exec = format!("\nExecStart={} --proxy-port 0\n", portd_bin().display());
     assert!(
         service.contains(&exec),
         "ExecStart names the built portd:\n{service}"
@@ -147,7 +148,7 @@ fn install_carries_a_chosen_socket_and_database_or_refuses_with_the_reason() {
     );
     assert!(!socket_unit.contains("%t/portd"), "{socket_unit}");
     let exec = format!(
-        "\nExecStart={} --db \"{}\"\n",
+        "\nExecStart={} --db \"{}\" --proxy-port 0\n",
         portd_bin().display(),
         db.display()
     );
