@@ -18,6 +18,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
@@ -28,6 +29,9 @@ use tokio::net::TcpStream;
 
 /// Idle connections kept per port.
 const POOL_MAX_IDLE: usize = 128;
+/// How long an idle connection to a server is kept; [`Upstream::sweep`]
+/// drops older ones.
+pub const POOL_IDLE: Duration = Duration::from_secs(30);
 
 /// Headers that describe one connection, not the message (RFC 9110 7.6.1);
 /// a proxy never passes them on. `Connection` may name more.
@@ -54,7 +58,8 @@ pub enum Failed {
 /// The idle connections of one port, and the lease they were made for.
 struct Idle {
     lease_id: String,
-    senders: Vec<SendRequest<Incoming>>,
+    /// Each with when it went idle.
+    senders: Vec<(SendRequest<Incoming>, Instant)>,
 }
 
 /// One proxy thread's connections to leased ports.
@@ -172,12 +177,24 @@ impl Upstream {
             idle.remove(&port);
             return None;
         }
-        while let Some(sender) = entry.senders.pop() {
-            if !sender.is_closed() {
+        while let Some((sender, since)) = entry.senders.pop() {
+            if !sender.is_closed() && since.elapsed() < POOL_IDLE {
                 return Some(sender);
             }
         }
         None
+    }
+
+    /// Drops the connections idle for longer than [`POOL_IDLE`] or closed
+    /// by their server, and the ports left with none.
+    pub fn sweep(&self) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.retain(|_, entry| {
+            entry
+                .senders
+                .retain(|(sender, since)| !sender.is_closed() && since.elapsed() < POOL_IDLE);
+            !entry.senders.is_empty()
+        });
     }
 
     /// Keeps `sender` for the next request to `port`'s lease.
@@ -193,9 +210,9 @@ impl Upstream {
                 senders: Vec::new(),
             };
         }
-        entry.senders.retain(|s| !s.is_closed());
+        entry.senders.retain(|(s, _)| !s.is_closed());
         if entry.senders.len() < POOL_MAX_IDLE {
-            entry.senders.push(sender);
+            entry.senders.push((sender, Instant::now()));
         }
     }
 }

@@ -29,7 +29,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::Proxy;
-use super::forward::Upstream;
+use super::forward::{POOL_IDLE, Upstream};
 
 /// Client connections served at once; more wait in the backlog. Each may
 /// hold a connection to a server too, and WebSockets hold theirs for long.
@@ -82,6 +82,14 @@ pub fn spawn(
             open: Arc::default(),
         };
         let (open, shutdown) = (Arc::clone(&worker.open), shutdown.clone());
+        let upstream = worker.upstream.clone();
+        runtime.spawn(async move {
+            let mut every = tokio::time::interval(POOL_IDLE);
+            loop {
+                every.tick().await;
+                upstream.sweep();
+            }
+        });
         workers.push(worker);
         running.push(
             std::thread::Builder::new()
