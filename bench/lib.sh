@@ -31,3 +31,29 @@ need_hyperfine() {
 
 # A process's user + system CPU time so far, in clock ticks.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# The load averages, for the record.
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+# Percent of the machine's CPU time that was busy over one second.
+cpu_busy() {
+    local a b
+    read -ra a </proc/stat
+    sleep 1
+    read -ra b </proc/stat
+    awk -v a="${a[*]}" -v b="${b[*]}" 'BEGIN {
+        n = split(a, x, " "); split(b, y, " ")
+        for (i = 2; i <= n; i++) { total += y[i] - x[i]; if (i == 5 || i == 6) idle += y[i] - x[i] }
+        printf "%d", total ? 100 * (total - idle) / total : 0
+    }'
+}
+# Other engineers share the machine: wait (at most $QUIET_WAIT seconds)
+# until less than 25% of it is busy, and note what it was in $OUT/load.txt.
+wait_quiet() {
+    local busy waited=0
+    busy=$(cpu_busy)
+    while ((busy >= 25 && waited < QUIET_WAIT)); do
+        busy=$(cpu_busy)
+        waited=$((waited + 1))
+    done
+    echo "$1: CPU ${busy}% busy (other work) after waiting ${waited} s, load $(load)" | tee -a "$OUT/load.txt" >&2
+}
