@@ -432,3 +432,65 @@ fn with_a_user_manager_install_stops_a_stray_daemon_then_enables_and_uninstall_d
     );
     assert!(!service.exists() && !home.unit_dir().join(SOCKET).exists());
 }
+
+/// The proxy's sockets in portd.socket: on the port `PORTD_PROXY_PORT`
+/// names (carried into `ExecStart`), accepted by `systemd-analyze`; and
+/// left out, with the reason on stderr, when another program holds it.
+#[test]
+fn the_units_carry_the_proxys_port_and_leave_it_out_when_another_program_holds_it() {
+    let Some(analyze) = require_system_tool("systemd-analyze", "systemd") else {
+        return;
+    };
+    let home = Home::new();
+    let block = PortBlock::reserve();
+    let port = block.port(0).to_string();
+    let print = || {
+        let mut cmd = portctl();
+        cmd.args(["install", "--print"])
+            .env("PORTD_PROXY_PORT", &port);
+        run(home.apply(&mut cmd, home.bin()))
+    };
+    let units = parse_listing(&success(&print(), "install --print"));
+    let [(_, socket), (_, service)] = &units[..] else {
+        panic!("two units: {units:?}");
+    };
+    for line in [
+        format!("\nListenStream=127.0.0.1:{port}\n"),
+        format!("\nListenStream=[::1]:{port}\n"),
+    ] {
+        assert!(socket.contains(&line), "no {line:?} in:\n{socket}");
+    }
+    assert!(
+        service.contains(&format!(" --proxy-port {port}\n")),
+        "{service}"
+    );
+    let scratch = Home::new();
+    let paths: Vec<PathBuf> = units
+        .iter()
+        .map(|(path, text)| {
+            let copy = scratch.path(path.file_name().unwrap().to_str().unwrap());
+            fs::write(&copy, text).unwrap();
+            copy
+        })
+        .collect();
+    if let Err(why) = verdict(&verify(&analyze, &paths)) {
+        panic!("systemd-analyze --user verify {paths:?}: {why}");
+    }
+
+    let held = std::net::TcpListener::bind(("127.0.0.1", block.port(0))).unwrap();
+    let out = print();
+    let units = parse_listing(&success(&out, "install --print, port held"));
+    assert!(
+        !units[0].1.contains("ListenStream=127.0.0.1"),
+        "{}",
+        units[0].1
+    );
+    assert!(
+        stderr(&out).contains(&format!(
+            "127.0.0.1:{port}, the proxy's port, is held by another program"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    drop(held);
+}
