@@ -17,14 +17,16 @@ need() {
     done
 }
 
-# hyperfine, installed with apt-get when missing and we are root.
-need_hyperfine() {
-    command -v hyperfine >/dev/null && return
+# A tool from the Debian package of the same name, installed with apt-get
+# when missing and we are root.
+need_package() {
+    local tool=$1
+    command -v "$tool" >/dev/null && return
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-        say "installing hyperfine"
-        apt-get install -y hyperfine >/dev/null
+        say "installing $tool"
+        apt-get install -y "$tool" >/dev/null
     else
-        echo "bench/${0##*/}: hyperfine is missing (apt-get install hyperfine)" >&2
+        echo "bench/${0##*/}: $tool is missing (apt-get install $tool)" >&2
         exit 1
     fi
 }

@@ -71,15 +71,7 @@ serves() {
 
 # ---------------------------------------------------------------- tools
 need jq npm node curl nginx
-if ! command -v wrk >/dev/null; then
-    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-        say "installing wrk"
-        apt-get install -y wrk >/dev/null
-    else
-        echo "bench/proxy.sh: wrk is missing (apt-get install wrk)" >&2
-        exit 1
-    fi
-fi
+need_package wrk
 mkdir -p "$OUT"
 : >"$OUT/load.txt"
 say "building release binaries"

@@ -111,7 +111,7 @@ need jq npm node curl "$PYTHON"
     echo "bench/run.sh: $PYTHON cannot make a venv (apt-get install python3-venv)" >&2
     exit 1
 }
-need_hyperfine
+need_package hyperfine
 if [[ $PROFILE != never ]] && ! command -v perf >/dev/null; then
     say "perf is missing: no profiles (apt-get install linux-perf)"
     PROFILE=never

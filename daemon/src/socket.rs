@@ -2,7 +2,8 @@
 //! daemon's whole life, stale-socket replacement (only a socket nobody
 //! answers on; never a file, directory or symlink someone put there), and
 //! socket activation (the socket systemd passes as fd 3, and the proxy's
-//! loopback sockets after it, taken through listenfd).
+//! loopback sockets after it, taken through listenfd), and what both
+//! listeners do when an accept fails.
 //!
 //! Many clients may autostart a daemon at once; the flock decides which one
 //! binds. A second daemon finds the lock taken (or a live socket) and exits
@@ -151,6 +152,13 @@ fn remove_stale_socket(path: &Path) -> Result<(), SocketError> {
         }
         Err(e) => Err(SocketError::Io(path.to_path_buf(), e)),
     }
+}
+
+/// After a failed accept: logs it and gives the fd table a moment to drain
+/// (EMFILE and friends) before the next one.
+pub async fn accept_failed(what: &str, error: &std::io::Error) {
+    tracing::warn!(error = %error, "{what} accept failed");
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
 }
 
 /// The listening sockets systemd passed us, if any: fd 3, when LISTEN_PID

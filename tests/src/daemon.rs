@@ -293,6 +293,27 @@ impl TestDaemon {
         self.dir.path()
     }
 
+    /// What `systemd-socket-activate` must pass on to this daemon (it
+    /// passes only what `-E` names): its database, socket and config
+    /// directory.
+    pub fn activation_env(&self) -> Vec<OsString> {
+        [
+            ("PORTD_DB", self.db.as_os_str()),
+            ("PORTD_SOCKET", self.socket.as_os_str()),
+            (
+                "XDG_CONFIG_HOME",
+                &self.dir.path().join("config").into_os_string(),
+            ),
+        ]
+        .iter()
+        .flat_map(|(name, value)| {
+            let mut pair = OsString::from(format!("{name}="));
+            pair.push(value);
+            [OsString::from("-E"), pair]
+        })
+        .collect()
+    }
+
     /// Where this daemon looks for its config file (absent by default).
     pub fn config_file(&self) -> PathBuf {
         self.dir

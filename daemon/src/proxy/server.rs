@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Proxy;
 use super::forward::{POOL_IDLE, Upstream};
+use crate::socket::accept_failed;
 
 /// Client connections served at once; more wait in the backlog. Each may
 /// hold a connection to a server too, and WebSockets hold theirs for long.
@@ -165,9 +166,7 @@ async fn accept(
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
-                    tracing::warn!(error = %e, "proxy accept failed");
-                    // EMFILE and friends: give the fd table a moment to drain.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    accept_failed("proxy", &e).await;
                     continue;
                 }
             },

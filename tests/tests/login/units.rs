@@ -99,24 +99,31 @@ fn the_printed_units_pass_systemd_analyze_verify_without_a_warning() {
         );
     }
 
-    let units = scratch.path("units");
-    fs::create_dir(&units).unwrap();
-    let mut paths = Vec::new();
-    for (path, text) in printed_units(&home) {
-        let copy = units.join(path.file_name().expect("a file name"));
-        fs::write(&copy, &text).unwrap();
-        paths.push(copy);
-    }
-    let service = fs::read_to_string(units.join(SERVICE)).unwrap();
+    let printed = printed_units(&home);
+    let service = &printed[1].1;
     // The harness sets PORTD_PROXY_PORT=0, which the unit carries.
     let exec = format!("\nExecStart={} --proxy-port 0\n", portd_bin().display());
     assert!(
         service.contains(&exec),
         "ExecStart names the built portd:\n{service}"
     );
+    assert_verified(&analyze, &printed);
+}
 
-    let out = verify(&analyze, &paths);
-    if let Err(why) = verdict(&out) {
+/// Writes `units` into a scratch directory and asserts that
+/// `systemd-analyze --user verify` accepts them without a word.
+#[track_caller]
+fn assert_verified(analyze: &Path, units: &[(PathBuf, String)]) {
+    let scratch = Home::new();
+    let paths: Vec<PathBuf> = units
+        .iter()
+        .map(|(path, text)| {
+            let copy = scratch.path(path.file_name().unwrap().to_str().unwrap());
+            fs::write(&copy, text).unwrap();
+            copy
+        })
+        .collect();
+    if let Err(why) = verdict(&verify(analyze, &paths)) {
         panic!("systemd-analyze --user verify {paths:?}: {why}");
     }
 }
@@ -464,18 +471,7 @@ fn the_units_carry_the_proxys_port_and_leave_it_out_when_another_program_holds_i
         service.contains(&format!(" --proxy-port {port}\n")),
         "{service}"
     );
-    let scratch = Home::new();
-    let paths: Vec<PathBuf> = units
-        .iter()
-        .map(|(path, text)| {
-            let copy = scratch.path(path.file_name().unwrap().to_str().unwrap());
-            fs::write(&copy, text).unwrap();
-            copy
-        })
-        .collect();
-    if let Err(why) = verdict(&verify(&analyze, &paths)) {
-        panic!("systemd-analyze --user verify {paths:?}: {why}");
-    }
+    assert_verified(&analyze, &units);
 
     let held = std::net::TcpListener::bind(("127.0.0.1", block.port(0))).unwrap();
     let out = print();

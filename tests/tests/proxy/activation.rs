@@ -18,8 +18,8 @@ fn portd_serves_the_proxy_on_the_sockets_systemd_passes_after_its_own() {
     let block = PortBlock::reserve();
     let proxy = block.port(PROXY_INDEX);
     let mut d = TestDaemon::new(block.sub_range(0, PROXY_INDEX));
-    let (socket, db) = (d.socket().to_path_buf(), d.db().to_path_buf());
-    let config = d.dir().join("config");
+    let socket = d.socket().to_path_buf();
+    let env = d.activation_env();
     let ipv6 = std::net::TcpListener::bind((std::net::Ipv6Addr::LOCALHOST, 0)).is_ok();
     d.launch_with(|portd| {
         let mut cmd = Command::new(&activate);
@@ -28,18 +28,11 @@ fn portd_serves_the_proxy_on_the_sockets_systemd_passes_after_its_own() {
         if ipv6 {
             cmd.arg("-l").arg(format!("[::1]:{proxy}"));
         }
-        cmd.arg("-E")
-            .arg(format!("PORTD_DB={}", db.display()))
-            .arg("-E")
-            .arg(format!("PORTD_SOCKET={}", socket.display()))
-            .arg("-E")
-            .arg(format!("XDG_CONFIG_HOME={}", config.display()))
-            .arg(portd.get_program())
-            .args([
-                "--range",
-                &block.sub_range(0, PROXY_INDEX).to_string(),
-                "-v",
-            ]);
+        cmd.args(&env).arg(portd.get_program()).args([
+            "--range",
+            &block.sub_range(0, PROXY_INDEX).to_string(),
+            "-v",
+        ]);
         scrub(&mut cmd);
         cmd
     });
