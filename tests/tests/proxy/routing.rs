@@ -6,6 +6,7 @@
 use std::net::{Ipv6Addr, TcpStream};
 use std::process::Command;
 
+use portd_e2e::skip::require_system_tool;
 use portd_e2e::web::{Conn, echoed_headers, read_until};
 
 use super::*;
@@ -151,11 +152,14 @@ fn conn_clone(conn: &Conn) -> TcpStream {
 
 #[test]
 fn two_worktrees_of_one_repository_get_two_labels_and_reach_their_own_servers() {
+    let Some(git) = require_system_tool("git", "git") else {
+        return;
+    };
     let p = Proxied::start();
     let a = p.project("a/app");
     let b = p.scratch.path("projects/b/app");
     let git = |dir: &Path, args: &[&str]| {
-        let out = Command::new("git")
+        let out = Command::new(&git)
             .args(["-c", "user.name=t", "-c", "user.email=t@t"])
             .args(args)
             .current_dir(dir)
