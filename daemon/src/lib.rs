@@ -103,8 +103,14 @@ pub async fn serve_with(
     listener.set_nonblocking(true).map_err(ServeError::Listen)?;
     let listener = tokio::net::UnixListener::from_std(listener).map_err(ServeError::Listen)?;
 
-    // Pidfds get what the connections and the reserve leave of the limit.
-    let pidfds = watch::pidfd_budget(http::server::max_connections());
+    let (proxy_listeners, proxy_status) = proxy::open(config.proxy_port, proxy);
+    // Pidfds get what the connections (the API's and the proxy's) and the
+    // reserve leave of the limit.
+    let proxy_fds = match proxy_listeners.is_empty() {
+        true => 0,
+        false => proxy::max_descriptors(),
+    };
+    let pidfds = watch::pidfd_budget(http::server::max_connections() + proxy_fds);
     let (watcher, deaths) = Watcher::new(pidfds);
     let units = Units::default();
     let reaper = Arc::new(Reaper::new(
@@ -123,7 +129,6 @@ pub async fn serve_with(
     );
     let leases = Arc::new(leases.await?.with_name_ranges(config.name_ranges.clone()));
     let startup = Arc::new(Startup::new());
-    let (proxy_listeners, proxy_status) = proxy::open(config.proxy_port, proxy);
     let daemon = Arc::new(Daemon {
         started: Instant::now(),
         started_at_ms: time::now_ms(),

@@ -32,7 +32,7 @@ use self::forward::{Failed, Origin, PooledBody, Upstream};
 use self::host::Wanted;
 pub use self::listen::{ProxySockets, open};
 use self::pages::{Page, wants_json};
-pub use self::server::spawn;
+pub use self::server::{max_descriptors, spawn};
 use crate::leases::{Leases, Site};
 use crate::time::rfc3339;
 

@@ -1,6 +1,6 @@
 //! The proxy's threads and accept loops: one hyper HTTP/1.1 connection per
-//! client, with keep-alive and upgrades, at most [`MAX_CONNECTIONS`] at
-//! once. A client that does not send a whole request head within
+//! client, with keep-alive and upgrades, at most [`max_connections`] at
+//! once (an eighth of the open-file limit, 32 to 1,024). A client that does not send a whole request head within
 //! [`HEADER_READ_TIMEOUT`] (of connecting, or of its last answer: also the
 //! idle keep-alive limit) is closed. On shutdown each connection finishes
 //! the request it is on, for at most [`DRAIN_TIMEOUT`].
@@ -32,9 +32,11 @@ use super::Proxy;
 use super::forward::{POOL_IDLE, Upstream};
 use crate::socket::accept_failed;
 
-/// Client connections served at once; more wait in the backlog. Each may
-/// hold a connection to a server too, and WebSockets hold theirs for long.
-const MAX_CONNECTIONS: usize = 1024;
+/// Fewest and most client connections served at once; between the two, an
+/// eighth of the open-file limit. More wait in the backlog. Each may hold a
+/// connection to a server too, and WebSockets hold theirs for long.
+const MIN_CONNECTIONS: u64 = 32;
+const MAX_CONNECTIONS: u64 = 1024;
 /// Most threads the proxy runs on.
 const MAX_THREADS: usize = 4;
 /// A request's head must arrive within this time of the connection or of
@@ -42,6 +44,20 @@ const MAX_THREADS: usize = 4;
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a stopping daemon lets a request under way finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The client connections the proxy serves at once under this process's
+/// open-file limit (read after the daemon raised it).
+pub fn max_connections() -> usize {
+    use nix::sys::resource::{Resource, getrlimit};
+    let nofile = getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft);
+    usize::try_from((nofile / 8).clamp(MIN_CONNECTIONS, MAX_CONNECTIONS)).unwrap_or(1024)
+}
+
+/// Descriptors the proxy may hold: a client connection and a server
+/// connection each, and as many idle server connections in the pools.
+pub fn max_descriptors() -> usize {
+    3 * max_connections()
+}
 
 /// One proxy thread: where its connections run, and its pool.
 #[derive(Clone)]
@@ -106,7 +122,7 @@ pub fn spawn(
         );
     }
     let workers = Arc::new(workers);
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(Semaphore::new(max_connections()));
     for listener in listeners {
         workers[0].runtime.spawn(accept(
             listener,
