@@ -173,9 +173,7 @@ pub async fn serve_with(
     };
     http::server::serve_connections(listener, http::router(state), shutdown).await;
 
-    if proxy_stopped.await.is_err() {
-        tracing::error!("the proxy's thread ended without stopping");
-    }
+    proxy_stopped.wait().await;
     for (what, task) in [("chores", chores), ("owner deaths", deaths_task)] {
         if let Err(e) = task.await {
             tracing::error!(task = what, error = %e, "a background task failed");

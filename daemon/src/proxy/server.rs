@@ -25,7 +25,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::Proxy;
@@ -75,20 +75,20 @@ struct Open {
 }
 
 /// Serves the proxy on every listener, on threads of its own, until
-/// `shutdown` is cancelled; the receiver answers once they have stopped.
+/// `shutdown` is cancelled.
 pub fn spawn(
     listeners: Vec<std::net::TcpListener>,
     proxy: Arc<Proxy>,
     shutdown: CancellationToken,
-) -> std::io::Result<oneshot::Receiver<()>> {
-    let (stopped, on_stop) = oneshot::channel();
+) -> std::io::Result<Stopped> {
+    // Each thread holds a sender until it ends; the receiver then hears
+    // that every sender is gone.
+    let (running, stopped) = mpsc::channel::<()>(1);
     if listeners.is_empty() {
-        let _ = stopped.send(());
-        return Ok(on_stop);
+        return Ok(Stopped(stopped));
     }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS));
     let mut workers = Vec::with_capacity(threads);
-    let mut running = Vec::with_capacity(threads);
     for index in 0..threads {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -108,18 +108,18 @@ pub fn spawn(
             }
         });
         workers.push(worker);
-        running.push(
-            std::thread::Builder::new()
-                .name(format!("portd-proxy-{index}"))
-                .spawn(move || {
-                    runtime.block_on(async {
-                        shutdown.cancelled().await;
-                        drain(&open).await;
-                    });
-                    // Upgraded connections still open end with the runtime.
-                    drop(runtime);
-                })?,
-        );
+        let running = running.clone();
+        std::thread::Builder::new()
+            .name(format!("portd-proxy-{index}"))
+            .spawn(move || {
+                runtime.block_on(async {
+                    shutdown.cancelled().await;
+                    drain(&open).await;
+                });
+                // Upgraded connections still open end with the runtime.
+                drop(runtime);
+                drop(running);
+            })?;
     }
     let workers = Arc::new(workers);
     let slots = Arc::new(Semaphore::new(max_connections()));
@@ -132,15 +132,17 @@ pub fn spawn(
             shutdown.clone(),
         ));
     }
-    std::thread::Builder::new()
-        .name("portd-proxy-join".into())
-        .spawn(move || {
-            for thread in running {
-                let _ = thread.join();
-            }
-            let _ = stopped.send(());
-        })?;
-    Ok(on_stop)
+    Ok(Stopped(stopped))
+}
+
+/// Says when every proxy thread has stopped.
+pub struct Stopped(mpsc::Receiver<()>);
+
+impl Stopped {
+    /// Returns once every proxy thread has ended.
+    pub async fn wait(mut self) {
+        while self.0.recv().await.is_some() {}
+    }
 }
 
 /// Waits until the worker's connections have ended, or the drain timeout
