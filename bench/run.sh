@@ -71,30 +71,6 @@ BIN=$ROOT/target/release
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
 want() { [[ " $ONLY " == *" $1 "* ]]; }
-load() { cut -d' ' -f1-3 /proc/loadavg; }
-# Percent of the machine's CPU time that was busy over one second.
-cpu_busy() {
-    local a b
-    read -ra a </proc/stat
-    sleep 1
-    read -ra b </proc/stat
-    awk -v a="${a[*]}" -v b="${b[*]}" 'BEGIN {
-        n = split(a, x, " "); split(b, y, " ")
-        for (i = 2; i <= n; i++) { total += y[i] - x[i]; if (i == 5 || i == 6) idle += y[i] - x[i] }
-        printf "%d", total ? 100 * (total - idle) / total : 0
-    }'
-}
-# Other engineers share the machine: wait (at most BENCH_QUIET_WAIT seconds)
-# until less than 25% of it is busy, and note what it was.
-wait_quiet() {
-    local busy waited=0
-    busy=$(cpu_busy)
-    while ((busy >= 25 && waited < QUIET_WAIT)); do
-        busy=$(cpu_busy)
-        waited=$((waited + 1))
-    done
-    echo "$1: CPU ${busy}% busy (other work) after waiting ${waited} s, load $(load)" | tee -a "$OUT/load.txt" >&2
-}
 
 # ---------------------------------------------------------------- cleanup
 TMP=$(mktemp -d /tmp/portd-bench-run.XXXXXX)
@@ -135,7 +111,7 @@ need jq npm node curl "$PYTHON"
     echo "bench/run.sh: $PYTHON cannot make a venv (apt-get install python3-venv)" >&2
     exit 1
 }
-need_hyperfine
+need_package hyperfine
 if [[ $PROFILE != never ]] && ! command -v perf >/dev/null; then
     say "perf is missing: no profiles (apt-get install linux-perf)"
     PROFILE=never

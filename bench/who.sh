@@ -37,7 +37,7 @@ DEATH_PORT=$((FIRST + 1))
 source "$ROOT/bench/lib.sh"
 
 need ss lsof jq "$PYTHON"
-need_hyperfine
+need_package hyperfine
 
 say "building release binaries"
 (cd "$ROOT" && cargo build --release --quiet -p portd -p portctl)

@@ -8,6 +8,7 @@
 //! database and no HTTP framework.
 
 pub mod error;
+pub mod holders;
 pub mod parse;
 pub mod paths;
 pub mod procstat;
@@ -17,6 +18,7 @@ pub mod text;
 pub mod types;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use holders::*;
 pub use parse::{PortRange, parse_duration, parse_port};
 pub use types::*;
 
@@ -28,6 +30,15 @@ pub const VERSION_HEADER: &str = "portd-version";
 
 /// Environment variable that tags a leased process with its lease id.
 pub const LEASE_ENV: &str = "PORTD_LEASE";
+
+/// Environment variable that sets the `.localhost` proxy's port (0: off).
+pub const PROXY_PORT_ENV: &str = "PORTD_PROXY_PORT";
+
+/// The `.localhost` proxy's port when nothing else names one: outside the
+/// default lease ranges (3000-3999, 8000-8999), below every ephemeral range
+/// (Linux 32768+, IANA 49152+), above the privileged ports, and no common
+/// dev server's default (docs/DECISIONS.md, "Proxy").
+pub const DEFAULT_PROXY_PORT: u16 = 7355;
 
 /// Largest request body the daemon accepts.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -61,6 +61,17 @@ pub struct ForgetQuery {
     pub name: Option<String>,
 }
 
+/// `GET /v1/url?project=DIR&name=N`.
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct UrlQuery {
+    /// The project of the name (its absolute path).
+    pub project: String,
+    pub name: String,
+}
+
 /// `GET /v1/events[?since=RFC3339]`.
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
 #[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]

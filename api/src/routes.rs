@@ -11,10 +11,11 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::query::{EventsQuery, ForgetQuery, LeasesQuery, NamesQuery, ReleaseQuery};
+use crate::holders::PortReport;
+use crate::query::{EventsQuery, ForgetQuery, LeasesQuery, NamesQuery, ReleaseQuery, UrlQuery};
 use crate::types::{
     CleanupReport, CommandRequest, EventList, Health, KillReport, KillRequest, Lease, LeaseList,
-    LeaseProcesses, LeaseRequest, NameList, PortReport, ReapReport, ReapRequest, Status,
+    LeaseProcesses, LeaseRequest, NameList, NameUrl, ReapReport, ReapRequest, Status,
 };
 
 /// The HTTP methods the API uses.
@@ -120,6 +121,7 @@ pub const ROUTES: &[Route] = &[
     Cleanup::ROUTE,
     ListNames::ROUTE,
     ForgetNames::ROUTE,
+    GetUrl::ROUTE,
     ListEvents::ROUTE,
 ];
 
@@ -363,6 +365,21 @@ impl Endpoint for ForgetNames {
     }
 }
 
+/// `GET /v1/url`: a name's URL through the `.localhost` proxy.
+#[derive(Debug, Clone)]
+pub struct GetUrl(pub UrlQuery);
+
+impl Endpoint for GetUrl {
+    const ROUTE: Route = Route::new(Method::Get, "/v1/url");
+    type Query = UrlQuery;
+    type Body = Nothing;
+    type Answer = NameUrl;
+
+    fn query(&self) -> Option<&UrlQuery> {
+        Some(&self.0)
+    }
+}
+
 /// `GET /v1/events`: the history, oldest first.
 #[derive(Debug, Clone, Default)]
 pub struct ListEvents(pub EventsQuery);
@@ -435,6 +452,10 @@ mod tests {
             request(&Cleanup),
             request(&ListNames(names)),
             request(&ForgetNames(forget)),
+            request(&GetUrl(UrlQuery {
+                project: "/srv/x".into(),
+                name: "api".into(),
+            })),
             request(&ListEvents(since)),
         ];
         let targets: Vec<&str> = requests.iter().map(|(_, t)| t.as_str()).collect();
@@ -456,6 +477,7 @@ mod tests {
                 "/v1/cleanup",
                 "/v1/names?project=%2Fsrv%2Fmy+app",
                 "/v1/names?project=%2Fsrv%2Fx&name=api",
+                "/v1/url?project=%2Fsrv%2Fx&name=api",
                 "/v1/events?since=2026-01-01T00%3A00%3A00Z",
             ]
         );

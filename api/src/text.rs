@@ -62,12 +62,12 @@ pub(crate) fn shown_name<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Stri
 /// `project` of a lease request: refused past [`MAX_PROJECT_BYTES`].
 pub(crate) fn project_path<'de, D: Deserializer<'de>>(de: D) -> Result<Option<String>, D::Error> {
     let project = Option::<String>::deserialize(de)?;
-    if let Some(len) = project.as_ref().map(String::len) {
-        if len > MAX_PROJECT_BYTES {
-            return Err(D::Error::custom(format!(
-                "project is {len} bytes; a path is at most {MAX_PROJECT_BYTES}"
-            )));
-        }
+    if let Some(len) = project.as_ref().map(String::len)
+        && len > MAX_PROJECT_BYTES
+    {
+        return Err(D::Error::custom(format!(
+            "project is {len} bytes; a path is at most {MAX_PROJECT_BYTES}"
+        )));
     }
     Ok(project)
 }

@@ -100,12 +100,11 @@ impl Client {
     }
 
     fn warn_on_version(&self, response: &Response) {
-        if let Some(theirs) = response.header(VERSION_HEADER) {
-            if theirs != VERSION && !self.warned.replace(true) {
-                eprintln!(
-                    "portctl: warning: the daemon is portd {theirs}, this portctl is {VERSION}"
-                );
-            }
+        if let Some(theirs) = response.header(VERSION_HEADER)
+            && theirs != VERSION
+            && !self.warned.replace(true)
+        {
+            eprintln!("portctl: warning: the daemon is portd {theirs}, this portctl is {VERSION}");
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod cmd;
 pub mod connect;
 pub mod error;
 pub mod project;
+pub mod proxy_port;
 pub mod transport;
 pub mod units;
 

@@ -7,7 +7,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use portctl::cmd::eval_failure;
 use portctl::cmd::{
     cleanup, completions, env, install, kill, lease, ls, man, mcp, names, reap, release, run,
-    status, uninstall, wait, who,
+    status, uninstall, url, wait, who,
 };
 use portctl::{Client, ClientError};
 use portd_api::paths;
@@ -63,6 +63,8 @@ enum Verb {
     Env(env::EnvArgs),
     /// List the names that remember ports, or forget them
     Names(names::NamesArgs),
+    /// Print a name's URL through portd's .localhost proxy
+    Url(url::UrlArgs),
     /// Show the daemon's version, paths and counts
     Status(status::StatusArgs),
     /// End leases of dead owners and other boots, then reap orphans (for login)
@@ -106,6 +108,7 @@ fn main() -> ExitCode {
         Verb::Wait(args) => wait::run(args),
         Verb::Env(args) => env::run(&client, args),
         Verb::Names(args) => names::run(&client, args),
+        Verb::Url(args) => url::run(&client, args),
         Verb::Status(args) => status::run(&client, args),
         Verb::Cleanup(args) => cleanup::run(&client, args),
         Verb::Install(args) => install::run(args, cli.socket.as_deref()),

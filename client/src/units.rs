@@ -20,6 +20,7 @@ use portd_api::paths::{DB_ENV, SOCKET_ENV};
 
 use crate::autostart::daemon_binary;
 use crate::error::ClientError;
+use crate::proxy_port::{ProxyUnits, socket_unit};
 
 /// `systemd/portd.socket`, byte for byte.
 pub const SOCKET_TEMPLATE: &str = include_str!("../../systemd/portd.socket");
@@ -57,6 +58,7 @@ const MAX_SOCKET_PATH: usize = 107;
 pub struct Placement {
     pub socket: Option<PathBuf>,
     pub db: Option<PathBuf>,
+    pub proxy: ProxyUnits,
 }
 
 impl Placement {
@@ -70,6 +72,7 @@ impl Placement {
         Placement {
             socket: flag.map(Path::to_path_buf).or_else(|| env(SOCKET_ENV)),
             db: env(DB_ENV),
+            proxy: ProxyUnits::default(),
         }
     }
 }
@@ -98,12 +101,16 @@ pub fn render(
         }
         exec = format!("{exec} --db {}", exec_path(db)?);
     }
+    if let Some(port) = placement.proxy.flag {
+        exec = format!("{exec} --proxy-port {port}");
+    }
+    let socket = socket_unit(SOCKET_TEMPLATE, placement.proxy.sockets);
     let socket = match &placement.socket {
-        Some(path) => SOCKET_TEMPLATE.replace(
+        Some(path) => socket.replace(
             &format!("\nListenStream={DEFAULT_LISTEN}\n"),
             &format!("\nListenStream={}\n", listen_path(path)?),
         ),
-        None => SOCKET_TEMPLATE.to_string(),
+        None => socket,
     };
     Ok([
         UnitFile {
@@ -428,7 +435,7 @@ mod tests {
             socket.path,
             Path::new("/h/.config/systemd/user/portd.socket")
         );
-        assert_eq!(socket.text, SOCKET_TEMPLATE);
+        assert_eq!(socket.text, socket_unit(SOCKET_TEMPLATE, None));
         assert_eq!(
             service.path,
             Path::new("/h/.config/systemd/user/portd.service")
@@ -447,6 +454,10 @@ mod tests {
         let placement = Placement {
             socket: Some("/run/me/100%/portd.sock".into()),
             db: Some("/my state/$x.db".into()),
+            proxy: ProxyUnits {
+                sockets: Some(7400),
+                flag: Some(7400),
+            },
         };
         let [socket, service] =
             render(Path::new("/u"), Path::new("/opt/bin/portd"), &placement).unwrap();
@@ -459,9 +470,9 @@ mod tests {
         );
         assert!(!socket.text.contains(DEFAULT_LISTEN));
         assert!(
-            service
-                .text
-                .contains("\nExecStart=/opt/bin/portd --db \"/my state/$$x.db\"\n"),
+            service.text.contains(
+                "\nExecStart=/opt/bin/portd --db \"/my state/$$x.db\" --proxy-port 7400\n"
+            ),
             "{}",
             service.text
         );
@@ -473,6 +484,7 @@ mod tests {
             let placement = Placement {
                 socket: Some(socket.into()),
                 db: db.map(PathBuf::from),
+                ..Placement::default()
             };
             render(Path::new("/u"), Path::new("/bin/portd"), &placement)
                 .map(|_| ())

@@ -82,6 +82,7 @@ fn help_lists_exactly_the_built_verbs() {
             "wait",
             "env",
             "names",
+            "url",
             "status",
             "cleanup",
             "install",

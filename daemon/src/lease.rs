@@ -1,6 +1,6 @@
-//! A lease as the daemon holds it, and a name that remembers a port: the
-//! typed records that the lease table keeps in memory, the writer commits,
-//! the reads return and the reaper judges by. SQLite's rows (i64 columns, a
+//! A lease as the daemon holds it, a name that remembers a port, and a
+//! project's label: the typed records that the lease table keeps in memory,
+//! the writer commits, the reads return and the reaper judges by. SQLite's rows (i64 columns, a
 //! `state` string) exist only inside `store`, which converts at its edge;
 //! the API's JSON only in the answer (`to_api`).
 
@@ -76,6 +76,14 @@ pub struct RememberedName {
     pub port: u16,
     /// When it last got a lease, Unix milliseconds.
     pub last_used: i64,
+}
+
+/// The label a project goes by in the proxy's host names
+/// (`NAME.LABEL.localhost`): given once, never changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectLabel {
+    pub project: String,
+    pub label: String,
 }
 
 impl ActiveLease {

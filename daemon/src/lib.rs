@@ -7,14 +7,15 @@
 //! the change is committed by the store's group-commit writer (`store`)
 //! before the answer. Owner deaths arrive through pidfds (`watch`); the
 //! orphans of ended leases are reaped by `reaper`; periodic chores live in
-//! `maintain`. `main` only parses flags, claims the socket (`socket`) and
-//! calls [`serve`].
+//! `maintain`. Beside the API, `proxy` serves every named lease at
+//! `http://NAME.LABEL.localhost:PORT/` on loopback TCP. `main` only parses
+//! flags, claims the socket (`socket`) and calls [`serve_with`].
 //!
 //! Every import points down these layers, never up or sideways (checked
 //! by `tests/layers.rs`):
 //!
 //! ```text
-//! main -> lib -> http, maintain -> leases -> reaper, watch, grant
+//! main -> lib -> http, maintain, proxy -> leases -> reaper, watch, grant
 //!      -> owner, probe -> procs, store, peer
 //! ```
 //!
@@ -33,6 +34,7 @@ pub mod peer;
 pub mod pidfd;
 pub mod probe;
 pub mod procs;
+pub mod proxy;
 pub mod reaper;
 pub mod socket;
 pub mod store;
@@ -46,10 +48,12 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
+pub use proxy::ProxySockets;
 
 use crate::http::{AppState, Daemon};
 use crate::leases::{Leases, Startup};
 use crate::maintain::Chores;
+use crate::proxy::Proxy;
 use crate::reaper::Reaper;
 use crate::store::{Store, StoreError};
 use crate::task::Units;
@@ -71,10 +75,22 @@ pub enum ServeError {
 }
 
 /// Runs the daemon on `listener` until `shutdown` is cancelled: opens the
-/// store, answers at once, reconciles in the background.
+/// store, answers at once, reconciles in the background. The proxy binds
+/// `config.proxy_port` itself.
 pub async fn serve(
     config: Config,
     listener: std::os::unix::net::UnixListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    serve_with(config, listener, ProxySockets::Bind, shutdown).await
+}
+
+/// [`serve`], with the proxy's sockets from `proxy` (systemd may have
+/// bound them).
+pub async fn serve_with(
+    config: Config,
+    listener: std::os::unix::net::UnixListener,
+    proxy: ProxySockets,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     watch::raise_fd_limit();
@@ -87,8 +103,14 @@ pub async fn serve(
     listener.set_nonblocking(true).map_err(ServeError::Listen)?;
     let listener = tokio::net::UnixListener::from_std(listener).map_err(ServeError::Listen)?;
 
-    // Pidfds get what the connections and the reserve leave of the limit.
-    let pidfds = watch::pidfd_budget(http::server::max_connections());
+    let (proxy_listeners, proxy_status) = proxy::open(config.proxy_port, proxy);
+    // Pidfds get what the connections (the API's and the proxy's) and the
+    // reserve leave of the limit.
+    let proxy_fds = match proxy_listeners.is_empty() {
+        true => 0,
+        false => proxy::max_descriptors(),
+    };
+    let pidfds = watch::pidfd_budget(http::server::max_connections() + proxy_fds);
     let (watcher, deaths) = Watcher::new(pidfds);
     let units = Units::default();
     let reaper = Arc::new(Reaper::new(
@@ -111,6 +133,7 @@ pub async fn serve(
         started: Instant::now(),
         started_at_ms: time::now_ms(),
         config,
+        proxy: proxy_status,
     });
     tracing::info!(
         socket = %daemon.config.socket.display(),
@@ -132,6 +155,12 @@ pub async fn serve(
         started_at_ms: daemon.started_at_ms,
     };
     let chores = tokio::spawn(maintain::run(chores, shutdown.clone()));
+    let proxy_stopped = proxy::spawn(
+        proxy_listeners,
+        Arc::new(Proxy::new(Arc::clone(&leases))),
+        shutdown.clone(),
+    )
+    .map_err(ServeError::Listen)?;
     let state = AppState {
         leases,
         reaper,
@@ -144,6 +173,7 @@ pub async fn serve(
     };
     http::server::serve_connections(listener, http::router(state), shutdown).await;
 
+    proxy_stopped.wait().await;
     for (what, task) in [("chores", chores), ("owner deaths", deaths_task)] {
         if let Err(e) = task.await {
             tracing::error!(task = what, error = %e, "a background task failed");
@@ -179,15 +209,14 @@ fn warn_if_ephemeral_overlap(config: &Config) {
     let mut bounds = text
         .split_ascii_whitespace()
         .filter_map(|v| v.parse::<u16>().ok());
-    if let (Some(lo), Some(hi)) = (bounds.next(), bounds.next()) {
-        if let Some(ephemeral) = portd_api::PortRange::new(lo, hi) {
-            if ephemeral.overlaps(&config.range) {
-                tracing::warn!(
-                    range = %config.range,
-                    ephemeral = %ephemeral,
-                    "the lease range overlaps the kernel's ephemeral port range"
-                );
-            }
-        }
+    if let (Some(lo), Some(hi)) = (bounds.next(), bounds.next())
+        && let Some(ephemeral) = portd_api::PortRange::new(lo, hi)
+        && ephemeral.overlaps(&config.range)
+    {
+        tracing::warn!(
+            range = %config.range,
+            ephemeral = %ephemeral,
+            "the lease range overlaps the kernel's ephemeral port range"
+        );
     }
 }

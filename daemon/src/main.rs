@@ -5,9 +5,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use portd::config::{Setting, Settings, Source, apply_file, config_path, parse_grace};
+use portd::config::{
+    Setting, Settings, Source, apply_file, config_path, parse_grace, parse_proxy_port,
+};
 use portd::{Config, socket};
-use portd_api::{PortRange, paths};
+use portd_api::{PROXY_PORT_ENV, PortRange, paths};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -48,6 +50,15 @@ struct Args {
     #[arg(long, value_name = "DUR", value_parser = parse_grace)]
     grace: Option<Duration>,
 
+    /// Port of the `.localhost` proxy on 127.0.0.1 and ::1; 0 turns it off
+    /// [env: PORTD_PROXY_PORT; default: 7355]
+    ///
+    /// Every named lease is reachable at http://NAME.LABEL.localhost:PORT/.
+    /// If the port cannot be bound, portd still serves leases, and `portctl
+    /// status` says why the proxy is off.
+    #[arg(long, value_name = "PORT", value_parser = parse_proxy_port)]
+    proxy_port: Option<u16>,
+
     /// Config file [default: $XDG_CONFIG_HOME/portd/config.toml, else
     /// ~/.config/portd/config.toml]
     #[arg(long, value_name = "PATH")]
@@ -73,13 +84,23 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let uid = nix::unistd::geteuid().as_raw();
     let mut settings = Settings::default();
-    if let Some((path, required)) = config_path(args.config.as_deref()) {
-        if let Err(e) = apply_file(&mut settings, &path, required) {
-            return fail(&e.to_string());
-        }
+    if let Some((path, required)) = config_path(args.config.as_deref())
+        && let Err(e) = apply_file(&mut settings, &path, required)
+    {
+        return fail(&e.to_string());
     }
     settings.range.set(args.range, Source::Flag);
     settings.grace.set(args.grace, Source::Flag);
+    match std::env::var(PROXY_PORT_ENV) {
+        Ok(text) if !text.is_empty() => match parse_proxy_port(&text) {
+            Ok(port) => settings
+                .proxy_port
+                .set(Some(port), Source::Env(PROXY_PORT_ENV)),
+            Err(e) => return fail(&format!("{PROXY_PORT_ENV}: {e}")),
+        },
+        _ => {}
+    }
+    settings.proxy_port.set(args.proxy_port, Source::Flag);
     let socket = resolved(args.socket.clone(), paths::SOCKET_ENV, || {
         Ok(paths::socket_path(None, uid))
     });
@@ -100,11 +121,17 @@ fn main() -> ExitCode {
     config.name_ranges = settings.effective_name_ranges();
     config.grace = settings.grace.value;
     config.retention = settings.event_retention.value;
+    config.proxy_port = settings.proxy_port.value;
 
     // Socket activation first; otherwise claim the path ourselves.
+    let mut proxy_sockets = None;
     let (listener, claimed) = match socket::activated() {
         Err(e) => return fail(&e.to_string()),
-        Ok(Some(listener)) => {
+        Ok(Some(socket::Activated { listener, proxy })) => {
+            // systemd holds the proxy's port too when portd.socket lists it.
+            if !proxy.is_empty() {
+                proxy_sockets = Some(proxy);
+            }
             // Report the socket systemd bound, not the one we would have.
             if let Some(path) = listener
                 .local_addr()
@@ -141,7 +168,11 @@ fn main() -> ExitCode {
             Err(e) => return Err(format!("cannot install signal handlers: {e}")),
         };
         tokio::spawn(signals.handle(shutdown.clone()));
-        portd::serve(config, listener, shutdown)
+        let proxy = match proxy_sockets {
+            Some(sockets) => portd::ProxySockets::Passed(sockets),
+            None => portd::ProxySockets::Bind,
+        };
+        portd::serve_with(config, listener, proxy, shutdown)
             .await
             .map_err(|e| e.to_string())
     });

@@ -45,10 +45,10 @@ impl OwnerCache {
         boot_time: u64,
         is_live: impl FnOnce(OwnerId) -> bool,
     ) -> Result<Owner, OwnerError> {
-        if let Some(owner) = self.0.get() {
-            if is_live(owner.id) {
-                return Ok(*owner);
-            }
+        if let Some(owner) = self.0.get()
+            && is_live(owner.id)
+        {
+            return Ok(*owner);
         }
         let owner = check(peer, None, boot_time)?;
         let _ = self.0.set(owner);

@@ -1,14 +1,16 @@
 //! Claiming the socket path: the private directory, the lock held for the
 //! daemon's whole life, stale-socket replacement (only a socket nobody
 //! answers on; never a file, directory or symlink someone put there), and
-//! socket activation (the socket systemd passes as fd 3, taken through
-//! listenfd).
+//! socket activation (the socket systemd passes as fd 3, and the proxy's
+//! loopback sockets after it, taken through listenfd), and what both
+//! listeners do when an accept fails.
 //!
 //! Many clients may autostart a daemon at once; the flock decides which one
 //! binds. A second daemon finds the lock taken (or a live socket) and exits
 //! with "already running (pid N)".
 
 use std::fs::{self, File};
+use std::net::TcpListener;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -44,6 +46,19 @@ pub enum SocketError {
          variables to let portd bind its own socket"
     )]
     Activation(std::io::Error),
+    #[error(
+        "systemd passed {0} sockets and socket {1} is not a TCP listener ({2}): after the \
+         Unix socket, portd.socket may list only the proxy's ListenStream=127.0.0.1:PORT \
+         and ListenStream=[::1]:PORT; run `portctl install` again to rewrite the units"
+    )]
+    ProxyActivation(usize, usize, std::io::Error),
+}
+
+/// What systemd passed: the API's Unix socket (fd 3) and the proxy's TCP
+/// listeners (fd 4 on), in the order portd.socket lists them.
+pub struct Activated {
+    pub listener: UnixListener,
+    pub proxy: Vec<TcpListener>,
 }
 
 /// The bound socket and the lock that makes it ours.
@@ -139,23 +154,44 @@ fn remove_stale_socket(path: &Path) -> Result<(), SocketError> {
     }
 }
 
-/// The listening socket systemd passed us, if any: fd 3, when LISTEN_PID
+/// After a failed accept: logs it and gives the fd table a moment to drain
+/// (EMFILE and friends) before the next one.
+pub async fn accept_failed(what: &str, error: &std::io::Error) {
+    tracing::warn!(error = %error, "{what} accept failed");
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+}
+
+/// The listening sockets systemd passed us, if any: fd 3, when LISTEN_PID
 /// is our pid and LISTEN_FDS at least 1 (variables meant for another
-/// process are not ours). listenfd checks that fd 3 is a Unix stream socket
-/// before it takes it, and marks it close-on-exec.
+/// process are not ours), and the proxy's TCP sockets after it. listenfd
+/// checks that fd 3 is a Unix stream socket and the rest TCP sockets before
+/// it takes them, and marks them close-on-exec. The sockets are told apart
+/// by their type, not by LISTEN_FDNAMES: one socket unit gives all its
+/// sockets one name.
 ///
 /// listenfd also removes LISTEN_PID and LISTEN_FDS from the environment, so
 /// this must run before any other thread starts (`main` calls it before it
 /// builds the runtime). Nothing depends on the removal: portd starts no
 /// processes that could take the variables for theirs.
-pub fn activated() -> Result<Option<UnixListener>, SocketError> {
+pub fn activated() -> Result<Option<Activated>, SocketError> {
     let pid = std::env::var("LISTEN_PID").ok();
     if pid.and_then(|p| p.parse::<u32>().ok()) != Some(std::process::id()) {
         return Ok(None);
     }
-    listenfd::ListenFd::from_env()
-        .take_unix_listener(0)
-        .map_err(SocketError::Activation)
+    let mut fds = listenfd::ListenFd::from_env();
+    let Some(listener) = fds.take_unix_listener(0).map_err(SocketError::Activation)? else {
+        return Ok(None);
+    };
+    let passed = fds.len();
+    let mut proxy = Vec::new();
+    for index in 1..passed {
+        match fds.take_tcp_listener(index) {
+            Ok(Some(socket)) => proxy.push(socket),
+            Ok(None) => {}
+            Err(e) => return Err(SocketError::ProxyActivation(passed, index + 1, e)),
+        }
+    }
+    Ok(Some(Activated { listener, proxy }))
 }
 
 #[cfg(test)]

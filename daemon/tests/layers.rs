@@ -17,7 +17,7 @@ use std::path::Path;
 const LAYERS: &[&[&str]] = &[
     &["main"],
     &["lib"],
-    &["http", "maintain"],
+    &["http", "maintain", "proxy"],
     &["leases"],
     &["reaper", "watch", "grant"],
     &["owner", "probe"],

@@ -44,6 +44,8 @@ async fn serves_until_cancelled_and_keeps_the_database() {
     let listener = UnixListener::bind(&socket).unwrap();
     let mut config = Config::new(socket.clone(), db.clone());
     config.range = PortRange::new(29900, 29909).unwrap();
+    // No proxy: its default port is the machine's, not this test's.
+    config.proxy_port = 0;
     let shutdown = CancellationToken::new();
     let daemon = tokio::spawn(portd::serve(config, listener, shutdown.clone()));
 

@@ -24,7 +24,7 @@ use nix::unistd::{Pid, mkfifo};
 use tempfile::TempDir;
 
 use crate::bins::portctl_bin;
-use crate::daemon::{SCRUBBED_ENV, STOP_TIMEOUT};
+use crate::daemon::{PROXY_PORT_ENV, SCRUBBED_ENV, STOP_TIMEOUT};
 use crate::procs::cmdline;
 use crate::servers::ProcId;
 use crate::wait::wait_until;
@@ -39,12 +39,14 @@ pub fn portctl(socket: &Path) -> Command {
     cmd
 }
 
-/// Removes what would point a daemon or client elsewhere (or tag it).
+/// Removes what would point a daemon or client elsewhere (or tag it), and
+/// turns off the proxy of any daemon it autostarts (see
+/// [`crate::daemon::PROXY_PORT_ENV`]).
 pub fn scrub(cmd: &mut Command) -> &mut Command {
     for name in SCRUBBED_ENV {
         cmd.env_remove(name);
     }
-    cmd
+    cmd.env(PROXY_PORT_ENV, "0")
 }
 
 /// `PATH` for test scripts: the built binaries' directory, then the

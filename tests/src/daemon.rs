@@ -52,7 +52,14 @@ pub const SCRUBBED_ENV: &[&str] = &[
     "LISTEN_PID",
     "LISTEN_FDNAMES",
     "RUST_LOG",
+    PROXY_PORT_ENV,
 ];
+
+/// Where a daemon (or the one `portctl` autostarts) takes its proxy port
+/// from when no flag names it. The harness sets it to 0: a test daemon
+/// serves no proxy unless its test gives it `--proxy-port` with a port of
+/// its own block, so parallel daemons never contend for the default port.
+pub const PROXY_PORT_ENV: &str = "PORTD_PROXY_PORT";
 
 /// A `portd` command for `socket`, `db` and `range`, with `-v` and a scrubbed
 /// environment. For daemons the test expects to fail; [`TestDaemon`] runs
@@ -73,6 +80,7 @@ pub fn portd_command(socket: &Path, db: &Path, range: PortRange) -> Command {
     for name in SCRUBBED_ENV {
         cmd.env_remove(name);
     }
+    cmd.env(PROXY_PORT_ENV, "0");
     let socket_dir = socket.parent().unwrap_or(Path::new("/"));
     cmd.env("XDG_CONFIG_HOME", socket_dir.join("config"));
     cmd
@@ -283,6 +291,27 @@ impl TestDaemon {
     /// The temp directory that holds socket, database and log.
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// What `systemd-socket-activate` must pass on to this daemon (it
+    /// passes only what `-E` names): its database, socket and config
+    /// directory.
+    pub fn activation_env(&self) -> Vec<OsString> {
+        [
+            ("PORTD_DB", self.db.as_os_str()),
+            ("PORTD_SOCKET", self.socket.as_os_str()),
+            (
+                "XDG_CONFIG_HOME",
+                &self.dir.path().join("config").into_os_string(),
+            ),
+        ]
+        .iter()
+        .flat_map(|(name, value)| {
+            let mut pair = OsString::from(format!("{name}="));
+            pair.push(value);
+            [OsString::from("-E"), pair]
+        })
+        .collect()
     }
 
     /// Where this daemon looks for its config file (absent by default).

@@ -18,6 +18,8 @@
 //! - [`servers`]: dev-server look-alikes and the processes they leave behind.
 //! - [`pty`]: a command on a pseudo-terminal of its own.
 //! - [`wait`]: waiting for a condition with a deadline, never a bare sleep.
+//! - [`web`]: HTTP over loopback TCP for the `.localhost` proxy, and
+//!   servers to put behind it.
 //!
 //! Every process the harness starts gets `PR_SET_PDEATHSIG(SIGKILL)`, so even
 //! a test binary killed outright leaves nothing running. The signal fires when
@@ -35,6 +37,7 @@ pub mod pty;
 pub mod servers;
 pub mod skip;
 pub mod wait;
+pub mod web;
 
 pub use bins::{portctl_bin, portd_bin};
 pub use daemon::{TestDaemon, portd_command, via_bash, wrapped_in};

@@ -6,12 +6,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use portd_api::Health;
 use portd_api::procstat::read_stat;
 use portd_api::routes::GetHealth;
+use portd_api::{Health, paths};
 
 use crate::connect::{ConnectError, connect};
 use crate::error::ClientError;
+use crate::proxy_port::{self, ProxyUnits};
 use crate::transport::exchange;
 use crate::units::{
     self, Placement, SERVICE_UNIT, SOCKET_UNIT, Written, manager_answers, systemctl, systemctl_line,
@@ -33,7 +34,10 @@ without one, it prints what to run. Running it again is harmless.
 
 A socket chosen with --socket or PORTD_SOCKET, and a database chosen with
 PORTD_DB, go into the units (ListenStream= and portd --db), so the portctl
-that uses them reaches the daemon systemd starts.")]
+that uses them reaches the daemon systemd starts. portd.socket also binds
+the .localhost proxy's port on 127.0.0.1 and ::1: PORTD_PROXY_PORT (carried
+into portd --proxy-port), else proxy_port in the config file, else 7355;
+none when it is 0, or when another program holds the port.")]
 pub struct InstallArgs {
     /// Print the unit files (each after a `==> PATH <==` line); write nothing
     #[arg(long)]
@@ -45,8 +49,10 @@ pub struct InstallArgs {
 
 pub fn run(args: InstallArgs, socket: Option<&Path>) -> Result<(), ClientError> {
     let dir = units::user_unit_dir()?;
-    let placement = Placement::from_env(socket);
-    let files = units::render(&dir, &units::portd_path()?, &placement)?;
+    let portd = units::portd_path()?;
+    let mut placement = Placement::from_env(socket);
+    placement.proxy = proxy_units(&portd, placement.socket.as_deref())?;
+    let files = units::render(&dir, &portd, &placement)?;
     if args.print {
         return super::write_stdout(units::print_listing(&files).as_bytes());
     }
@@ -86,6 +92,32 @@ pub fn run(args: InstallArgs, socket: Option<&Path>) -> Result<(), ClientError> 
     }
     println!("portd.socket and portd.service are enabled: portd starts at login.");
     Ok(())
+}
+
+/// The proxy's part of the units: its port portd.socket binds, unless the
+/// proxy is off or another program holds the port (then portd binds it
+/// itself and says why it cannot); `--proxy-port` when the port came from
+/// `PORTD_PROXY_PORT`, which systemd's portd would not see.
+fn proxy_units(portd: &Path, chosen: Option<&Path>) -> Result<ProxyUnits, ClientError> {
+    let (port, from_env) = proxy_port::chosen(portd)?;
+    let flag = from_env.then_some(port);
+    let socket = paths::socket_path(chosen, nix::unistd::geteuid().as_raw());
+    if port != 0 && proxy_port::held_by_another(port, &socket) {
+        eprintln!(
+            "portctl: 127.0.0.1:{port}, the proxy's port, is held by another program: \
+             portd.socket leaves the proxy out, and portd will say why it cannot serve it \
+             (portctl status); to give the proxy another port, run \
+             PORTD_PROXY_PORT=N portctl install, or set proxy_port in config.toml"
+        );
+        return Ok(ProxyUnits {
+            sockets: None,
+            flag,
+        });
+    }
+    Ok(ProxyUnits {
+        sockets: (port != 0).then_some(port),
+        flag,
+    })
 }
 
 fn describe(written: Written) -> &'static str {

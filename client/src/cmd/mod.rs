@@ -13,11 +13,13 @@ pub mod man;
 pub mod mcp;
 pub mod names;
 pub mod passed_over;
+pub mod placeholders;
 pub mod reap;
 pub mod release;
 pub mod run;
 pub mod status;
 pub mod uninstall;
+pub mod url;
 pub mod wait;
 pub mod who;
 

@@ -100,10 +100,10 @@ fn short(holder: &Holder) -> String {
         return holder.describe();
     };
     let mut words = holder.cmdline.clone();
-    if let Some(program) = words.first_mut() {
-        if let Some((_, base)) = program.rsplit_once('/').filter(|(_, b)| !b.is_empty()) {
-            *program = base.to_string();
-        }
+    if let Some(program) = words.first_mut()
+        && let Some((_, base)) = program.rsplit_once('/').filter(|(_, b)| !b.is_empty())
+    {
+        *program = base.to_string();
     }
     let text = command_text(&words);
     let command = match text.char_indices().nth(MAX_COMMAND_CHARS) {

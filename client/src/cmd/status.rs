@@ -1,6 +1,7 @@
 //! `portctl status`: the daemon's version, uptime, paths and counts.
 
 use clap::Args;
+use portd_api::ProxyStatus;
 use portd_api::routes::GetStatus;
 
 use super::{json_errors, print_body};
@@ -12,6 +13,18 @@ pub struct StatusArgs {
     /// Print the API's JSON
     #[arg(long)]
     pub json: bool,
+}
+
+/// Where the `.localhost` proxy listens, or why it does not.
+fn proxy_line(proxy: &ProxyStatus) -> String {
+    match (proxy.port, &proxy.error) {
+        (0, _) => "off (proxy_port = 0)".to_string(),
+        (port, Some(error)) => format!("not listening on port {port}: {error}"),
+        (port, None) => format!(
+            "http://NAME.PROJECT.localhost:{port}/ on {}",
+            proxy.listening.join(", ")
+        ),
+    }
 }
 
 pub fn run(client: &Client, args: StatusArgs) -> Result<(), ClientError> {
@@ -28,6 +41,7 @@ pub fn run(client: &Client, args: StatusArgs) -> Result<(), ClientError> {
     println!("database:      {}", status.db);
     println!("range:         {}", status.range);
     println!("reap grace:    {} s", status.grace_secs);
+    println!("proxy:         {}", proxy_line(&status.proxy));
     println!("active leases: {}", status.counts.active_leases);
     println!(
         "owners:        {} watched by pidfd",

@@ -37,12 +37,12 @@ pub struct WaitArgs {
 }
 
 pub fn run(args: WaitArgs) -> Result<(), ClientError> {
-    if let Some(path) = &args.http {
-        if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(ClientError::Usage(format!(
-                "invalid --http path '{path}': it must start with /"
-            )));
-        }
+    if let Some(path) = &args.http
+        && (!path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
+        return Err(ClientError::Usage(format!(
+            "invalid --http path '{path}': it must start with /"
+        )));
     }
     let deadline = Instant::now() + args.timeout;
     loop {

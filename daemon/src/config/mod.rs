@@ -30,6 +30,7 @@ pub const MAX_GRACE: Duration = Duration::from_secs(50);
 /// How long ended leases and events are kept.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 pub const DEFAULT_LOG_LEVEL: &str = "info";
+pub use portd_api::DEFAULT_PROXY_PORT;
 /// What the daemon runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -44,6 +45,8 @@ pub struct Config {
     pub poll_interval: Duration,
     /// Ranges by name pattern; a name no pattern matches uses `range`.
     pub name_ranges: NameRanges,
+    /// The `.localhost` proxy's port on 127.0.0.1 and ::1; 0 turns it off.
+    pub proxy_port: u16,
 }
 
 impl Config {
@@ -56,6 +59,7 @@ impl Config {
             retention: DEFAULT_RETENTION,
             poll_interval: Duration::from_secs(1),
             name_ranges: NameRanges::default(),
+            proxy_port: DEFAULT_PROXY_PORT,
         }
     }
 }
@@ -110,6 +114,7 @@ pub struct Settings {
     pub grace: Setting<Duration>,
     pub log_level: Setting<String>,
     pub event_retention: Setting<Duration>,
+    pub proxy_port: Setting<u16>,
     /// The default patterns, then the file's (which replace a default of
     /// the same pattern).
     pub name_ranges: Vec<Setting<NameRange>>,
@@ -122,6 +127,7 @@ impl Default for Settings {
             grace: Setting::default(DEFAULT_GRACE),
             log_level: Setting::default(DEFAULT_LOG_LEVEL.to_string()),
             event_retention: Setting::default(DEFAULT_RETENTION),
+            proxy_port: Setting::default(DEFAULT_PROXY_PORT),
             name_ranges: DEFAULT_NAME_RANGES
                 .iter()
                 .map(|(pattern, range)| {
@@ -151,6 +157,8 @@ struct FileConfig {
     grace: Option<Spanned<String>>,
     log_level: Option<Spanned<String>>,
     event_retention: Option<Spanned<String>>,
+    /// A number: 0 turns the proxy off.
+    proxy_port: Option<Spanned<i64>>,
     /// `[name_ranges]`: `PATTERN = "A-B"`.
     name_ranges: Option<BTreeMap<String, Spanned<String>>>,
 }
@@ -219,6 +227,16 @@ pub fn apply_text(settings: &mut Settings, path: &Path, text: &str) -> Result<()
             .event_retention
             .set(parse_retention(value.get_ref()).ok(), source.clone());
     }
+    if let Some(value) = &file.proxy_port {
+        let port = u16::try_from(*value.get_ref()).map_err(|_| {
+            invalid(format!(
+                "line {}: proxy_port: {} is not a port; give 1-65535, or 0 to turn the proxy off",
+                line_of(text, value.span().start),
+                value.get_ref()
+            ))
+        })?;
+        settings.proxy_port.set(Some(port), source.clone());
+    }
     if let Some(value) = &file.log_level {
         parse("log_level", value, &|v| {
             tracing_subscriber::EnvFilter::try_new(v)
@@ -262,6 +280,14 @@ pub fn parse_grace(text: &str) -> Result<Duration, String> {
         ));
     }
     Ok(value)
+}
+
+/// A proxy port from a flag or `PORTD_PROXY_PORT`: 0 (off) or a port.
+pub fn parse_proxy_port(text: &str) -> Result<u16, String> {
+    match text.trim() {
+        "0" => Ok(0),
+        port => portd_api::parse_port(port).map_err(|e| format!("{e}; or 0 to turn the proxy off")),
+    }
 }
 
 /// Retention: a duration (`30d`, `720h`) of at least one hour.
@@ -322,6 +348,11 @@ impl Settings {
                     humantime::format_duration(self.event_retention.value)
                 ),
                 &self.event_retention.source,
+            ),
+            (
+                "proxy_port",
+                self.proxy_port.value.to_string(),
+                &self.proxy_port.source,
             ),
             (
                 "# socket",
@@ -398,6 +429,26 @@ mod tests {
         assert!(err.contains("grace") && err.contains("too long"), "{err}");
         let err = apply("grace = 5\n").unwrap_err();
         assert!(err.contains("line 1"), "{err}");
+        let err = apply("\nproxy_port = 70000\n").unwrap_err();
+        assert!(
+            err.contains("proxy_port") && err.contains("line 2"),
+            "{err}"
+        );
+        let err = apply("proxy_port = \"7355\"\n").unwrap_err();
+        assert!(err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn the_proxy_port_comes_from_the_file_and_zero_turns_it_off() {
+        assert_eq!(Settings::default().proxy_port.value, DEFAULT_PROXY_PORT);
+        let s = apply("proxy_port = 7400\n").unwrap();
+        assert_eq!(s.proxy_port.value, 7400);
+        assert!(rendered(&s).contains("proxy_port = 7400"));
+        assert_eq!(apply("proxy_port = 0\n").unwrap().proxy_port.value, 0);
+        assert_eq!(parse_proxy_port("0"), Ok(0));
+        assert_eq!(parse_proxy_port("7355"), Ok(7355));
+        let err = parse_proxy_port("http").unwrap_err();
+        assert!(err.contains("0 to turn the proxy off"), "{err}");
     }
 
     #[test]

@@ -52,10 +52,10 @@ pub struct Plan {
 
 /// Invalid combinations of port, range and next.
 pub fn plan(ask: &PortAsk, configured: PortRange) -> Result<Plan, String> {
-    if let (Some(port), Some(range)) = (ask.port, ask.range) {
-        if !range.contains(port) {
-            return Err(format!("port {port} is outside the range {range}"));
-        }
+    if let (Some(port), Some(range)) = (ask.port, ask.range)
+        && !range.contains(port)
+    {
+        return Err(format!("port {port} is outside the range {range}"));
     }
     let avoid = |first: Option<u16>| ask.home.filter(|h| ask.move_home && Some(*h) != first);
     Ok(match (ask.port, ask.next) {

@@ -2,7 +2,8 @@
 //! every request passes (version header, timeout, body limit; the accept
 //! loop in `server` attaches the peer's credentials). One file per resource
 //! or verb: `leases`, `processes` (a lease's command and processes),
-//! `names`, `ports`, `kill`, `reap`, `cleanup`, `status`, `events`;
+//! `names`, `url` (a name's proxy URL), `ports`, `kill`, `reap`,
+//! `cleanup`, `status`, `events`;
 //! `openapi` describes them all. A handler takes the parts of [`AppState`]
 //! it uses (`State<Arc<Leases>>`, `State<Store>`, ...), not the whole.
 
@@ -20,6 +21,7 @@ mod processes;
 mod reap;
 pub mod server;
 mod status;
+mod url;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -70,6 +72,8 @@ pub struct AppState {
 /// What the daemon runs with and since when, for `status`.
 pub struct Daemon {
     pub config: Config,
+    /// The `.localhost` proxy's listener, as it was opened.
+    pub proxy: portd_api::ProxyStatus,
     pub started: Instant,
     /// Unix milliseconds.
     pub started_at_ms: i64,
@@ -113,6 +117,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(reap::reap))
         .routes(routes!(cleanup::cleanup))
         .routes(routes!(names::list, names::forget))
+        .routes(routes!(url::get))
         .routes(routes!(events::list))
 }
 

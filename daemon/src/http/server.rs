@@ -24,6 +24,7 @@ use tower::ServiceExt;
 use super::conns::{Conns, Tracked};
 use crate::owner::OwnerCache;
 use crate::peer::Peer;
+use crate::socket::accept_failed;
 
 /// Fewest and most connections served at once; between the two, half the
 /// open-file limit (the rest is for pidfds, SQLite, probes and /proc).
@@ -63,9 +64,7 @@ pub async fn serve_connections(
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    // EMFILE and friends: give the fd table a moment to drain.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    accept_failed("API", &e).await;
                     continue;
                 }
             },

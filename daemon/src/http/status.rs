@@ -65,5 +65,6 @@ pub async fn status(
             names: names as u64,
             events,
         },
+        proxy: daemon.proxy.clone(),
     }))
 }

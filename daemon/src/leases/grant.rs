@@ -10,6 +10,7 @@ use std::ops::ControlFlow;
 use portd_api::{EndReason, Home, KillRequest, Lease, LeaseRequest, LeaseState, SkippedHome};
 
 use super::decide::{Answer, Ask, Decided, Decision, MissedHome, decide};
+use super::labels::ensure_label;
 use super::validate::validate;
 use super::{LeaseError, Leases, event};
 use crate::grant::{NoPort, Verdict};
@@ -215,6 +216,9 @@ impl Leases {
                 let lease = self.new_lease(req, owner, port, now);
                 table.insert(lease.clone());
                 changes.push(Change::Grant(lease.clone()));
+                if let (Some(_), Some(project)) = (&req.name, &req.project) {
+                    ensure_label(&mut table, project, now, &mut changes);
+                }
                 if let (Some(name), Some(project), Some(home)) = (&req.name, &req.project, home) {
                     // Also when the home stays: the name was used now.
                     table.remember(project, name, home);

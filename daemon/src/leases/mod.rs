@@ -10,6 +10,9 @@
 //!   the first one leaves;
 //! - `command`: the command `portctl run` registers, a lease's processes;
 //! - `remembered`: names, listed, forgotten and pruned;
+//! - `labels`: the label each project goes by in the proxy's host names;
+//! - `sites`: what the proxy reads: where a host name leads, the names of
+//!   a project, how a name's lease ended;
 //! - `report`: a port's lease and listeners (`who`);
 //! - `validate`: what a request is refused for once read;
 //! - `recover`: the reload after a failed commit.
@@ -20,9 +23,11 @@ mod decide;
 mod end;
 mod error;
 mod grant;
+mod labels;
 mod recover;
 mod remembered;
 mod report;
+mod sites;
 mod table;
 mod validate;
 
@@ -33,6 +38,8 @@ use portd_api::{Lease, PortRange};
 pub use self::cleanup::{NAME_RETENTION, Startup};
 pub use self::error::LeaseError;
 pub use self::grant::Granted;
+pub use self::labels::new_label;
+pub use self::sites::{Site, SiteEntry, is_host_label, site_url};
 pub use self::table::Table;
 use crate::config::NameRanges;
 use crate::lease::{ActiveLease, EndedLease};
@@ -69,7 +76,7 @@ impl Leases {
         store.on_failure(Box::new(move || {
             recover::recover(&for_hook, &store_for_hook);
         }));
-        Ok(Leases {
+        let leases = Leases {
             store,
             table,
             reaper,
@@ -78,7 +85,9 @@ impl Leases {
             name_ranges: NameRanges::default(),
             boot_id,
             boot_time,
-        })
+        };
+        leases.label_every_project().await?;
+        Ok(leases)
     }
 
     /// Gives names that match a pattern their pattern's range.

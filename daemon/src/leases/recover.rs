@@ -29,6 +29,6 @@ pub(super) fn recover(table: &Arc<Mutex<Table>>, store: &Store) {
 }
 
 pub(super) async fn load_table(store: &Store) -> Result<Table, StoreError> {
-    let (active, names) = store.load().await?;
-    Ok(Table::load(active, names))
+    let loaded = store.load().await?;
+    Ok(Table::load(loaded.active, loaded.names, loaded.labels))
 }

@@ -1,11 +1,12 @@
 //! The live state in memory: active leases (`lease::ActiveLease`) by port,
-//! by owner and by name, and the ports that names remember. Every decision
+//! by owner and by name, the ports that names remember, and the projects'
+//! labels. Every decision
 //! reads this table under one lock; SQLite is where it is made durable
 //! (`store::writer`), and the table is loaded from SQLite at start-up.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use crate::lease::{ActiveLease, Command, OwnerId, RememberedName};
+use crate::lease::{ActiveLease, Command, OwnerId, ProjectLabel, RememberedName};
 
 type NameKey = (String, String);
 
@@ -19,6 +20,9 @@ pub struct Table {
     names: HashMap<NameKey, u16>,
     /// port -> how many names remember it.
     remembered: BTreeMap<u16, u32>,
+    /// project -> its label, and back.
+    labels: HashMap<String, String>,
+    projects: BTreeMap<String, String>,
     /// Set after a failed commit until the table is reloaded from SQLite:
     /// no decision may be made on it meanwhile.
     pub stale: bool,
@@ -29,9 +33,17 @@ fn key(project: &str, name: &str) -> NameKey {
 }
 
 impl Table {
-    /// A table holding `active` leases and the ports `names` remember.
-    pub fn load(active: Vec<ActiveLease>, names: Vec<RememberedName>) -> Table {
+    /// A table holding `active` leases, the ports `names` remember and the
+    /// projects' `labels`.
+    pub fn load(
+        active: Vec<ActiveLease>,
+        names: Vec<RememberedName>,
+        labels: Vec<ProjectLabel>,
+    ) -> Table {
         let mut table = Table::default();
+        for given in labels {
+            table.give_label(given.project, given.label);
+        }
         for name in names {
             table.remember(&name.project, &name.name, name.port);
         }
@@ -97,6 +109,36 @@ impl Table {
             .map(|(key, _)| key)
             .min_by_key(|(p, n)| (Some(p.as_str()) != project, p.as_str(), n.as_str()))
             .cloned()
+    }
+
+    /// Every remembered `(project, name)`, in no order.
+    pub fn names(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.names.keys().map(|(p, n)| (p.as_str(), n.as_str()))
+    }
+
+    /// The label `project` goes by.
+    pub fn label_of(&self, project: &str) -> Option<&str> {
+        self.labels.get(project).map(String::as_str)
+    }
+
+    /// The project that goes by `label`.
+    pub fn project_of(&self, label: &str) -> Option<&str> {
+        self.projects.get(label).map(String::as_str)
+    }
+
+    /// Every label and its project, by label.
+    pub fn labels(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.projects.iter().map(|(l, p)| (l.as_str(), p.as_str()))
+    }
+
+    /// Gives `project` the `label`: neither may have one yet.
+    pub fn give_label(&mut self, project: String, label: String) {
+        debug_assert!(
+            !self.projects.contains_key(&label),
+            "label {label} given twice"
+        );
+        self.projects.insert(label.clone(), project.clone());
+        self.labels.insert(project, label);
     }
 
     /// Ports of `owner`'s active leases.

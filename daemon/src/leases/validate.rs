@@ -34,24 +34,24 @@ pub(super) fn validate(req: &LeaseRequest) -> Result<(), LeaseError> {
             return Err(LeaseError::Invalid("a name needs a project".into()));
         }
     }
-    if let Some(project) = &req.project {
-        if !project.starts_with('/') || project.chars().any(char::is_control) {
-            return Err(LeaseError::Invalid(format!(
-                "invalid project {project:?}: an absolute path"
-            )));
-        }
+    if let Some(project) = &req.project
+        && (!project.starts_with('/') || project.chars().any(char::is_control))
+    {
+        return Err(LeaseError::Invalid(format!(
+            "invalid project {project:?}: an absolute path"
+        )));
     }
     if req.kill && (req.port.is_none() || req.next) {
         return Err(LeaseError::Invalid(
             "kill needs an exact port: `lease PORT --kill`".into(),
         ));
     }
-    if let Some(ttl) = req.ttl {
-        if !(1..=MAX_TTL_SECS).contains(&ttl) {
-            return Err(LeaseError::Invalid(format!(
-                "ttl must be from 1 second to {MAX_TTL_SECS} seconds (10 years)"
-            )));
-        }
+    if let Some(ttl) = req.ttl
+        && !(1..=MAX_TTL_SECS).contains(&ttl)
+    {
+        return Err(LeaseError::Invalid(format!(
+            "ttl must be from 1 second to {MAX_TTL_SECS} seconds (10 years)"
+        )));
     }
     // `move` gives a name a new home: without a name it means nothing.
     if req.move_home && req.name.is_none() {

@@ -44,6 +44,12 @@ pub enum Change {
     },
     /// `(project, name)` remembers nothing any more.
     Forget { project: String, name: String },
+    /// `project` goes by `label` in the proxy's host names, from now on.
+    Label {
+        project: String,
+        label: String,
+        at: i64,
+    },
     /// A line of history.
     Event {
         at: i64,
@@ -77,6 +83,8 @@ struct Net<'a> {
     commands: Vec<(&'a str, u32, u64)>,
     /// Releases with `keep` of leases granted before this batch.
     kept: Vec<(&'a str, u64)>,
+    /// Labels given: project, label, when.
+    labels: Vec<(&'a str, &'a str, i64)>,
     events: Vec<&'a Change>,
 }
 
@@ -126,6 +134,7 @@ fn net<'a>(changes: &[&'a Change]) -> Net<'a> {
             Change::Forget { project, name } => {
                 net.names.insert((project, name), None);
             }
+            Change::Label { project, label, at } => net.labels.push((project, label, *at)),
             Change::Event { .. } => net.events.push(change),
         }
     }
@@ -209,6 +218,11 @@ pub(super) fn write(conn: &mut Connection, changes: &[&Change]) -> rusqlite::Res
                 None => forget.execute(params![project, name])?,
             };
         }
+        let mut label =
+            tx.prepare_cached("INSERT INTO labels (project, label, given_at) VALUES (?1, ?2, ?3)")?;
+        for (project, text, at) in &net.labels {
+            label.execute(params![project, text, at])?;
+        }
         let mut record = tx.prepare_cached(
             "INSERT INTO events (at, kind, lease_id, port, pid, detail)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -260,6 +274,7 @@ pub(super) fn commit_error(e: &rusqlite::Error, db: &Path) -> CommitError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lease::ProjectLabel;
     use crate::store::testing::{lease, open};
 
     #[test]
@@ -345,6 +360,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_label_comes_back_as_written_and_a_second_project_cannot_take_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path()).await;
+        let label = |project: &str, label: &str| Change::Label {
+            project: project.into(),
+            label: label.into(),
+            at: 1,
+        };
+        store
+            .submit(vec![label("/a/app", "app")])
+            .committed()
+            .await
+            .unwrap();
+        let labels = store.load().await.unwrap().labels;
+        let expected = ProjectLabel {
+            project: "/a/app".into(),
+            label: "app".into(),
+        };
+        assert_eq!(labels, [expected]);
+        // The database holds the rule too, not only the table's code.
+        let taken = store.submit(vec![label("/b/app", "app")]).committed().await;
+        assert!(taken.is_err(), "a label given twice was committed");
+        store.close().await;
+    }
+
+    #[tokio::test]
     async fn a_lease_comes_back_from_the_database_as_it_was_written() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path()).await;
@@ -368,7 +409,7 @@ mod tests {
             .committed()
             .await
             .unwrap();
-        let (active, _) = store.load().await.unwrap();
+        let active = store.load().await.unwrap().active;
         let registered = ActiveLease {
             command: Some(command),
             ..granted.clone()

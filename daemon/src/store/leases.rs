@@ -211,4 +211,21 @@ impl Reader {
         .await?;
         row.map(LeaseRow::ended).transpose()
     }
+
+    /// The most recent lease of `name` in `project` that has ended, of any
+    /// boot: what the proxy says about a name that no longer serves.
+    pub async fn last_ended_named(
+        &mut self,
+        project: &str,
+        name: &str,
+    ) -> Result<Option<EndedLease>, StoreError> {
+        let row: Option<LeaseRow> = sqlx::query_as(select_leases!(
+            "WHERE state = 'ended' AND project = ?1 AND name = ?2 ORDER BY ended_at DESC LIMIT 1"
+        ))
+        .bind(project)
+        .bind(name)
+        .fetch_optional(self.conn())
+        .await?;
+        row.map(LeaseRow::ended).transpose()
+    }
 }

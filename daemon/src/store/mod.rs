@@ -17,6 +17,7 @@ mod checkpoint;
 mod commit;
 mod events;
 mod files;
+mod labels;
 mod leases;
 mod names;
 mod reader;
@@ -38,7 +39,7 @@ pub use self::events::MAX_HISTORY_ROWS;
 pub use self::reader::Reader;
 use self::writer::Writer;
 pub use self::writer::{CommitError, FailureHook, Pending};
-use crate::lease::{ActiveLease, RememberedName};
+use crate::lease::{ActiveLease, ProjectLabel, RememberedName};
 
 /// A failure to open, migrate, read or write the database.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +69,13 @@ pub enum StoreError {
     Row(String),
     #[error("database commit failed: {0}")]
     Commit(#[from] CommitError),
+}
+
+/// What the lease table is loaded from.
+pub struct Loaded {
+    pub active: Vec<ActiveLease>,
+    pub names: Vec<RememberedName>,
+    pub labels: Vec<ProjectLabel>,
 }
 
 /// The database: its readers, its writer, and the lock that makes it this
@@ -140,17 +148,18 @@ impl Store {
         Ok(Reader::new(self.reader.acquire().await?))
     }
 
-    /// The active leases and the remembered names, for the lease table: at
-    /// start-up, and to reload it after a failed commit. It does not wait
-    /// for the writer: the table is what decisions are made on, and while
-    /// it is loaded none are (at start-up nothing is queued yet, and after a
-    /// failed commit what was queued has failed).
-    pub async fn load(&self) -> Result<(Vec<ActiveLease>, Vec<RememberedName>), StoreError> {
+    /// The active leases, the remembered names and the projects' labels,
+    /// for the lease table: at start-up, and to reload it after a failed
+    /// commit. It does not wait for the writer: the table is what decisions
+    /// are made on, and while it is loaded none are (at start-up nothing is
+    /// queued yet, and after a failed commit what was queued has failed).
+    pub async fn load(&self) -> Result<Loaded, StoreError> {
         let mut reader = Reader::new(self.reader.acquire().await?);
-        Ok((
-            reader.active_leases().await?,
-            reader.names(None, None).await?,
-        ))
+        Ok(Loaded {
+            active: reader.active_leases().await?,
+            names: reader.names(None, None).await?,
+            labels: reader.labels().await?,
+        })
     }
 
     /// Drops ended leases and events older than `cutoff` (Unix ms), and all

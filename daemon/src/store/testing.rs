@@ -35,7 +35,7 @@ pub fn event(at: i64) -> Change {
 
 /// The ids of the active leases `store` holds, by port.
 pub async fn active_ids(store: &Store) -> Vec<String> {
-    let (active, _) = store.load().await.expect("load");
+    let active = store.load().await.expect("load").active;
     active.into_iter().map(|l| l.id).collect()
 }
 

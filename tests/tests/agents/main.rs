@@ -82,7 +82,9 @@ fn an_mcp_client_calls_every_tool_and_the_sessions_end_ends_its_leases() {
     };
     let block = PortBlock::reserve();
     let mut d = TestDaemon::new(block.range());
-    d.args(&["--grace", "500ms"]).launch();
+    let proxy = block.port(9);
+    d.args(&["--grace", "500ms", "--proxy-port", &proxy.to_string()])
+        .launch();
     let scratch = Scratch::new();
     let project = scratch.path("app");
     fs::create_dir_all(project.join(".git")).expect("a project that is a git worktree");
@@ -132,7 +134,7 @@ fn an_mcp_client_calls_every_tool_and_the_sessions_end_ends_its_leases() {
     assert_eq!(
         tools,
         BTreeSet::from([
-            "env", "kill", "lease", "list", "port", "release", "wait", "who"
+            "env", "kill", "lease", "list", "port", "release", "url", "wait", "who"
         ])
     );
     for (name, tool) in out["tools"].as_object().unwrap() {
@@ -228,6 +230,14 @@ fn an_mcp_client_calls_every_tool_and_the_sessions_end_ends_its_leases() {
     let port = result(&out, "port", false);
     assert_eq!(port["port"], free, "{port}");
     assert_eq!(port["lease_id"], id.as_str(), "{port}");
+    let url = result(&out, "url", false);
+    assert_eq!(
+        url["url"],
+        format!("http://api.app.localhost:{proxy}/"),
+        "{url}"
+    );
+    assert_eq!(url["port"], free, "{url}");
+    refused(&out, "url_unknown", "not_found", 4);
     let env = result(&out, "env", false);
     assert_eq!(env["variables"]["PORTD_LEASE"], id.as_str(), "{env}");
     assert_eq!(env["dotenv"], format!("PORT={free}\n"), "{env}");

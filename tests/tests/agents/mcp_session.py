@@ -102,6 +102,8 @@ async def session(config):
             await call("who_nothing", "who", {"port": config["idle_port"]})
             await call("port", "port", {"name": "api"})
             await call("port_unknown", "port", {"name": "nobody"})
+            await call("url", "url", {"name": "api"})
+            await call("url_unknown", "url", {"name": "nobody"})
             await call("env", "env", {"name": "api"})
             await call("env_project", "env", {"project_names": True})
             await call("env_none", "env", {})

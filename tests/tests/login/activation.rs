@@ -41,17 +41,12 @@ fn portd_serves_the_socket_systemd_socket_activate_passes_it() {
     let mut d = TestDaemon::new(block.range());
     let socket = d.socket().to_path_buf();
     let db = d.db().to_path_buf();
-    let config = d.dir().join("config");
+    let env = d.activation_env();
     d.launch_with(|portd| {
         let mut cmd = Command::new(&activate);
         cmd.arg("-l")
             .arg(&socket)
-            .arg("-E")
-            .arg(format!("PORTD_DB={}", db.display()))
-            .arg("-E")
-            .arg(format!("PORTD_SOCKET={}", socket.display()))
-            .arg("-E")
-            .arg(format!("XDG_CONFIG_HOME={}", config.display()))
+            .args(&env)
             .arg(portd.get_program())
             .args(["--range", &block.range().to_string(), "-v"]);
         scrub(&mut cmd);

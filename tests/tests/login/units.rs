@@ -99,23 +99,31 @@ fn the_printed_units_pass_systemd_analyze_verify_without_a_warning() {
         );
     }
 
-    let units = scratch.path("units");
-    fs::create_dir(&units).unwrap();
-    let mut paths = Vec::new();
-    for (path, text) in printed_units(&home) {
-        let copy = units.join(path.file_name().expect("a file name"));
-        fs::write(&copy, &text).unwrap();
-        paths.push(copy);
-    }
-    let service = fs::read_to_string(units.join(SERVICE)).unwrap();
-    let exec = format!("\nExecStart={}\n", portd_bin().display());
+    let printed = printed_units(&home);
+    let service = &printed[1].1;
+    // The harness sets PORTD_PROXY_PORT=0, which the unit carries.
+    let exec = format!("\nExecStart={} --proxy-port 0\n", portd_bin().display());
     assert!(
         service.contains(&exec),
         "ExecStart names the built portd:\n{service}"
     );
+    assert_verified(&analyze, &printed);
+}
 
-    let out = verify(&analyze, &paths);
-    if let Err(why) = verdict(&out) {
+/// Writes `units` into a scratch directory and asserts that
+/// `systemd-analyze --user verify` accepts them without a word.
+#[track_caller]
+fn assert_verified(analyze: &Path, units: &[(PathBuf, String)]) {
+    let scratch = Home::new();
+    let paths: Vec<PathBuf> = units
+        .iter()
+        .map(|(path, text)| {
+            let copy = scratch.path(path.file_name().unwrap().to_str().unwrap());
+            fs::write(&copy, text).unwrap();
+            copy
+        })
+        .collect();
+    if let Err(why) = verdict(&verify(analyze, &paths)) {
         panic!("systemd-analyze --user verify {paths:?}: {why}");
     }
 }
@@ -147,7 +155,7 @@ fn install_carries_a_chosen_socket_and_database_or_refuses_with_the_reason() {
     );
     assert!(!socket_unit.contains("%t/portd"), "{socket_unit}");
     let exec = format!(
-        "\nExecStart={} --db \"{}\"\n",
+        "\nExecStart={} --db \"{}\" --proxy-port 0\n",
         portd_bin().display(),
         db.display()
     );
@@ -430,4 +438,55 @@ fn with_a_user_manager_install_stops_a_stray_daemon_then_enables_and_uninstall_d
         "disable --now portd.socket portd.service\ndaemon-reload\n"
     );
     assert!(!service.exists() && !home.unit_dir().join(SOCKET).exists());
+}
+
+/// The proxy's sockets in portd.socket: on the port `PORTD_PROXY_PORT`
+/// names (carried into `ExecStart`), accepted by `systemd-analyze`; and
+/// left out, with the reason on stderr, when another program holds it.
+#[test]
+fn the_units_carry_the_proxys_port_and_leave_it_out_when_another_program_holds_it() {
+    let Some(analyze) = require_system_tool("systemd-analyze", "systemd") else {
+        return;
+    };
+    let home = Home::new();
+    let block = PortBlock::reserve();
+    let port = block.port(0).to_string();
+    let print = || {
+        let mut cmd = portctl();
+        cmd.args(["install", "--print"])
+            .env("PORTD_PROXY_PORT", &port);
+        run(home.apply(&mut cmd, home.bin()))
+    };
+    let units = parse_listing(&success(&print(), "install --print"));
+    let [(_, socket), (_, service)] = &units[..] else {
+        panic!("two units: {units:?}");
+    };
+    for line in [
+        format!("\nListenStream=127.0.0.1:{port}\n"),
+        format!("\nListenStream=[::1]:{port}\n"),
+    ] {
+        assert!(socket.contains(&line), "no {line:?} in:\n{socket}");
+    }
+    assert!(
+        service.contains(&format!(" --proxy-port {port}\n")),
+        "{service}"
+    );
+    assert_verified(&analyze, &units);
+
+    let held = std::net::TcpListener::bind(("127.0.0.1", block.port(0))).unwrap();
+    let out = print();
+    let units = parse_listing(&success(&out, "install --print, port held"));
+    assert!(
+        !units[0].1.contains("ListenStream=127.0.0.1"),
+        "{}",
+        units[0].1
+    );
+    assert!(
+        stderr(&out).contains(&format!(
+            "127.0.0.1:{port}, the proxy's port, is held by another program"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    drop(held);
 }

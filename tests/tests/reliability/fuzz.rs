@@ -105,15 +105,15 @@ impl Case {
                 ports.push(port);
             }
         }
-        if let Some(body) = &self.body {
-            if let Ok(request) = serde_json::from_slice::<LeaseRequest>(body) {
-                if let Some(range) = request.range {
-                    if !(block.contains(range.start) && block.contains(range.end)) {
-                        return None;
-                    }
-                }
-                ports.extend(request.port);
+        if let Some(body) = &self.body
+            && let Ok(request) = serde_json::from_slice::<LeaseRequest>(body)
+        {
+            if let Some(range) = request.range
+                && !(block.contains(range.start) && block.contains(range.end))
+            {
+                return None;
             }
+            ports.extend(request.port);
         }
         ports.iter().all(|p| block.contains(*p)).then_some(ports)
     }
@@ -491,10 +491,10 @@ fn value(
             return Union::new(choices).boxed();
         }
     }
-    if let Some(all) = schema["allOf"].as_array() {
-        if let Some(first) = all.first() {
-            return value(document, first, key, block, depth + 1);
-        }
+    if let Some(all) = schema["allOf"].as_array()
+        && let Some(first) = all.first()
+    {
+        return value(document, first, key, block, depth + 1);
     }
     if let Some(options) = schema["enum"].as_array() {
         let mut options = options.clone();

@@ -135,7 +135,7 @@ impl KillParams {
     }
 }
 
-/// `port`.
+/// `port` and `url`.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PortParams {

@@ -257,6 +257,31 @@ pub struct NamePort {
     pub lease_id: Option<String>,
 }
 
+/// `url`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct NameUrl {
+    /// `http://NAME.LABEL.localhost:PROXY_PORT/`.
+    pub url: String,
+    pub name: String,
+    pub project: String,
+    /// The project's label in the proxy's host names.
+    pub label: String,
+    /// The port of the name's active lease, if it has one.
+    pub port: Option<u16>,
+}
+
+impl From<portd_api::NameUrl> for NameUrl {
+    fn from(answer: portd_api::NameUrl) -> NameUrl {
+        NameUrl {
+            url: answer.url,
+            name: answer.name,
+            project: answer.project,
+            label: answer.label,
+            port: answer.port,
+        }
+    }
+}
+
 /// `wait`.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct Ready {

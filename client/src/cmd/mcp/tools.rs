@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use portd_api::query::{LeasesQuery, NamesQuery};
-use portd_api::routes::{CreateLease, GetPort, KillPort, ListLeases, ListNames};
+use portd_api::query::{LeasesQuery, NamesQuery, UrlQuery};
+use portd_api::routes::{CreateLease, GetPort, GetUrl, KillPort, ListLeases, ListNames};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, Implementation, ServerCapabilities, ServerConfig};
@@ -19,7 +19,7 @@ use super::params::{
 };
 use super::parse;
 use super::results::{
-    Env, Killed, LeaseInfo, Leased, Listed, NamePort, Ready, Released, Who, error_value,
+    Env, Killed, LeaseInfo, Leased, Listed, NamePort, NameUrl, Ready, Released, Who, error_value,
 };
 use crate::client::Client;
 use crate::cmd::args::{LeaseRef, project_dir};
@@ -193,6 +193,25 @@ port, else the port it remembers. not_found (exit_code 4) for a name never lease
                 name: entry.name,
                 project: entry.project,
             })
+        })
+        .await
+    }
+
+    #[tool(description = "The stable URL of a name through portd's .localhost \
+proxy (http://NAME.LABEL.localhost:PORT/), whatever port it has today: for a \
+browser, or for another server's configuration. not_found (exit_code 4) for \
+a name never leased, or when the proxy is off; use `port` then.")]
+    async fn url(
+        &self,
+        Parameters(p): Parameters<PortParams>,
+    ) -> Result<Json<NameUrl>, CallToolResult> {
+        self.blocking(move |client| {
+            let project = project_dir(p.project.as_deref().map(std::path::Path::new))?;
+            let (answer, _) = client.fetch(&GetUrl(UrlQuery {
+                project,
+                name: p.name,
+            }))?;
+            Ok(NameUrl::from(answer))
         })
         .await
     }

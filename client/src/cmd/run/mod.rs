@@ -23,15 +23,16 @@ use std::net::{IpAddr, SocketAddr, TcpListener};
 
 use clap::Args;
 use nix::unistd::Pid;
-use portd_api::query::{NamesQuery, ReleaseQuery};
-use portd_api::routes::{CreateLease, ListNames, RegisterCommand, ReleaseLease};
-use portd_api::{CommandRequest, Lease, LeaseRequest, NameList};
+use portd_api::query::ReleaseQuery;
+use portd_api::routes::{CreateLease, RegisterCommand, ReleaseLease};
+use portd_api::{CommandRequest, Lease, LeaseRequest};
 
 use self::child::{Spec, Started, spawn};
 use self::supervise::{become_subreaper, finish, supervise};
 use super::args::PortChoice;
 use super::lease::owner_ref;
 use super::passed_over;
+use super::placeholders::{Names, expand};
 use crate::client::Client;
 use crate::error::ClientError;
 
@@ -39,12 +40,14 @@ use crate::error::ClientError;
 #[command(after_help = "\
 Examples:
   portctl run --name api -- uvicorn app:app --port {port}
+  portctl run --name web --env VITE_API_URL={url@api} -- npm run dev -- --port {port}
   portctl run --name web --env API_URL=http://localhost:{port@api} -- npm start
   portctl run --port 8000 --listen-fd -- uvicorn app:app --fd 3
 
-{port} in the command and in --env values becomes the leased port, and
-{port@NAME} the port of NAME in the same project; other {...} text is left
-as it is. The command gets PORT and PORTD_LEASE in its environment, and if
+{port} in the command and in --env values becomes the leased port,
+{port@NAME} the port of NAME in the same project, and {url@NAME} NAME's
+URL through portd's proxy (http://NAME.PROJECT.localhost:7355/, for
+browsers); other {...} text is left as it is. The command gets PORT and PORTD_LEASE in its environment, and if
 it listens on other ports but not on the leased one, run says so.
 
 The lease lasts while the command runs, and after it while processes it
@@ -77,42 +80,13 @@ pub struct RunArgs {
     pub command: Vec<OsString>,
 }
 
-fn parse_env(text: &str) -> Result<(String, String), String> {
+pub fn parse_env(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() && !key.contains('\0') => {
             Ok((key.to_string(), value.to_string()))
         }
         _ => Err(format!("invalid --env '{text}': expected KEY=VALUE")),
     }
-}
-
-/// Replaces `{port}` with `port` and `{port@NAME}` with `lookup(NAME)`;
-/// leaves any other `{...}` as written.
-pub fn expand(
-    text: &str,
-    port: u16,
-    lookup: &mut dyn FnMut(&str) -> Result<u16, ClientError>,
-) -> Result<String, ClientError> {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find("{port") {
-        out.push_str(&rest[..start]);
-        let tail = &rest[start..];
-        if let Some(after) = tail.strip_prefix("{port}") {
-            out.push_str(&port.to_string());
-            rest = after;
-        } else if let Some((name, after)) =
-            tail.strip_prefix("{port@").and_then(|t| t.split_once('}'))
-        {
-            out.push_str(&lookup(name)?.to_string());
-            rest = after;
-        } else {
-            out.push_str("{port");
-            rest = &tail["{port".len()..];
-        }
-    }
-    out.push_str(rest);
-    Ok(out)
 }
 
 pub fn run(client: &Client, args: RunArgs) -> Result<(), ClientError> {
@@ -185,26 +159,8 @@ fn start(
     lease: &Lease,
     project: &str,
 ) -> Result<Started, ClientError> {
-    let mut names: Option<NameList> = None;
-    let mut lookup = |name: &str| -> Result<u16, ClientError> {
-        if names.is_none() {
-            let request = ListNames(NamesQuery {
-                project: Some(project.to_string()),
-                name: None,
-            });
-            names = Some(client.fetch(&request)?.0);
-        }
-        names
-            .iter()
-            .flat_map(|n| &n.names)
-            .find(|n| n.name == name)
-            .map(|n| n.port)
-            .ok_or_else(|| {
-                ClientError::NotFound(format!(
-                    "no port known for name '{name}' in {project}; lease it first"
-                ))
-            })
-    };
+    let mut names = Names::new(client, project);
+    let mut lookup = |wanted, name: &str| names.lookup(wanted, name);
     let mut command_line = Vec::with_capacity(args.command.len());
     for arg in &args.command {
         command_line.push(match arg.to_str() {
@@ -247,34 +203,6 @@ fn bind_error(addr: SocketAddr, error: &io::Error) -> ClientError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn names(name: &str) -> Result<u16, ClientError> {
-        match name {
-            "api" => Ok(8001),
-            other => Err(ClientError::NotFound(format!("no {other}"))),
-        }
-    }
-
-    #[test]
-    fn placeholders_expand_and_unknown_ones_stay() {
-        let mut lookup = names;
-        assert_eq!(
-            expand("--port={port}", 8000, &mut lookup).unwrap(),
-            "--port=8000"
-        );
-        assert_eq!(
-            expand("http://localhost:{port@api}/x?p={port}", 8000, &mut lookup).unwrap(),
-            "http://localhost:8001/x?p=8000"
-        );
-        assert_eq!(
-            expand("{host} {port:x} {port", 8000, &mut lookup).unwrap(),
-            "{host} {port:x} {port"
-        );
-        assert!(matches!(
-            expand("{port@web}", 8000, &mut lookup),
-            Err(ClientError::NotFound(_))
-        ));
-    }
 
     #[test]
     fn env_pairs_need_a_key() {

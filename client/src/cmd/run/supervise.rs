@@ -63,12 +63,11 @@ pub fn supervise(child: Started, client: &Client, lease: &Lease) -> WaitStatus {
         let now = Instant::now();
         let timeout = match status {
             None => {
-                if check.due().is_some_and(|due| due <= now) {
-                    if let Some(found) = processes(client, lease) {
-                        if let Some(warning) = check.observe(now, lease.port, &found.processes) {
-                            eprintln!("portctl: {warning}");
-                        }
-                    }
+                if check.due().is_some_and(|due| due <= now)
+                    && let Some(found) = processes(client, lease)
+                    && let Some(warning) = check.observe(now, lease.port, &found.processes)
+                {
+                    eprintln!("portctl: {warning}");
                 }
                 check
                     .due()
@@ -96,11 +95,11 @@ pub fn supervise(child: Started, client: &Client, lease: &Lease) -> WaitStatus {
                 Some(LOOK_AGAIN)
             }
         };
-        if let Some(signal) = next_signal(&signals, timeout) {
-            if FORWARDED.contains(&signal) {
-                stopping = true;
-                forward(signal, group, &remaining);
-            }
+        if let Some(signal) = next_signal(&signals, timeout)
+            && FORWARDED.contains(&signal)
+        {
+            stopping = true;
+            forward(signal, group, &remaining);
         }
     };
     if child.took_terminal {

@@ -112,32 +112,32 @@ pub fn decide(
         }
     };
     let mut dead = Vec::new();
-    if let Some((project, name)) = named {
-        if let Some(existing) = table.by_name(project, name) {
-            let own = existing.owner.id == ask.owner;
-            if own && grant::answers(&plan, existing.port) {
-                return Decided::only(Decision::Answer(Answer::Existing(Box::new(
-                    existing.clone(),
-                ))));
-            }
-            let live = match is_live(existing) {
-                _ if own => true,
-                Some(live) => live,
-                None => {
-                    return Decided::only(Decision::Look {
-                        ports: Vec::new(),
-                        owners: vec![existing.owner.id],
-                    });
-                }
-            };
-            if live {
-                return Decided::only(Decision::Answer(Answer::Refused(LeaseError::NameTaken {
-                    name: name.to_string(),
-                    lease: Box::new(existing.to_api()),
-                })));
-            }
-            dead.push(existing.port);
+    if let Some((project, name)) = named
+        && let Some(existing) = table.by_name(project, name)
+    {
+        let own = existing.owner.id == ask.owner;
+        if own && grant::answers(&plan, existing.port) {
+            return Decided::only(Decision::Answer(Answer::Existing(Box::new(
+                existing.clone(),
+            ))));
         }
+        let live = match is_live(existing) {
+            _ if own => true,
+            Some(live) => live,
+            None => {
+                return Decided::only(Decision::Look {
+                    ports: Vec::new(),
+                    owners: vec![existing.owner.id],
+                });
+            }
+        };
+        if live {
+            return Decided::only(Decision::Answer(Answer::Refused(LeaseError::NameTaken {
+                name: name.to_string(),
+                lease: Box::new(existing.to_api()),
+            })));
+        }
+        dead.push(existing.port);
     }
     let (lo, hi) = span(&plan);
     let others = table.remembered_by_others(lo, hi, named);

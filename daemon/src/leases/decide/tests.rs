@@ -24,7 +24,7 @@ fn id(pid: u32) -> OwnerId {
 }
 
 fn table(leases: Vec<ActiveLease>, homes: &[(&str, &str, u16)]) -> Table {
-    let mut table = Table::load(leases, Vec::new());
+    let mut table = Table::load(leases, Vec::new(), Vec::new());
     for (project, name, port) in homes {
         table.remember(project, name, *port);
     }

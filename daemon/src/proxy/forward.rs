@@ -1,0 +1,433 @@
+//! Passing a request to a lease's server and its answer back: a pool of
+//! keep-alive connections to the leased ports, the headers a proxy must
+//! drop (hop-by-hop) and add (`X-Forwarded-*`, `Forwarded`), and the
+//! upgrade (WebSocket) that joins the two connections once both sides
+//! agree. Bodies are streamed frame by frame in both directions, never
+//! collected.
+//!
+//! The pool belongs to one proxy thread (`server`), so a request, its
+//! server connection's task and the pool never cross threads. Connections
+//! are kept per port and lease id: one kept for an ended lease is never
+//! lent to the next lease on the same port. A connection goes back to the
+//! pool once its response has been read to the end, never while a body (a
+//! stream of server-sent events, say) is still coming.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// Idle connections kept per port.
+const POOL_MAX_IDLE: usize = 128;
+/// How long an idle connection to a server is kept; [`Upstream::sweep`]
+/// drops older ones.
+pub const POOL_IDLE: Duration = Duration::from_secs(30);
+
+/// Headers that describe one connection, not the message (RFC 9110 7.6.1);
+/// a proxy never passes them on. `Connection` may name more.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// Why a request did not reach its server.
+#[derive(Debug)]
+pub enum Failed {
+    /// Nothing accepts on the port (yet).
+    Connect(io::Error),
+    /// The server took the connection and then failed the exchange.
+    Exchange(hyper::Error),
+}
+
+/// The idle connections of one port, and the lease they were made for.
+struct Idle {
+    lease_id: String,
+    /// Each with when it went idle.
+    senders: Vec<(SendRequest<Incoming>, Instant)>,
+}
+
+/// One proxy thread's connections to leased ports.
+#[derive(Clone, Default)]
+pub struct Upstream {
+    idle: Arc<Mutex<HashMap<u16, Idle>>>,
+}
+
+/// What the request came from, for the forwarding headers.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin {
+    pub client: SocketAddr,
+}
+
+/// A server's response body, which hands its connection back to the pool
+/// once read to the end.
+pub struct PooledBody {
+    inner: Incoming,
+    /// Where the connection goes back to: the pool, its port and lease.
+    home: Option<Home>,
+    /// The body has ended (`is_end_stream` never says so of a chunked one).
+    ended: bool,
+}
+
+struct Home {
+    sender: SendRequest<Incoming>,
+    upstream: Upstream,
+    port: u16,
+    lease_id: String,
+}
+
+impl Upstream {
+    /// Sends `request` to the server of lease `lease_id` on `port` and
+    /// answers its response, streamed. An upgrade (101) joins the client's
+    /// connection to the server's in the background until either closes.
+    pub async fn forward(
+        &self,
+        mut request: Request<Incoming>,
+        port: u16,
+        lease_id: &str,
+        from: Origin,
+    ) -> Result<Response<PooledBody>, Failed> {
+        let upgrade = wants_upgrade(request.headers());
+        let version = request.version();
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+        strip_hop_by_hop(request.headers_mut(), upgrade);
+        add_forwarded(request.headers_mut(), from);
+        *request.version_mut() = hyper::Version::HTTP_11;
+        let (sender, mut response) = self.exchange(request, port, lease_id).await?;
+        // The client's connection keeps its own version: a server that
+        // answers HTTP/1.0 must not end a client's keep-alive.
+        *response.version_mut() = version;
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(client_upgrade) = client_upgrade {
+                let server_upgrade = hyper::upgrade::on(&mut response);
+                tokio::spawn(join(client_upgrade, server_upgrade));
+            }
+            // The connection is the tunnel now; it never goes back.
+            return Ok(response.map(|inner| PooledBody {
+                inner,
+                home: None,
+                ended: false,
+            }));
+        }
+        strip_hop_by_hop(response.headers_mut(), false);
+        let home = (!sender.is_closed()).then(|| Home {
+            sender,
+            upstream: self.clone(),
+            port,
+            lease_id: lease_id.to_string(),
+        });
+        Ok(response.map(|inner| PooledBody {
+            inner,
+            home,
+            ended: false,
+        }))
+    }
+
+    /// Sends on an idle connection if one is left, else on a new one. A
+    /// request that an idle connection could not take (its server closed it
+    /// meanwhile) goes on a new connection; one that was sent is not sent
+    /// twice.
+    async fn exchange(
+        &self,
+        mut request: Request<Incoming>,
+        port: u16,
+        lease_id: &str,
+    ) -> Result<(SendRequest<Incoming>, Response<Incoming>), Failed> {
+        while let Some(mut sender) = self.checkout(port, lease_id) {
+            if sender.ready().await.is_err() {
+                continue;
+            }
+            match sender.try_send_request(request).await {
+                Ok(response) => return Ok((sender, response)),
+                Err(mut failed) => match failed.take_message() {
+                    Some(unsent) => request = unsent,
+                    None => return Err(Failed::Exchange(failed.into_error())),
+                },
+            }
+        }
+        let mut sender = connect(port).await?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(Failed::Exchange)?;
+        Ok((sender, response))
+    }
+
+    /// An idle connection to `port` made for `lease_id`, newest first;
+    /// connections made for an earlier lease on the port are dropped.
+    fn checkout(&self, port: u16, lease_id: &str) -> Option<SendRequest<Incoming>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = idle.get_mut(&port)?;
+        if entry.lease_id != lease_id {
+            idle.remove(&port);
+            return None;
+        }
+        while let Some((sender, since)) = entry.senders.pop() {
+            if !sender.is_closed() && since.elapsed() < POOL_IDLE {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    /// Drops the connections idle for longer than [`POOL_IDLE`] or closed
+    /// by their server, and the ports left with none.
+    pub fn sweep(&self) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.retain(|_, entry| {
+            entry
+                .senders
+                .retain(|(sender, since)| !sender.is_closed() && since.elapsed() < POOL_IDLE);
+            !entry.senders.is_empty()
+        });
+    }
+
+    /// Keeps `sender` for the next request to `port`'s lease.
+    fn checkin(&self, port: u16, lease_id: String, sender: SendRequest<Incoming>) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = idle.entry(port).or_insert_with(|| Idle {
+            lease_id: lease_id.clone(),
+            senders: Vec::new(),
+        });
+        if entry.lease_id != lease_id {
+            *entry = Idle {
+                lease_id,
+                senders: Vec::new(),
+            };
+        }
+        entry.senders.retain(|(s, _)| !s.is_closed());
+        if entry.senders.len() < POOL_MAX_IDLE {
+            entry.senders.push((sender, Instant::now()));
+        }
+    }
+}
+
+/// A new connection to a leased port on loopback: 127.0.0.1 first, then ::1
+/// (a dev server that listens on `localhost` may have bound only ::1). Its
+/// task runs on this thread until the server or the pool lets it go.
+async fn connect(port: u16) -> Result<SendRequest<Incoming>, Failed> {
+    let stream = match TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await {
+        Ok(stream) => stream,
+        Err(v4) => TcpStream::connect((Ipv6Addr::LOCALHOST, port))
+            .await
+            .map_err(|_| Failed::Connect(v4))?,
+    };
+    let _ = stream.set_nodelay(true);
+    let (sender, connection) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(Failed::Exchange)?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.with_upgrades().await {
+            tracing::debug!(error = %e, port, "connection to a leased server ended");
+        }
+    });
+    Ok(sender)
+}
+
+impl Body for PooledBody {
+    type Data = hyper::body::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let frame = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(None) = frame {
+            self.ended = true;
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for PooledBody {
+    /// Read to the end: the connection may carry the next request. Dropped
+    /// half way (the client went away): hyper closes it.
+    fn drop(&mut self) {
+        if let Some(home) = self.home.take()
+            && (self.ended || self.inner.is_end_stream())
+        {
+            home.upstream.checkin(home.port, home.lease_id, home.sender);
+        }
+    }
+}
+
+/// Copies bytes both ways between the upgraded connections until either
+/// side closes.
+async fn join(client: hyper::upgrade::OnUpgrade, server: hyper::upgrade::OnUpgrade) {
+    match tokio::try_join!(client, server) {
+        Ok((client, server)) => {
+            let (mut client, mut server) = (TokioIo::new(client), TokioIo::new(server));
+            if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut server).await {
+                tracing::debug!(error = %e, "upgraded connection ended");
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+    }
+}
+
+/// A request to switch protocols: `Connection: upgrade` and `Upgrade`.
+fn wants_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Drops the hop-by-hop headers and those `Connection` names; an upgrade
+/// keeps `Connection: upgrade` and `Upgrade`, which the server must see.
+fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .filter(|name| name != header::UPGRADE)
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(header::UPGRADE);
+    }
+}
+
+/// Adds the client's address and the Host it asked for: `X-Forwarded-For`
+/// (appended to what a proxy before us wrote), `X-Forwarded-Host`,
+/// `X-Forwarded-Proto`, and the standard `Forwarded` (RFC 7239).
+fn add_forwarded(headers: &mut HeaderMap, from: Origin) {
+    let ip = from.client.ip();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    append(
+        headers,
+        HeaderName::from_static("x-forwarded-for"),
+        &ip.to_string(),
+    );
+    set(headers, HeaderName::from_static("x-forwarded-host"), &host);
+    set(
+        headers,
+        HeaderName::from_static("x-forwarded-proto"),
+        "http",
+    );
+    let node = match ip {
+        std::net::IpAddr::V4(ip) => ip.to_string(),
+        std::net::IpAddr::V6(ip) => format!("\"[{ip}]\""),
+    };
+    let forwarded = format!("for={node};host=\"{host}\";proto=http");
+    append(headers, header::FORWARDED, &forwarded);
+}
+
+fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(name, value);
+    }
+}
+
+/// `name: earlier, value`, or `name: value` when it is new.
+fn append(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+    let joined = match headers.get(&name).and_then(|v| v.to_str().ok()) {
+        Some(earlier) => format!("{earlier}, {value}"),
+        None => value.to_string(),
+    };
+    set(headers, name, &joined);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go_and_an_upgrade_keeps_what_the_server_needs() {
+        let mut plain = headers(&[
+            ("connection", "keep-alive, x-secret"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("accept", "*/*"),
+        ]);
+        strip_hop_by_hop(&mut plain, false);
+        let left: Vec<&str> = plain.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["accept"]);
+
+        let mut upgrade = headers(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+            ("sec-websocket-key", "k"),
+        ]);
+        assert!(wants_upgrade(&upgrade));
+        strip_hop_by_hop(&mut upgrade, true);
+        assert_eq!(upgrade["connection"], "upgrade");
+        assert_eq!(upgrade["upgrade"], "websocket");
+        assert_eq!(upgrade["sec-websocket-key"], "k");
+        assert!(!wants_upgrade(&headers(&[("upgrade", "websocket")])));
+    }
+
+    #[test]
+    fn forwarding_headers_name_the_client_and_the_host_and_append_to_earlier_ones() {
+        let mut map = headers(&[
+            ("host", "web.shop.localhost:7355"),
+            ("x-forwarded-for", "10.0.0.1"),
+        ]);
+        add_forwarded(
+            &mut map,
+            Origin {
+                client: "[::1]:40000".parse().unwrap(),
+            },
+        );
+        assert_eq!(map["x-forwarded-for"], "10.0.0.1, ::1");
+        assert_eq!(map["x-forwarded-host"], "web.shop.localhost:7355");
+        assert_eq!(map["x-forwarded-proto"], "http");
+        assert_eq!(
+            map["forwarded"],
+            "for=\"[::1]\";host=\"web.shop.localhost:7355\";proto=http"
+        );
+    }
+}
