@@ -24,9 +24,6 @@ mod settings;
 #[cfg(test)]
 mod testing;
 mod writer;
-#[cfg(test)]
-mod writer_tests;
-mod writer_thread;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

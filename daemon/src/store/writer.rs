@@ -14,7 +14,7 @@
 //!   hand-off to another thread and back, which is most of one client's
 //!   wait.
 //! - **Queued.** Otherwise the change joins a queue, and the writer thread
-//!   (`writer_thread`) folds whatever has queued into one transaction
+//!   (`thread`) folds whatever has queued into one transaction
 //!   (`commit`) as soon as the connection is free: under load, one commit
 //!   answers many requests.
 //!
@@ -26,6 +26,10 @@
 //! in use was decided after the one claiming it. Checkpoints run on a
 //! second thread (`checkpoint`).
 
+#[cfg(test)]
+mod tests;
+mod thread;
+
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, mpsc};
@@ -33,12 +37,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, mpsc};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use self::thread::run;
 use super::StoreError;
 use super::checkpoint::{
     WalNeeds, ask_for_checkpoint, checkpoint_when_asked, count_frames, wal_needs,
 };
 use super::commit::{Change, commit_error, write};
-use super::writer_thread::run;
 
 /// Why a change did not reach the database.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

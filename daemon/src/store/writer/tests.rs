@@ -8,13 +8,13 @@ use std::time::Instant;
 
 use rusqlite::Connection;
 
-use super::checkpoint::MAX_WAL_FRAMES;
-use super::commit::Change;
-use super::settings::open_writer;
-use super::testing::{DEADLINE, active_ids, commit_leases, event, lease, open};
-use super::writer::{CommitError, Writer};
-use super::{Store, StoreError};
+use super::{CommitError, Writer};
 use crate::lease::EndReason;
+use crate::store::checkpoint::MAX_WAL_FRAMES;
+use crate::store::commit::Change;
+use crate::store::settings::open_writer;
+use crate::store::testing::{DEADLINE, active_ids, commit_leases, event, lease, open};
+use crate::store::{Store, StoreError};
 
 /// Port 0 breaks the table's CHECK constraint: its commit fails.
 fn failing() -> Change {

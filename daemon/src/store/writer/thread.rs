@@ -9,9 +9,11 @@ use std::sync::mpsc::SyncSender;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use super::checkpoint::{WalNeeds, ask_for_checkpoint, checkpoint_here, truncate, wal_needs};
-use super::commit::{Change, commit_error, prune};
-use super::writer::{Done, Job, Shared, commit};
+use super::{Done, Job, Shared, commit};
+use crate::store::checkpoint::{
+    WalNeeds, ask_for_checkpoint, checkpoint_here, truncate, wal_needs,
+};
+use crate::store::commit::{Change, commit_error, prune};
 
 /// Most batches folded into one transaction.
 const MAX_FOLD: usize = 1024;
