@@ -10,7 +10,10 @@
 #   throughput portd-bench, one event-loop thread driving 1, 8 and 64 clients:
 #             lease + release over keep-alive connections to portd, beside
 #             the portserver protocol against a fresh portserver at the same
-#             concurrency, BENCH_ROUNDS rounds.
+#             concurrency, BENCH_ROUNDS rounds; at one client also
+#             GET /v1/health, the floor of one exchange. With BENCH_BEFORE,
+#             a second daemon from that build is measured the same way in
+#             the same rounds, the two alternating which goes first.
 #   death     owner SIGKILL -> lease ended (bench/death.py).
 #   memory    daemon VmRSS idle after start, and with a 10,000-port range
 #             leased to distinct owner processes (bench/owners.py): as many
@@ -41,9 +44,13 @@
 #   BENCH_PROFILE  auto | always | never (auto)
 #   BENCH_QUIET_WAIT  seconds to wait, before each measurement, for the
 #                  machine to be under 25% busy with other work (60)
+#   BENCH_BEFORE   a directory holding another build's release portd (e.g.
+#                  the tree before a change, target/release): measured
+#                  beside this one in the throughput section
 # Port ranges used: 24000-24999 (portd), 26000-26999 (portserver, one-shot),
 # 10000-19999 (portserver pool under load; portd in the memory test),
-# 25000-25999 (slow clients) and who.sh's 19400-19419, one section at a time.
+# 25000-25999 (slow clients), 27000-27999 (the BENCH_BEFORE daemon) and
+# who.sh's 19400-19419, one section at a time.
 
 set -euo pipefail
 
@@ -58,8 +65,10 @@ DEATHS=${BENCH_DEATHS:-50}
 OWNERS=${BENCH_OWNERS:-10000}
 PROFILE=${BENCH_PROFILE:-auto}
 QUIET_WAIT=${BENCH_QUIET_WAIT:-60}
+BEFORE=${BENCH_BEFORE:-}
 
 PORTD_RANGE=24000-24999
+BEFORE_RANGE=27000-27999
 DEATH_PORT=24999
 PS_ONESHOT_POOL=26000-26999
 PS_LOAD_POOL=10000-19999
@@ -186,9 +195,9 @@ export PORTD_NO_AUTOSTART=1
 unset PORTD_LEASE
 # Starts a release portd on its own socket and database; sets DAEMON.
 start_portd() {
-    local name=$1 range=$2
+    local name=$1 range=$2 bin=${3:-$BIN}
     mkdir -m 700 "$TMP/$name"
-    "$BIN/portd" --socket "$TMP/$name/portd.sock" --db "$TMP/$name/portd.db" \
+    "$bin/portd" --socket "$TMP/$name/portd.sock" --db "$TMP/$name/portd.db" \
         --range "$range" >"$TMP/$name/portd.log" 2>&1 &
     DAEMON=$!
     STARTED+=("$DAEMON")
@@ -284,15 +293,47 @@ if want throughput; then
             '{tool: $tool, round: $round, load: $load} + . + {server_cpu: ($cpu / $hz / .seconds)}' \
             "$TMP/r.json" | tee -a "$OUT/throughput.jsonl" >&2
     }
-    say "throughput: $ROUNDS rounds of 1, 8, 64 clients, $SECONDS_PER s each, portd and portserver alternating"
+    # Measures portd-bench MODE against the daemon PID on SOCKET (RANGE for
+    # leases) and records it as TOOL.
+    measure() {
+        local tool=$1 mode=$2 pid=$3 socket=$4 clients=$5 range=${6:-} l t0 t1
+        l=$(load)
+        t0=$(cpu_ticks "$pid")
+        "$BIN/portd-bench" "$mode" "$socket" "$clients" "$SECONDS_PER" ${range:+"$range"} >"$TMP/r.json"
+        t1=$(cpu_ticks "$pid")
+        record "$tool" "$round" "$l" $((t1 - t0))
+    }
+    # One daemon's turn at CLIENTS: at one client, health beside lease +
+    # release on the same kind of connection.
+    measure_portd() {
+        local which=$1 clients=$2 suffix=
+        [[ $which == before ]] && suffix=-before
+        if [[ $which == before ]]; then
+            ((clients == 1)) && measure "health$suffix" health "$BEFORE_DAEMON" "$BEFORE_SOCKET" 1
+            measure "portd$suffix" portd "$BEFORE_DAEMON" "$BEFORE_SOCKET" "$clients" "$BEFORE_RANGE"
+        else
+            ((clients == 1)) && measure "health$suffix" health "$MAIN_DAEMON" "$MAIN_SOCKET" 1
+            measure "portd$suffix" portd "$MAIN_DAEMON" "$MAIN_SOCKET" "$clients" "$PORTD_RANGE"
+        fi
+    }
+    daemons=(after)
+    if [[ -n $BEFORE ]]; then
+        start_portd before "$BEFORE_RANGE" "$BEFORE"
+        BEFORE_DAEMON=$DAEMON
+        BEFORE_SOCKET=$TMP/before/portd.sock
+        daemons=(after before)
+        echo "before: $BEFORE/portd ($("$BEFORE/portd" --version 2>/dev/null || echo "no --version"))" | tee -a "$OUT/machine.txt" >&2
+    fi
+    say "throughput: $ROUNDS rounds of 1, 8, 64 clients, $SECONDS_PER s each, ${daemons[*]} and the portserver alternating"
     for round in $(seq "$ROUNDS"); do
         wait_quiet "throughput round $round"
+        # The daemon measured first in a round ran faster here: alternate.
+        order=("${daemons[@]}")
+        if ((round % 2 == 0 && ${#daemons[@]} == 2)); then order=(before after); fi
         for clients in 1 8 64; do
-            l=$(load)
-            t0=$(cpu_ticks "$MAIN_DAEMON")
-            "$BIN/portd-bench" portd "$MAIN_SOCKET" "$clients" "$SECONDS_PER" "$PORTD_RANGE" >"$TMP/r.json"
-            t1=$(cpu_ticks "$MAIN_DAEMON")
-            record portd "$round" "$l" $((t1 - t0))
+            for which in "${order[@]}"; do
+                measure_portd "$which" "$clients"
+            done
 
             l=$(load)
             start_portserver @portd-bench-load-$$ "$PS_LOAD_POOL" "$TMP/portserver-load.log"
@@ -303,48 +344,22 @@ if want throughput; then
             record portserver "$round" "$l" $((t1 - t0))
         done
     done
+    if [[ -n $BEFORE ]]; then
+        stop "$BEFORE_DAEMON"
+    fi
     rss_now() { awk '/^(VmRSS|RssAnon|RssFile|Threads)/ { printf "%s %s ", $1, $2 }' "/proc/$MAIN_DAEMON/status"; }
     echo "portd after the throughput runs: $(rss_now)(KiB)" | tee -a "$OUT/summary.txt" >&2
     sleep 10
     echo "portd 10 s later, idle: $(rss_now)(KiB)" | tee -a "$OUT/summary.txt" >&2
-    "$PYTHON" - "$OUT/throughput.jsonl" "$OUT/throughput.json" <<'EOF' | tee "$OUT/throughput.md"
-import json, statistics, sys
-rows = [json.loads(line) for line in open(sys.argv[1])]
-table = {}
-for r in rows:
-    table.setdefault((r["tool"], r["clients"]), []).append(r)
-summary = []
-print("| clients | tool | requests/s (median of rounds) | min-max | p50 [us] | p99 [us] | server CPU [cores] | load generator CPU [cores] | failures |")
-print("|---:|:---|---:|---:|---:|---:|---:|---:|---:|")
-for clients in (1, 8, 64):
-    for tool in ("portd", "portserver"):
-        rs = table.get((tool, clients), [])
-        if not rs:
-            continue
-        med = lambda k: statistics.median(r[k] for r in rs)
-        s = {"tool": tool, "clients": clients, "rounds": len(rs),
-             "requests_per_sec": med("requests_per_sec"),
-             "min": min(r["requests_per_sec"] for r in rs), "max": max(r["requests_per_sec"] for r in rs),
-             "p50_us": med("p50_us"), "p99_us": med("p99_us"), "server_cpu": med("server_cpu"),
-             "client_cpu": med("client_cpu"),
-             "failures": sum(r["failures"] for r in rs), "loads": [r["load"] for r in rs]}
-        summary.append(s)
-        print(f"| {clients} | {tool} | {s['requests_per_sec']:,.0f} | {s['min']:,.0f}-{s['max']:,.0f} "
-              f"| {s['p50_us']:,.0f} | {s['p99_us']:,.0f} | {s['server_cpu']:.2f} | {s['client_cpu']:.2f} | {s['failures']} |")
-ratios = {}
-for clients in (1, 8, 64):
-    a = [s for s in summary if s["clients"] == clients]
-    if len(a) == 2:
-        ratios[clients] = a[0]["requests_per_sec"] / a[1]["requests_per_sec"]
-print()
-print("portd / portserver: " + ", ".join(f"{c} clients {r:.1f}x" for c, r in ratios.items()))
-json.dump({"summary": summary, "ratios": ratios}, open(sys.argv[2], "w"), indent=2)
-EOF
+    "$PYTHON" "$ROOT/bench/throughput_table.py" "$OUT/throughput.jsonl" "$OUT/throughput.json" | tee "$OUT/throughput.md"
     ratio64=$(jq -r '.ratios["64"]' "$OUT/throughput.json")
     rate64=$(jq -r '.summary[] | select(.tool == "portd" and .clients == 64) | .requests_per_sec' "$OUT/throughput.json")
     printf 'throughput, 64 clients: portd %.0f requests/s = %.1fx portserver; target 10x (DESIGN: >= 31,000/s)\n' \
         "$rate64" "$ratio64" | tee -a "$OUT/summary.txt" >&2
     awk -v r="$ratio64" -v n="$rate64" 'BEGIN { exit !(r < 10 || n < 31000) }' && MISSED+=(throughput)
+    jq -r '.one_client.after // empty
+        | "one client: lease + release p50 \(.lease_p50_us | round) us, health p50 \(.health_p50_us | round) us: \(.ratio_of_medians * 100 | round / 100)x; target 2x (issue 12)"' \
+        "$OUT/throughput.json" | tee -a "$OUT/summary.txt" >&2
 fi
 
 # ---------------------------------------------------------------- death

@@ -5,12 +5,16 @@
 //!
 //! ```text
 //! portd-bench portd SOCKET CLIENTS SECONDS RANGE
+//! portd-bench health SOCKET CLIENTS SECONDS
 //! portd-bench portserver ADDRESS CLIENTS SECONDS MAX_REQUESTS
 //! ```
 //!
 //! - `portd`: each client has its own keep-alive connection to portd's Unix
 //!   socket and loops `POST /v1/leases {"range": RANGE}` then
 //!   `DELETE /v1/leases/PORT?id=ID`; both count as requests.
+//! - `health`: the same clients and connections looping `GET /v1/health`:
+//!   the floor of one HTTP exchange with portd, to hold a lease's round
+//!   trip against.
 //! - `portserver`: each client loops the portserver protocol as portpicker
 //!   speaks it: connect to ADDRESS (a leading `@` names an abstract socket),
 //!   send this process's pid, read the port until the server closes. One
@@ -31,12 +35,26 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
 const USAGE: &str = "usage: portd-bench portd SOCKET CLIENTS SECONDS RANGE\n       \
+                     portd-bench health SOCKET CLIENTS SECONDS\n       \
                      portd-bench portserver ADDRESS CLIENTS SECONDS MAX_REQUESTS";
+
+/// What the clients of a run do.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    /// Lease and release on portd.
+    Portd,
+    /// `GET /v1/health` on portd.
+    Health,
+    /// The portserver protocol.
+    Portserver,
+}
 
 /// What one client measured.
 #[derive(Default)]
 struct Tally {
     latencies: Vec<Duration>,
+    /// The releases' share of `latencies` (portd only), apart.
+    releases: Vec<Duration>,
     failures: u64,
 }
 
@@ -129,7 +147,7 @@ async fn portd_client(socket: Rc<str>, range: Rc<str>, run: Rc<Run>) -> Tally {
     let body = format!("{{\"range\":\"{range}\"}}");
     let mut tally = Tally {
         latencies: Vec::with_capacity(100_000),
-        failures: 0,
+        ..Tally::default()
     };
     while run.more() {
         let t = Instant::now();
@@ -147,6 +165,23 @@ async fn portd_client(socket: Rc<str>, range: Rc<str>, run: Rc<Run>) -> Tally {
         );
         let t = Instant::now();
         let (status, _) = conn.request("DELETE", &path, "").await;
+        tally.releases.push(t.elapsed());
+        if status != 200 {
+            tally.failures += 1;
+        }
+    }
+    tally
+}
+
+async fn health_client(socket: Rc<str>, run: Rc<Run>) -> Tally {
+    let mut conn = Conn::open(&socket).await;
+    let mut tally = Tally {
+        latencies: Vec::with_capacity(100_000),
+        ..Tally::default()
+    };
+    while run.more() {
+        let t = Instant::now();
+        let (status, _) = conn.request("GET", "/v1/health", "").await;
         tally.latencies.push(t.elapsed());
         if status != 200 {
             tally.failures += 1;
@@ -205,15 +240,25 @@ fn cpu_time() -> Duration {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [kind, target, clients, seconds, last] = args.as_slice() else {
-        eprintln!("{USAGE}");
-        std::process::exit(2);
+    // `health` takes no fifth argument; the others need theirs.
+    let (kind, target, clients, seconds, last) = match args.as_slice() {
+        [kind, target, clients, seconds] if kind == "health" => {
+            (kind, target, clients, seconds, "")
+        }
+        [kind, target, clients, seconds, last] if kind != "health" => {
+            (kind, target, clients, seconds, last.as_str())
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            std::process::exit(2);
+        }
     };
     let clients: usize = clients.parse().expect("CLIENTS");
     let seconds: f64 = seconds.parse().expect("SECONDS");
-    let portd = match kind.as_str() {
-        "portd" => true,
-        "portserver" => false,
+    let kind = match kind.as_str() {
+        "portd" => Kind::Portd,
+        "health" => Kind::Health,
+        "portserver" => Kind::Portserver,
         other => {
             eprintln!("portd-bench: unknown kind {other:?}\n{USAGE}");
             std::process::exit(2);
@@ -225,25 +270,27 @@ fn main() {
         .expect("runtime");
     let local = tokio::task::LocalSet::new();
     let target: Rc<str> = target.as_str().into();
-    let last: Rc<str> = last.as_str().into();
+    let last: Rc<str> = last.into();
     let (tallies, elapsed, cpu) = local.block_on(&runtime, async {
         let began = Instant::now();
         let cpu_began = cpu_time();
         let run = Rc::new(Run {
             deadline: began + Duration::from_secs_f64(seconds),
-            budget: Cell::new(if portd {
-                u64::MAX
-            } else {
+            budget: Cell::new(if kind == Kind::Portserver {
                 last.parse().expect("MAX_REQUESTS")
+            } else {
+                u64::MAX
             }),
         });
         let tasks: Vec<_> = (0..clients)
             .map(|_| {
                 let (target, run) = (Rc::clone(&target), Rc::clone(&run));
-                if portd {
-                    tokio::task::spawn_local(portd_client(target, Rc::clone(&last), run))
-                } else {
-                    tokio::task::spawn_local(portserver_client(target, run))
+                match kind {
+                    Kind::Portd => {
+                        tokio::task::spawn_local(portd_client(target, Rc::clone(&last), run))
+                    }
+                    Kind::Health => tokio::task::spawn_local(health_client(target, run)),
+                    Kind::Portserver => tokio::task::spawn_local(portserver_client(target, run)),
                 }
             })
             .collect();
@@ -253,15 +300,19 @@ fn main() {
         }
         (tallies, began.elapsed(), cpu_time() - cpu_began)
     });
-    let mut all: Vec<Duration> = Vec::new();
+    let (mut grants, mut releases) = (Vec::new(), Vec::new());
     let mut failures = 0;
     for tally in tallies {
-        all.extend(tally.latencies);
+        grants.extend(tally.latencies);
+        releases.extend(tally.releases);
         failures += tally.failures;
     }
+    let mut all: Vec<Duration> = grants.iter().chain(&releases).copied().collect();
     all.sort_unstable();
+    grants.sort_unstable();
+    releases.sort_unstable();
     let elapsed = elapsed.as_secs_f64();
-    let report = serde_json::json!({
+    let mut report = serde_json::json!({
         "clients": clients,
         "requests": all.len(),
         "failures": failures,
@@ -271,5 +322,10 @@ fn main() {
         "p99_us": percentile(&all, 0.99),
         "client_cpu": cpu.as_secs_f64() / elapsed,
     });
+    if kind == Kind::Portd {
+        // Each half of the loop alone: a grant, and a release.
+        report["grant_p50_us"] = percentile(&grants, 0.50).into();
+        report["release_p50_us"] = percentile(&releases, 0.50).into();
+    }
     println!("{report}");
 }

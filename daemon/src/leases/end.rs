@@ -5,7 +5,6 @@
 //! the writer; the lease's orphans are then reaped in the background, never
 //! waiting for a grace.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use portd_api::Lease;
@@ -32,8 +31,7 @@ impl Leases {
         if ended.is_empty() {
             return;
         }
-        let ids: HashSet<String> = ended.into_iter().map(|l| l.lease.id).collect();
-        self.reaper.reap_later(ids, caller);
+        self.reaper.reap_later(ended, caller);
     }
 
     /// Releases the active lease on `port` (only lease `id`, if given), then

@@ -25,6 +25,7 @@ use self::policy::{Judgement, LeaseFacts, judge};
 use self::signal::{Outcome, Target, terminate};
 use crate::lease::EndedLease;
 use crate::peer;
+use crate::probe::{Probe, probe};
 use crate::procs;
 use crate::procs::containers;
 use crate::procs::holders::listening_pids;
@@ -58,10 +59,22 @@ impl Reaper {
         }
     }
 
-    /// Reaps the orphans of the ended leases `ids` in the background, as a
+    /// Reaps the orphans of the `ended` leases in the background, as a
     /// unit of work (a stopping daemon finishes it first), never signalling
     /// `caller` or its ancestors.
-    pub fn reap_later(self: &Arc<Self>, ids: HashSet<String>, caller: Option<u32>) {
+    pub fn reap_later(self: &Arc<Self>, ended: Vec<EndedLease>, caller: Option<u32>) {
+        // An orphan listens on its lease's port or shares a listener's
+        // process group (`policy::judge`), so a port that a probe bind
+        // finds free has none: most releases then read no history, no
+        // /proc and no socket table (docs/DECISIONS.md, "Store").
+        let ids: HashSet<String> = ended
+            .into_iter()
+            .filter(|l| probe(l.lease.port) != Probe::Free)
+            .map(|l| l.lease.id)
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
         let reaper = Arc::clone(self);
         self.units.spawn("reap", async move {
             if let Err(e) = reaper.reap(Some(ids), false, caller).await {

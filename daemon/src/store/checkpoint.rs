@@ -1,9 +1,9 @@
 //! Checkpoints off the commit path: copying the WAL back into the database
 //! file (two fsyncs and a page copy) runs on a thread and connection of its
 //! own, not inside a commit as SQLite's automatic checkpoint would, so no
-//! commit waits for one. Past [`MAX_WAL_FRAMES`] the writer checkpoints
-//! itself between two commits, which bounds the WAL under writes that never
-//! pause.
+//! commit waits for one. Past [`MAX_WAL_FRAMES`] the writer thread
+//! checkpoints on the write connection between two commits, which bounds
+//! the WAL under writes that never pause.
 
 use std::cell::Cell;
 use std::ffi::c_int;
@@ -22,7 +22,10 @@ const CHECKPOINT_FRAMES: c_int = 1000;
 pub const MAX_WAL_FRAMES: c_int = 8 * CHECKPOINT_FRAMES;
 
 thread_local! {
-    /// Frames in the WAL after the writer thread's last commit.
+    /// Frames in the WAL after the last commit made on this thread. The
+    /// hook runs inside the commit, on the committing thread, so the thread
+    /// that just committed reads its own figure, whichever thread that is
+    /// (the writer's, or a runtime worker committing inline).
     static WAL_FRAMES: Cell<c_int> = const { Cell::new(0) };
 }
 
@@ -33,26 +36,49 @@ pub fn count_frames(conn: &Connection) {
 }
 
 /// SQLite's WAL hook on the write connection, called after each commit on
-/// the writer thread.
+/// the committing thread.
 fn note_wal_frames(_: &Wal, frames: c_int) -> rusqlite::Result<()> {
     WAL_FRAMES.set(frames);
     Ok(())
 }
 
-/// After a commit on the writer thread: past [`CHECKPOINT_FRAMES`], asks
-/// the checkpoint thread (`ask`) for a checkpoint; past [`MAX_WAL_FRAMES`],
-/// checkpoints on `conn` itself.
-pub fn after_commit(conn: &Connection, ask: &mpsc::SyncSender<()>) {
-    let frames = WAL_FRAMES.get();
+/// What the WAL needs after a commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WalNeeds {
+    Nothing,
+    /// Past [`CHECKPOINT_FRAMES`]: a checkpoint on the checkpoint thread.
+    Checkpoint,
+    /// Past [`MAX_WAL_FRAMES`]: a checkpoint on the write connection,
+    /// before its next commit.
+    CheckpointHere,
+}
+
+/// What the WAL needs after the commit this thread has just made; a
+/// second call before the next commit (or after one that failed) answers
+/// `Nothing`.
+pub fn wal_needs() -> WalNeeds {
+    let frames = WAL_FRAMES.replace(0);
     if frames >= MAX_WAL_FRAMES {
-        // Busy (the checkpoint thread is at it) is fine: the next commit
-        // tries again.
-        if let Err(e) = passive_checkpoint(conn) {
-            tracing::warn!(error = %e, frames, "checkpoint failed");
-        }
+        WalNeeds::CheckpointHere
     } else if frames >= CHECKPOINT_FRAMES {
-        // Full means a checkpoint is already asked for.
-        let _ = ask.try_send(());
+        WalNeeds::Checkpoint
+    } else {
+        WalNeeds::Nothing
+    }
+}
+
+/// Asks the checkpoint thread (`ask`) for a checkpoint.
+pub fn ask_for_checkpoint(ask: &mpsc::SyncSender<()>) {
+    // Full means a checkpoint is already asked for.
+    let _ = ask.try_send(());
+}
+
+/// A checkpoint on the write connection, between two commits.
+pub fn checkpoint_here(conn: &Connection) {
+    // Busy (the checkpoint thread is at it) is fine: the next commit past
+    // the bound tries again.
+    if let Err(e) = passive_checkpoint(conn) {
+        tracing::warn!(error = %e, "checkpoint failed");
     }
 }
 

@@ -147,101 +147,112 @@ pub(super) fn write(conn: &mut Connection, changes: &[&Change]) -> rusqlite::Res
         return Ok(());
     }
     let net = net(changes);
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    {
-        // Ends first: they free ports that leases granted in this batch take.
-        let mut end = tx.prepare_cached(
-            "UPDATE leases SET state = 'ended', end_reason = ?2, ended_at = ?3
-             WHERE id = ?1 AND state = 'active'",
-        )?;
-        for (id, reason, at) in &net.ended {
-            end.execute(params![id, reason.as_str(), at])?;
-        }
-        let mut grant = tx.prepare_cached(
-            "INSERT INTO leases (id, port, name, project, owner_pid, owner_start_ticks,
-                owner_start_time, owner_uid, owner_sid, boot_id, state, end_reason, granted_at,
-                granted_ticks, expires_at, ended_at, command_pid, command_start_ticks,
-                kept_ticks)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                ?17, ?18, ?19)",
-        )?;
-        for granted in &net.granted {
-            let (lease, owner) = (granted.lease, &granted.lease.owner);
-            let state = if granted.ended.is_some() {
-                "ended"
-            } else {
-                "active"
-            };
-            grant.execute(params![
-                lease.id,
-                lease.port,
-                lease.name,
-                lease.project,
-                owner.id.pid,
-                owner.id.start_ticks as i64,
-                owner.start_time,
-                owner.uid,
-                owner.session,
-                lease.boot_id,
-                state,
-                granted.ended.map(|(reason, _)| reason.as_str()),
-                lease.granted_at,
-                lease.granted_ticks as i64,
-                lease.expires_at,
-                granted.ended.map(|(_, at)| at),
-                granted.command.map(|c| c.pid),
-                granted.command.map(|c| c.start_ticks as i64),
-                granted.kept_ticks.map(|t| t as i64),
-            ])?;
-        }
-        // The command is recorded even if the lease has ended since: its
-        // process group is how the lease's orphans are found.
-        let mut command = tx.prepare_cached(
-            "UPDATE leases SET command_pid = ?2, command_start_ticks = ?3 WHERE id = ?1",
-        )?;
-        for (id, pid, start_ticks) in &net.commands {
-            command.execute(params![id, pid, *start_ticks as i64])?;
-        }
-        let mut kept = tx.prepare_cached("UPDATE leases SET kept_ticks = ?2 WHERE id = ?1")?;
-        for (id, ticks) in &net.kept {
-            kept.execute(params![id, *ticks as i64])?;
-        }
-        let mut remember = tx.prepare_cached(
-            "INSERT INTO names (project, name, port, last_used) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (project, name) DO UPDATE
-                SET port = excluded.port, last_used = excluded.last_used",
-        )?;
-        let mut forget = tx.prepare_cached("DELETE FROM names WHERE project = ?1 AND name = ?2")?;
-        for ((project, name), last) in &net.names {
-            match last {
-                Some((port, at)) => remember.execute(params![project, name, port, at])?,
-                None => forget.execute(params![project, name])?,
-            };
-        }
-        let mut label =
-            tx.prepare_cached("INSERT INTO labels (project, label, given_at) VALUES (?1, ?2, ?3)")?;
-        for (project, text, at) in &net.labels {
-            label.execute(params![project, text, at])?;
-        }
-        let mut record = tx.prepare_cached(
-            "INSERT INTO events (at, kind, lease_id, port, pid, detail)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?;
-        for change in &net.events {
-            if let Change::Event {
-                at,
-                kind,
-                lease_id,
-                port,
-                pid,
-                detail,
-            } = change
-            {
-                record.execute(params![at, kind, lease_id, port, pid, detail])?;
-            }
+    // BEGIN and COMMIT as cached statements, like the rest: through
+    // `execute_batch` SQLite would parse them again for every commit.
+    conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+    let written =
+        write_net(conn, &net).and_then(|()| conn.prepare_cached("COMMIT")?.execute([]).map(drop));
+    if written.is_err() && !conn.is_autocommit() {
+        // The first error is the one to report.
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    written
+}
+
+/// The statements of one transaction: `net`, written on `tx`.
+fn write_net(tx: &Connection, net: &Net<'_>) -> rusqlite::Result<()> {
+    // Ends first: they free ports that leases granted in this batch take.
+    let mut end = tx.prepare_cached(
+        "UPDATE leases SET state = 'ended', end_reason = ?2, ended_at = ?3
+         WHERE id = ?1 AND state = 'active'",
+    )?;
+    for (id, reason, at) in &net.ended {
+        end.execute(params![id, reason.as_str(), at])?;
+    }
+    let mut grant = tx.prepare_cached(
+        "INSERT INTO leases (id, port, name, project, owner_pid, owner_start_ticks,
+            owner_start_time, owner_uid, owner_sid, boot_id, state, end_reason, granted_at,
+            granted_ticks, expires_at, ended_at, command_pid, command_start_ticks,
+            kept_ticks)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+            ?17, ?18, ?19)",
+    )?;
+    for granted in &net.granted {
+        let (lease, owner) = (granted.lease, &granted.lease.owner);
+        let state = if granted.ended.is_some() {
+            "ended"
+        } else {
+            "active"
+        };
+        grant.execute(params![
+            lease.id,
+            lease.port,
+            lease.name,
+            lease.project,
+            owner.id.pid,
+            owner.id.start_ticks as i64,
+            owner.start_time,
+            owner.uid,
+            owner.session,
+            lease.boot_id,
+            state,
+            granted.ended.map(|(reason, _)| reason.as_str()),
+            lease.granted_at,
+            lease.granted_ticks as i64,
+            lease.expires_at,
+            granted.ended.map(|(_, at)| at),
+            granted.command.map(|c| c.pid),
+            granted.command.map(|c| c.start_ticks as i64),
+            granted.kept_ticks.map(|t| t as i64),
+        ])?;
+    }
+    // The command is recorded even if the lease has ended since: its
+    // process group is how the lease's orphans are found.
+    let mut command = tx.prepare_cached(
+        "UPDATE leases SET command_pid = ?2, command_start_ticks = ?3 WHERE id = ?1",
+    )?;
+    for (id, pid, start_ticks) in &net.commands {
+        command.execute(params![id, pid, *start_ticks as i64])?;
+    }
+    let mut kept = tx.prepare_cached("UPDATE leases SET kept_ticks = ?2 WHERE id = ?1")?;
+    for (id, ticks) in &net.kept {
+        kept.execute(params![id, *ticks as i64])?;
+    }
+    let mut remember = tx.prepare_cached(
+        "INSERT INTO names (project, name, port, last_used) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (project, name) DO UPDATE
+            SET port = excluded.port, last_used = excluded.last_used",
+    )?;
+    let mut forget = tx.prepare_cached("DELETE FROM names WHERE project = ?1 AND name = ?2")?;
+    for ((project, name), last) in &net.names {
+        match last {
+            Some((port, at)) => remember.execute(params![project, name, port, at])?,
+            None => forget.execute(params![project, name])?,
+        };
+    }
+    let mut label =
+        tx.prepare_cached("INSERT INTO labels (project, label, given_at) VALUES (?1, ?2, ?3)")?;
+    for (project, text, at) in &net.labels {
+        label.execute(params![project, text, at])?;
+    }
+    let mut record = tx.prepare_cached(
+        "INSERT INTO events (at, kind, lease_id, port, pid, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for change in &net.events {
+        if let Change::Event {
+            at,
+            kind,
+            lease_id,
+            port,
+            pid,
+            detail,
+        } = change
+        {
+            record.execute(params![at, kind, lease_id, port, pid, detail])?;
         }
     }
-    tx.commit()
+    Ok(())
 }
 
 /// Drops history older than `cutoff` or past the newest `keep` rows of each
