@@ -7,6 +7,7 @@
 
 use std::cell::Cell;
 use std::ffi::c_int;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc;
 
 use rusqlite::Connection;
@@ -46,21 +47,47 @@ fn note_wal_frames(_: &Wal, frames: c_int) -> rusqlite::Result<()> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WalNeeds {
     Nothing,
-    /// Past [`CHECKPOINT_FRAMES`]: a checkpoint on the checkpoint thread.
+    /// Another [`CHECKPOINT_FRAMES`] frames since the last ask: a
+    /// checkpoint on the checkpoint thread.
     Checkpoint,
     /// Past [`MAX_WAL_FRAMES`]: a checkpoint on the write connection,
     /// before its next commit.
     CheckpointHere,
 }
 
-/// What the WAL needs after the commit this thread has just made; a
-/// second call before the next commit (or after one that failed) answers
-/// `Nothing`.
-pub fn wal_needs() -> WalNeeds {
-    let frames = WAL_FRAMES.replace(0);
+/// The WAL's size after the last commit on the write connection, whichever
+/// thread made it: what [`WalFrames::needs`] compares the next one with.
+#[derive(Debug, Default)]
+pub struct WalFrames(AtomicI32);
+
+impl WalFrames {
+    /// What the WAL needs after the commit this thread has just made; a
+    /// second call before the next commit (or after one that failed)
+    /// answers `Nothing`.
+    ///
+    /// A checkpoint is asked for each time the WAL grows past another
+    /// multiple of [`CHECKPOINT_FRAMES`], not after every commit past the
+    /// first: a passive checkpoint under steady writes never quite catches
+    /// up, so asking after every commit kept the checkpoint thread copying
+    /// and fsyncing back to back, for about as much CPU as the requests
+    /// themselves (docs/DECISIONS.md, "Store").
+    pub fn needs(&self) -> WalNeeds {
+        let frames = WAL_FRAMES.replace(0);
+        if frames == 0 {
+            return WalNeeds::Nothing;
+        }
+        let before = self.0.swap(frames, Ordering::Relaxed);
+        decide(before, frames)
+    }
+}
+
+/// What a WAL of `frames` frames needs, after one of `before` frames.
+fn decide(before: c_int, frames: c_int) -> WalNeeds {
+    // Smaller than before: the WAL started over from its beginning.
+    let before = if frames < before { 0 } else { before };
     if frames >= MAX_WAL_FRAMES {
         WalNeeds::CheckpointHere
-    } else if frames >= CHECKPOINT_FRAMES {
+    } else if frames / CHECKPOINT_FRAMES > before / CHECKPOINT_FRAMES {
         WalNeeds::Checkpoint
     } else {
         WalNeeds::Nothing
@@ -119,7 +146,31 @@ pub fn truncate(conn: &Connection) {
 mod tests {
     use std::time::{Duration, Instant};
 
+    use super::{CHECKPOINT_FRAMES, MAX_WAL_FRAMES, WalNeeds, decide};
     use crate::store::testing::{DEADLINE, commit_leases, open};
+
+    #[test]
+    fn a_checkpoint_is_asked_for_once_per_thousand_frames() {
+        let n = CHECKPOINT_FRAMES;
+        assert_eq!(decide(0, 6), WalNeeds::Nothing);
+        assert_eq!(decide(n - 6, n - 1), WalNeeds::Nothing);
+        assert_eq!(decide(n - 3, n + 3), WalNeeds::Checkpoint);
+        // Still past the first thousand, but asked for already.
+        assert_eq!(decide(n + 3, n + 9), WalNeeds::Nothing);
+        assert_eq!(decide(2 * n - 2, 2 * n + 4), WalNeeds::Checkpoint);
+        // Started over: a small WAL needs nothing, a large batch at once
+        // a checkpoint.
+        assert_eq!(decide(5 * n, 6), WalNeeds::Nothing);
+        assert_eq!(decide(5 * n, n + 6), WalNeeds::Checkpoint);
+        assert_eq!(
+            decide(MAX_WAL_FRAMES - 2, MAX_WAL_FRAMES + 4),
+            WalNeeds::CheckpointHere
+        );
+        assert_eq!(
+            decide(MAX_WAL_FRAMES + 4, MAX_WAL_FRAMES + 9),
+            WalNeeds::CheckpointHere
+        );
+    }
 
     #[tokio::test]
     async fn checkpoints_run_while_the_writer_stays_open() {

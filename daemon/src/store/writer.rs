@@ -40,7 +40,7 @@ use tokio::sync::oneshot;
 use self::thread::run;
 use super::StoreError;
 use super::checkpoint::{
-    WalNeeds, ask_for_checkpoint, checkpoint_when_asked, count_frames, wal_needs,
+    WalFrames, WalNeeds, ask_for_checkpoint, checkpoint_when_asked, count_frames,
 };
 use super::commit::{Change, commit_error, write};
 
@@ -109,6 +109,8 @@ pub(super) struct Shared {
     pub(super) wake: Condvar,
     on_failure: OnceLock<FailureHook>,
     pub(super) db: PathBuf,
+    /// The WAL's size after the last commit: when to ask for a checkpoint.
+    pub(super) wal: WalFrames,
 }
 
 pub(super) struct State {
@@ -271,7 +273,7 @@ fn commit_claim(shared: &Shared, ticket: u64) -> Option<Result<(), CommitError>>
     if result.is_err() {
         shared.failed();
     }
-    let needs = wal_needs();
+    let needs = shared.wal.needs();
     let mut state = shared.lock();
     match needs {
         WalNeeds::Nothing => {}
@@ -317,6 +319,7 @@ impl Writer {
             wake: Condvar::new(),
             on_failure: OnceLock::new(),
             db,
+            wal: WalFrames::default(),
         });
         let for_thread = Arc::clone(&shared);
         std::thread::Builder::new()

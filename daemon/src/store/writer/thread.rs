@@ -10,9 +10,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::{Done, Job, Shared, commit};
-use crate::store::checkpoint::{
-    WalNeeds, ask_for_checkpoint, checkpoint_here, truncate, wal_needs,
-};
+use crate::store::checkpoint::{WalNeeds, ask_for_checkpoint, checkpoint_here, truncate};
 use crate::store::commit::{Change, commit_error, prune};
 
 /// Most batches folded into one transaction.
@@ -104,7 +102,7 @@ fn write_batches(
     for (_, done) in batches {
         let _ = done.send(result.clone());
     }
-    match wal_needs() {
+    match shared.wal.needs() {
         WalNeeds::Nothing => {}
         WalNeeds::Checkpoint => {
             if let Some(ask) = ask {
