@@ -21,6 +21,8 @@ mod events;
 mod files;
 mod labels;
 mod leases;
+#[cfg(test)]
+mod migrations;
 mod names;
 mod reader;
 mod settings;
