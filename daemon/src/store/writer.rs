@@ -33,6 +33,7 @@ mod thread;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, mpsc};
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
@@ -43,6 +44,10 @@ use super::checkpoint::{
     WalFrames, WalNeeds, ask_for_checkpoint, checkpoint_when_asked, count_frames,
 };
 use super::commit::{Change, commit_error, write};
+
+/// How long after a commit found others waiting behind it changes keep
+/// going to the writer thread rather than committing inline.
+const CONTENDED_FOR: Duration = Duration::from_millis(10);
 
 /// Why a change did not reach the database.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -124,6 +129,12 @@ pub(super) struct State {
     pub(super) ask: Option<mpsc::SyncSender<()>>,
     /// The last claim's ticket.
     tickets: u64,
+    /// When a commit last found other changes waiting behind it. For
+    /// [`CONTENDED_FOR`] after that, changes go to the writer thread to be
+    /// committed in groups, not inline: an inline commit is a transaction
+    /// of its own, and under many clients inline commits kept changes
+    /// from being folded (docs/DECISIONS.md, "Store").
+    pub(super) contended_at: Option<Instant>,
     /// A stop is queued or done: nothing more is accepted.
     pub(super) stopping: bool,
     /// Every [`Writer`] handle is gone: the thread ends once nothing is
@@ -132,6 +143,19 @@ pub(super) struct State {
 }
 
 impl State {
+    /// Whether a commit found others waiting within [`CONTENDED_FOR`].
+    fn is_contended(&self) -> bool {
+        self.contended_at
+            .is_some_and(|at| at.elapsed() < CONTENDED_FOR)
+    }
+
+    /// After a commit: `others` is whether changes waited behind it.
+    pub(super) fn note_contention(&mut self, others: bool) {
+        if others {
+            self.contended_at = Some(Instant::now());
+        }
+    }
+
     /// Whether the writer thread has something to do.
     pub(super) fn has_work(&self) -> bool {
         !self.queue.is_empty() || self.claim.is_some()
@@ -275,6 +299,8 @@ fn commit_claim(shared: &Shared, ticket: u64) -> Option<Result<(), CommitError>>
     }
     let needs = shared.wal.needs();
     let mut state = shared.lock();
+    let others = !state.queue.is_empty();
+    state.note_contention(others);
     match needs {
         WalNeeds::Nothing => {}
         WalNeeds::Checkpoint => {
@@ -313,6 +339,7 @@ impl Writer {
                 conn: Some(conn),
                 ask: Some(ask),
                 tickets: 0,
+                contended_at: None,
                 stopping: false,
                 abandoned: false,
             }),
@@ -368,7 +395,7 @@ impl Writer {
             return Pending(Waiting::Done);
         }
         let mut state = self.shared().lock();
-        if state.stopping || state.has_work() || state.conn.is_none() {
+        if state.stopping || state.is_contended() || state.has_work() || state.conn.is_none() {
             return self.enqueue(&mut state, changes);
         }
         state.tickets += 1;

@@ -173,6 +173,41 @@ async fn batches_queued_behind_an_inline_commit_commit_after_it() {
 }
 
 #[tokio::test]
+async fn after_changes_waited_behind_a_commit_they_go_to_the_writer_thread_for_a_while() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let first = store.submit(vec![Change::Grant(lease("a", 8000))]);
+    let behind = store.submit(vec![Change::Grant(lease("b", 8001))]);
+    assert!(first.is_claimed() && !behind.is_claimed());
+    first.committed().await.unwrap();
+    behind.committed().await.unwrap();
+    // Alone now, but within CONTENDED_FOR of a commit that had company:
+    // queued, to be folded with whatever comes next.
+    let contended_at = Instant::now();
+    let next = store.submit(vec![Change::Grant(lease("c", 8002))]);
+    let queued = !next.is_claimed();
+    next.committed().await.unwrap();
+    assert!(
+        queued || contended_at.elapsed() >= super::CONTENDED_FOR,
+        "a change right after contention was committed inline"
+    );
+    // Once that has passed with nothing waiting, inline again.
+    let deadline = Instant::now() + DEADLINE;
+    for port in 8003.. {
+        let alone = store.submit(vec![Change::Grant(lease(&format!("l{port}"), port))]);
+        let claimed = alone.is_claimed();
+        alone.committed().await.unwrap();
+        if claimed {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never committed inline again");
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    assert!(active_ids(&store).await.len() >= 4);
+    store.close().await;
+}
+
+#[tokio::test]
 async fn an_inline_batch_nobody_awaits_is_committed_before_what_came_after() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;

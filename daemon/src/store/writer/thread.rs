@@ -80,7 +80,13 @@ pub(super) fn run(shared: &Shared) -> Option<oneshot::Sender<()>> {
                 }
                 let ask = state.ask.clone();
                 drop(state);
+                let folded = batches.len();
                 write_batches(&mut conn, batches, shared, ask.as_ref());
+                state = shared.lock();
+                let others = folded > 1 || !state.queue.is_empty();
+                state.note_contention(others);
+                state.conn = Some(conn);
+                continue;
             }
         }
         state = shared.lock();
