@@ -101,11 +101,19 @@ pub fn via_bash(cmd: &Command, prelude: &str) -> Command {
 /// a wrapper that ends by exec'ing the command (`bash -c`, `setpriv`), so
 /// that the command keeps the wrapper's pid.
 pub fn wrapped_in(program: impl AsRef<OsStr>, args: &[OsString], cmd: &Command) -> Command {
+    wrapped_running(program, args, cmd.get_program(), cmd)
+}
+
+/// As [`wrapped_in`], with `runs` in place of `cmd`'s program (a copy of
+/// it that the wrapper may execute).
+pub fn wrapped_running(
+    program: impl AsRef<OsStr>,
+    args: &[OsString],
+    runs: impl AsRef<OsStr>,
+    cmd: &Command,
+) -> Command {
     let mut wrapped = Command::new(program);
-    wrapped
-        .args(args)
-        .arg(cmd.get_program())
-        .args(cmd.get_args());
+    wrapped.args(args).arg(runs).args(cmd.get_args());
     for (name, value) in cmd.get_envs() {
         match value {
             Some(value) => wrapped.env(name, value),

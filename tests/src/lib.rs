@@ -40,7 +40,7 @@ pub mod wait;
 pub mod web;
 
 pub use bins::{portctl_bin, portd_bin};
-pub use daemon::{TestDaemon, portd_command, via_bash, wrapped_in};
+pub use daemon::{TestDaemon, portd_command, via_bash, wrapped_in, wrapped_running};
 pub use http::Response;
 pub use ports::PortBlock;
 pub use procs::{ChildGuard, Done, finish, output_within, start_time};

@@ -4,6 +4,7 @@
 //! but the wrong owner, and a client of one uid asking a daemon of its own
 //! uid to act on another uid's processes and leases.
 
+use std::ffi::OsString;
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, chown};
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use portd_e2e::servers::{Listener, Scratch};
 use portd_e2e::skip::{require_root, require_system_tool, skip};
 use portd_e2e::{
     ChildGuard, PortBlock, TestDaemon, output_within, portctl_bin, portd_bin, portd_command,
+    wrapped_running,
 };
 
 use super::DEADLINE;
@@ -68,23 +70,13 @@ fn a_socket_directory_owned_by_another_uid_is_refused_by_daemon_and_client() {
 /// `setpriv` as `OTHER_UID`, running `program` (copied where that uid may
 /// execute it) with `cmd`'s arguments and environment.
 fn as_other_uid(cmd: &Command, program: &Path) -> Command {
-    let mut wrapped = Command::new("setpriv");
-    wrapped
-        .args([
-            format!("--reuid={OTHER_UID}"),
-            format!("--regid={OTHER_UID}"),
-            "--clear-groups".to_string(),
-            "--".to_string(),
-        ])
-        .arg(program)
-        .args(cmd.get_args());
-    for (name, value) in cmd.get_envs() {
-        match value {
-            Some(value) => wrapped.env(name, value),
-            None => wrapped.env_remove(name),
-        };
-    }
-    wrapped
+    let args = [
+        format!("--reuid={OTHER_UID}"),
+        format!("--regid={OTHER_UID}"),
+        "--clear-groups".to_string(),
+        "--".to_string(),
+    ];
+    wrapped_running("setpriv", &args.map(OsString::from), program, cmd)
 }
 
 /// A copy of `binary` in `dir` that every uid may run (the build directory
