@@ -94,10 +94,13 @@ fn decide(before: c_int, frames: c_int) -> WalNeeds {
     }
 }
 
-/// Asks the checkpoint thread (`ask`) for a checkpoint.
-pub fn ask_for_checkpoint(ask: &mpsc::SyncSender<()>) {
+/// Asks the checkpoint thread (`ask`, gone once the writer stops) for a
+/// checkpoint.
+pub fn ask_for_checkpoint(ask: Option<&mpsc::SyncSender<()>>) {
     // Full means a checkpoint is already asked for.
-    let _ = ask.try_send(());
+    if let Some(ask) = ask {
+        let _ = ask.try_send(());
+    }
 }
 
 /// A checkpoint on the write connection, between two commits.

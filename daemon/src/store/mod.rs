@@ -4,16 +4,17 @@
 //! of `lease` at its edge. Two ways in:
 //!
 //! - [`Store::submit`] hands changes to the writer (`writer`, `commit`):
-//!   committed by the request itself when nothing else is queued, else
-//!   folded with the others into one group commit; either way the caller
-//!   is answered once they have committed;
+//!   committed by the request itself when it is alone, else folded with
+//!   the others into one group commit; either way the caller is answered
+//!   once they have committed;
 //! - [`Store::read`] gives a [`Reader`] once every change submitted so far
 //!   has committed, so a read never misses a decision already made.
 //!
 //! One writer connection (rusqlite; used by its own thread, or by a request
 //! committing inline, one at a time) serialises every change, so no write
 //! can fail with SQLITE_BUSY or interleave with another; reads and
-//! migrations use sqlx, on a small pool of read-only connections. Why two libraries: docs/DECISIONS.md, "Store".
+//! migrations use sqlx, on a small pool of read-only connections. Why two
+//! libraries: docs/DECISIONS.md, "Store".
 
 mod checkpoint;
 mod commit;
@@ -135,7 +136,7 @@ impl Store {
 
     /// Submits `changes` to the writer; call under the lock that made the
     /// decision, then await [`Pending::committed`] after releasing it (it
-    /// commits there, on the caller's thread, when nothing else waited).
+    /// commits there, on the caller's thread, when the change is alone).
     pub fn submit(&self, changes: Vec<Change>) -> Pending {
         self.writer.submit(changes)
     }

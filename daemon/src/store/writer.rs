@@ -149,9 +149,10 @@ impl State {
             .is_some_and(|at| at.elapsed() < CONTENDED_FOR)
     }
 
-    /// After a commit: `others` is whether changes waited behind it.
-    pub(super) fn note_contention(&mut self, others: bool) {
-        if others {
+    /// After a commit or a job: notes whether changes waited behind it,
+    /// `folded` into its transaction or still queued.
+    pub(super) fn note_contention(&mut self, folded: bool) {
+        if folded || !self.queue.is_empty() {
             self.contended_at = Some(Instant::now());
         }
     }
@@ -299,15 +300,10 @@ fn commit_claim(shared: &Shared, ticket: u64) -> Option<Result<(), CommitError>>
     }
     let needs = shared.wal.needs();
     let mut state = shared.lock();
-    let others = !state.queue.is_empty();
-    state.note_contention(others);
+    state.note_contention(false);
     match needs {
         WalNeeds::Nothing => {}
-        WalNeeds::Checkpoint => {
-            if let Some(ask) = &state.ask {
-                ask_for_checkpoint(ask);
-            }
-        }
+        WalNeeds::Checkpoint => ask_for_checkpoint(state.ask.as_ref()),
         // Left to the writer thread, before anything else it commits.
         WalNeeds::CheckpointHere => state.queue.push_front(Job::Checkpoint),
     }

@@ -47,7 +47,8 @@ pub(super) fn run(shared: &Shared) -> Option<oneshot::Sender<()>> {
             },
             None => state.queue.pop_front().expect("there is work"),
         };
-        match job {
+        // Whether a write folded changes that came behind its first.
+        let folded = match job {
             Job::Stop(done) => {
                 let ask = state.ask.take();
                 drop(state);
@@ -61,10 +62,12 @@ pub(super) fn run(shared: &Shared) -> Option<oneshot::Sender<()>> {
                 let result =
                     prune(&mut conn, cutoff, keep).map_err(|e| commit_error(&e, &shared.db));
                 let _ = done.send(result);
+                false
             }
             Job::Checkpoint => {
                 drop(state);
                 checkpoint_here(&conn);
+                false
             }
             Job::Write { changes, done } => {
                 let mut batches = vec![(changes, done)];
@@ -80,16 +83,13 @@ pub(super) fn run(shared: &Shared) -> Option<oneshot::Sender<()>> {
                 }
                 let ask = state.ask.clone();
                 drop(state);
-                let folded = batches.len();
+                let folded = batches.len() > 1;
                 write_batches(&mut conn, batches, shared, ask.as_ref());
-                state = shared.lock();
-                let others = folded > 1 || !state.queue.is_empty();
-                state.note_contention(others);
-                state.conn = Some(conn);
-                continue;
+                folded
             }
-        }
+        };
         state = shared.lock();
+        state.note_contention(folded);
         state.conn = Some(conn);
     }
 }
@@ -110,11 +110,7 @@ fn write_batches(
     }
     match shared.wal.needs() {
         WalNeeds::Nothing => {}
-        WalNeeds::Checkpoint => {
-            if let Some(ask) = ask {
-                ask_for_checkpoint(ask);
-            }
-        }
+        WalNeeds::Checkpoint => ask_for_checkpoint(ask),
         WalNeeds::CheckpointHere => checkpoint_here(conn),
     }
     if failed {
