@@ -306,15 +306,12 @@ if want throughput; then
     # One daemon's turn at CLIENTS: at one client, health beside lease +
     # release on the same kind of connection.
     measure_portd() {
-        local which=$1 clients=$2 suffix=
-        [[ $which == before ]] && suffix=-before
+        local which=$1 clients=$2 suffix= pid=$MAIN_DAEMON socket=$MAIN_SOCKET range=$PORTD_RANGE
         if [[ $which == before ]]; then
-            ((clients == 1)) && measure "health$suffix" health "$BEFORE_DAEMON" "$BEFORE_SOCKET" 1
-            measure "portd$suffix" portd "$BEFORE_DAEMON" "$BEFORE_SOCKET" "$clients" "$BEFORE_RANGE"
-        else
-            ((clients == 1)) && measure "health$suffix" health "$MAIN_DAEMON" "$MAIN_SOCKET" 1
-            measure "portd$suffix" portd "$MAIN_DAEMON" "$MAIN_SOCKET" "$clients" "$PORTD_RANGE"
+            suffix=-before pid=$BEFORE_DAEMON socket=$BEFORE_SOCKET range=$BEFORE_RANGE
         fi
+        ((clients == 1)) && measure "health$suffix" health "$pid" "$socket" 1
+        measure "portd$suffix" portd "$pid" "$socket" "$clients" "$range"
     }
     daemons=(after)
     if [[ -n $BEFORE ]]; then
