@@ -14,6 +14,12 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc rather than glibc's malloc: the proxy allocates and frees a few
+/// small buffers per request on each of its threads (docs/DECISIONS.md,
+/// "Proxy").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Per-user daemon that leases local TCP ports to dev processes and ends
 /// each lease when its owner dies.
 #[derive(Debug, Parser)]
