@@ -19,6 +19,7 @@ mod openapi;
 mod ports;
 mod processes;
 mod reap;
+mod repoll;
 pub mod server;
 mod status;
 mod url;

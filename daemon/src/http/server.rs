@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use super::conns::{Conns, Tracked};
+use super::repoll::Repoll;
 use crate::owner::OwnerCache;
 use crate::peer::Peer;
 use crate::socket::accept_failed;
@@ -108,7 +109,7 @@ pub async fn serve_connections(
             .half_close(true)
             .serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
-        tokio::spawn(async move {
+        tokio::spawn(Repoll::new(async move {
             tokio::select! {
                 ended = connection => if let Err(e) = ended {
                     tracing::debug!(error = %e, "connection ended with an error");
@@ -117,7 +118,7 @@ pub async fn serve_connections(
                 _ = slot.shed().cancelled() => {}
             }
             drop(slot);
-        });
+        }));
     }
     drop(listener);
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
