@@ -209,15 +209,19 @@ jq -r --arg rounds "$ROUNDS" --arg secs "$SECONDS_PER" '
     "",
     "medians of \($rounds) rounds of \($secs) s each; every round: " + ([["direct", "portd", "portless"][] as $t | "\($t) 64c \(.[$t]["64"].rounds | map(round) | join("/"))"] | join(", ")),
     "",
-    "portd vs portless at 64 connections: \((.portd["64"].rps / .portless["64"].rps) | r)x (target >= 5x)",
-    "portd vs direct at 64 connections: \((.portd["64"].rps / .direct["64"].rps * 100) | round)% (target >= 50%)",
-    "portd added p50 at 1 connection: \(.portd["1"].p50 - .direct["1"].p50) us (target <= 100 us)"' \
+    def verdict: if . then "met" else "missed" end;
+    (.portd["64"].rps / .portless["64"].rps) as $vs_portless
+    | (.portd["64"].rps / .direct["64"].rps * 100) as $vs_direct
+    | (.portd["1"].p50 - .direct["1"].p50) as $added
+    | "portd vs portless at 64 connections: \($vs_portless | r)x (target >= 5x: \($vs_portless >= 5 | verdict))",
+    "portd vs direct at 64 connections: \($vs_direct | r)% (target >= 50%: \($vs_direct >= 50 | verdict))",
+    "portd added p50 at 1 connection: \($added) us (target <= 100 us: \($added <= 100 | verdict))"' \
     "$OUT/proxy.json" | tee "$OUT/proxy.md" >&2
 # The same ratios within each round (measured minutes apart, not hours).
 jq -R -s -r '
     split("\n") | map(select(length > 0) | split("\t")) | group_by(.[0]) | map(
         (map({key: "\(.[2])-\(.[1])", value: .}) | from_entries) as $m
-        | "round \(.[0][0]): portd/direct at 64 connections \(($m["portd-64"][3] | tonumber) / ($m["direct-64"][3] | tonumber) * 100 | round)%, "
+        | "round \(.[0][0]): portd/direct at 64 connections \(($m["portd-64"][3] | tonumber) / ($m["direct-64"][3] | tonumber) * 1000 | round / 10)%, "
           + "portd/portless \(($m["portd-64"][3] | tonumber) / ($m["portless-64"][3] | tonumber) * 10 | round / 10)x, "
           + "added p50 at 1 connection \(($m["portd-1"][4] | tonumber) - ($m["direct-1"][4] | tonumber)) us")[]' \
     "$OUT/runs.tsv" | tee -a "$OUT/proxy.md" >&2
