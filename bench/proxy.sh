@@ -219,10 +219,11 @@ jq -r --arg rounds "$ROUNDS" --arg secs "$SECONDS_PER" '
     "$OUT/proxy.json" | tee "$OUT/proxy.md" >&2
 # The same ratios within each round (measured minutes apart, not hours).
 jq -R -s -r '
+    def r: . * 10 | round / 10;
     split("\n") | map(select(length > 0) | split("\t")) | group_by(.[0]) | map(
         (map({key: "\(.[2])-\(.[1])", value: .}) | from_entries) as $m
-        | "round \(.[0][0]): portd/direct at 64 connections \(($m["portd-64"][3] | tonumber) / ($m["direct-64"][3] | tonumber) * 1000 | round / 10)%, "
-          + "portd/portless \(($m["portd-64"][3] | tonumber) / ($m["portless-64"][3] | tonumber) * 10 | round / 10)x, "
+        | "round \(.[0][0]): portd/direct at 64 connections \(($m["portd-64"][3] | tonumber) / ($m["direct-64"][3] | tonumber) * 100 | r)%, "
+          + "portd/portless \(($m["portd-64"][3] | tonumber) / ($m["portless-64"][3] | tonumber) | r)x, "
           + "added p50 at 1 connection \(($m["portd-1"][4] | tonumber) - ($m["direct-1"][4] | tonumber)) us")[]' \
     "$OUT/runs.tsv" | tee -a "$OUT/proxy.md" >&2
 echo "load at end: $(load)" | tee -a "$OUT/machine.txt" >&2
