@@ -1,37 +1,31 @@
-//! Passing a request to a lease's server and its answer back: a pool of
-//! keep-alive connections to the leased ports, the headers a proxy must
-//! drop (hop-by-hop) and add (`X-Forwarded-*`, `Forwarded`), and the
-//! upgrade (WebSocket) that joins the two connections once both sides
-//! agree. Bodies are streamed frame by frame in both directions, never
-//! collected.
+//! Passing a request to a lease's server and its answer back: the headers
+//! a proxy must drop (hop-by-hop) and add (`X-Forwarded-*`, `Forwarded`),
+//! then the request itself. One without a body is written to a kept
+//! connection directly (`wire`); one with a body, or an upgrade
+//! (WebSocket), goes through hyper's client, which streams the body frame
+//! by frame and joins the two connections once both sides agree to
+//! switch protocols. No body is ever collected.
 //!
-//! The pool belongs to one proxy thread (`server`), so a request, its
-//! server connection's task and the pool never cross threads. Connections
-//! are kept per port and lease id: one kept for an ended lease is never
-//! lent to the next lease on the same port. A connection goes back to the
-//! pool once its response has been read to the end, never while a body (a
-//! stream of server-sent events, say) is still coming.
+//! Kept connections (`pool`) belong to one proxy thread (`server`), so a
+//! request, its server connection and the pool never cross threads. A
+//! connection goes back to its pool once its response has been read to
+//! the end, never while a body (a stream of server-sent events, say) is
+//! still coming.
 
-use std::collections::HashMap;
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
 
+use http_body_util::Either;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
-/// Idle connections kept per port.
-const POOL_MAX_IDLE: usize = 128;
-/// How long an idle connection to a server is kept; [`Upstream::sweep`]
-/// drops older ones.
-pub const POOL_IDLE: Duration = Duration::from_secs(30);
+use super::pool::{Kept, Pool};
+use super::wire::{self, Broken, Home as WireHome, Wire, WireBody};
 
 /// Headers that describe one connection, not the message (RFC 9110 7.6.1);
 /// a proxy never passes them on. `Connection` may name more.
@@ -52,20 +46,21 @@ pub enum Failed {
     /// Nothing accepts on the port (yet).
     Connect(io::Error),
     /// The server took the connection and then failed the exchange.
-    Exchange(hyper::Error),
+    Exchange(Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// The idle connections of one port, and the lease they were made for.
-struct Idle {
-    lease_id: String,
-    /// Each with when it went idle.
-    senders: Vec<(SendRequest<Incoming>, Instant)>,
-}
-
-/// One proxy thread's connections to leased ports.
+/// One proxy thread's connections to leased ports: written to directly
+/// for requests without a body, through hyper's client for the others.
 #[derive(Clone, Default)]
 pub struct Upstream {
-    idle: Arc<Mutex<HashMap<u16, Idle>>>,
+    hyper: Pool<SendRequest<Incoming>>,
+    wires: Pool<Wire>,
+}
+
+impl Kept for SendRequest<Incoming> {
+    fn is_closed(&self) -> bool {
+        SendRequest::is_closed(self)
+    }
 }
 
 /// What the request came from, for the forwarding headers.
@@ -74,8 +69,11 @@ pub struct Origin {
     pub client: SocketAddr,
 }
 
-/// A server's response body, which hands its connection back to the pool
-/// once read to the end.
+/// A server's response body, streamed.
+pub type Forwarded = Either<PooledBody, WireBody>;
+
+/// A response body from hyper's client, which hands its connection back
+/// to the pool once read to the end.
 pub struct PooledBody {
     inner: Incoming,
     /// Where the connection goes back to: the pool, its port and lease.
@@ -86,7 +84,7 @@ pub struct PooledBody {
 
 struct Home {
     sender: SendRequest<Incoming>,
-    upstream: Upstream,
+    pool: Pool<SendRequest<Incoming>>,
     port: u16,
     lease_id: String,
 }
@@ -101,17 +99,75 @@ impl Upstream {
         port: u16,
         lease_id: &str,
         from: Origin,
-    ) -> Result<Response<PooledBody>, Failed> {
+    ) -> Result<Response<Forwarded>, Failed> {
         let upgrade = wants_upgrade(request.headers());
         let version = request.version();
-        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
         strip_hop_by_hop(request.headers_mut(), upgrade);
         add_forwarded(request.headers_mut(), from);
-        *request.version_mut() = hyper::Version::HTTP_11;
-        let (sender, mut response) = self.exchange(request, port, lease_id).await?;
+        let mut response = if !upgrade && request.body().is_end_stream() {
+            self.forward_wire(&request, port, lease_id)
+                .await?
+                .map(Either::Right)
+        } else {
+            self.forward_hyper(request, upgrade, port, lease_id)
+                .await?
+                .map(Either::Left)
+        };
         // The client's connection keeps its own version: a server that
         // answers HTTP/1.0 must not end a client's keep-alive.
         *response.version_mut() = version;
+        if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+            strip_hop_by_hop(response.headers_mut(), false);
+        }
+        Ok(response)
+    }
+
+    /// Sends a request without a body over a connection of our own: a
+    /// kept one if the server has not closed it, else a new one. A request
+    /// a kept connection left unanswered is sent again on a new one if it
+    /// was never written or is idempotent (RFC 9110 9.2.2).
+    async fn forward_wire(
+        &self,
+        request: &Request<Incoming>,
+        port: u16,
+        lease_id: &str,
+    ) -> Result<Response<WireBody>, Failed> {
+        let method = request.method();
+        let head = wire::request_head(method, request.uri(), request.headers());
+        let again =
+            |broken: &Broken| broken.unsent || (broken.unanswered && method.is_idempotent());
+        let (wire, answer) = loop {
+            let Some(mut wire) = self.wires.checkout(port, lease_id) else {
+                let mut wire = Wire::connect(port).await.map_err(Failed::Connect)?;
+                let answer = wire.exchange(&head).await;
+                break (wire, answer);
+            };
+            match wire.exchange(&head).await {
+                Err(broken) if again(&broken) => continue,
+                answer => break (wire, answer),
+            }
+        };
+        let head = answer.map_err(|broken| Failed::Exchange(broken.into()))?;
+        let home = WireHome {
+            pool: self.wires.clone(),
+            port,
+            lease_id: lease_id.to_string(),
+        };
+        WireBody::response(method, head, wire, home).map_err(|e| Failed::Exchange(e.into()))
+    }
+
+    /// Sends `request` through hyper's client: a body streamed to the
+    /// server, or an upgrade.
+    async fn forward_hyper(
+        &self,
+        mut request: Request<Incoming>,
+        upgrade: bool,
+        port: u16,
+        lease_id: &str,
+    ) -> Result<Response<PooledBody>, Failed> {
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+        *request.version_mut() = hyper::Version::HTTP_11;
+        let (sender, mut response) = self.exchange(request, port, lease_id).await?;
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(client_upgrade) = client_upgrade {
                 let server_upgrade = hyper::upgrade::on(&mut response);
@@ -124,10 +180,9 @@ impl Upstream {
                 ended: false,
             }));
         }
-        strip_hop_by_hop(response.headers_mut(), false);
         let home = (!sender.is_closed()).then(|| Home {
             sender,
-            upstream: self.clone(),
+            pool: self.hyper.clone(),
             port,
             lease_id: lease_id.to_string(),
         });
@@ -148,7 +203,7 @@ impl Upstream {
         port: u16,
         lease_id: &str,
     ) -> Result<(SendRequest<Incoming>, Response<Incoming>), Failed> {
-        while let Some(mut sender) = self.checkout(port, lease_id) {
+        while let Some(mut sender) = self.hyper.checkout(port, lease_id) {
             if sender.ready().await.is_err() {
                 continue;
             }
@@ -156,7 +211,7 @@ impl Upstream {
                 Ok(response) => return Ok((sender, response)),
                 Err(mut failed) => match failed.take_message() {
                     Some(unsent) => request = unsent,
-                    None => return Err(Failed::Exchange(failed.into_error())),
+                    None => return Err(Failed::Exchange(failed.into_error().into())),
                 },
             }
         }
@@ -164,73 +219,27 @@ impl Upstream {
         let response = sender
             .send_request(request)
             .await
-            .map_err(Failed::Exchange)?;
+            .map_err(|e| Failed::Exchange(e.into()))?;
         Ok((sender, response))
     }
 
-    /// An idle connection to `port` made for `lease_id`, newest first;
-    /// connections made for an earlier lease on the port are dropped.
-    fn checkout(&self, port: u16, lease_id: &str) -> Option<SendRequest<Incoming>> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = idle.get_mut(&port)?;
-        if entry.lease_id != lease_id {
-            idle.remove(&port);
-            return None;
-        }
-        while let Some((sender, since)) = entry.senders.pop() {
-            if !sender.is_closed() && since.elapsed() < POOL_IDLE {
-                return Some(sender);
-            }
-        }
-        None
-    }
-
-    /// Drops the connections idle for longer than [`POOL_IDLE`] or closed
-    /// by their server, and the ports left with none.
+    /// Drops the connections idle for too long or closed by their server.
     pub fn sweep(&self) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.retain(|_, entry| {
-            entry
-                .senders
-                .retain(|(sender, since)| !sender.is_closed() && since.elapsed() < POOL_IDLE);
-            !entry.senders.is_empty()
-        });
-    }
-
-    /// Keeps `sender` for the next request to `port`'s lease.
-    fn checkin(&self, port: u16, lease_id: String, sender: SendRequest<Incoming>) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = idle.entry(port).or_insert_with(|| Idle {
-            lease_id: lease_id.clone(),
-            senders: Vec::new(),
-        });
-        if entry.lease_id != lease_id {
-            *entry = Idle {
-                lease_id,
-                senders: Vec::new(),
-            };
-        }
-        entry.senders.retain(|(s, _)| !s.is_closed());
-        if entry.senders.len() < POOL_MAX_IDLE {
-            entry.senders.push((sender, Instant::now()));
-        }
+        self.hyper.sweep();
+        self.wires.sweep();
     }
 }
 
-/// A new connection to a leased port on loopback: 127.0.0.1 first, then ::1
-/// (a dev server that listens on `localhost` may have bound only ::1). Its
-/// task runs on this thread until the server or the pool lets it go.
+/// A new connection through hyper's client to a leased port on loopback.
+/// Its task runs on this thread until the server or the pool lets it go.
 async fn connect(port: u16) -> Result<SendRequest<Incoming>, Failed> {
-    let stream = match TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await {
-        Ok(stream) => stream,
-        Err(v4) => TcpStream::connect((Ipv6Addr::LOCALHOST, port))
-            .await
-            .map_err(|_| Failed::Connect(v4))?,
-    };
-    let _ = stream.set_nodelay(true);
+    let stream = Wire::connect(port)
+        .await
+        .map_err(Failed::Connect)?
+        .into_stream();
     let (sender, connection) = http1::handshake(TokioIo::new(stream))
         .await
-        .map_err(Failed::Exchange)?;
+        .map_err(|e| Failed::Exchange(e.into()))?;
     tokio::spawn(async move {
         if let Err(e) = connection.with_upgrades().await {
             tracing::debug!(error = %e, port, "connection to a leased server ended");
@@ -270,7 +279,7 @@ impl Drop for PooledBody {
         if let Some(home) = self.home.take()
             && (self.ended || self.inner.is_end_stream())
         {
-            home.upstream.checkin(home.port, home.lease_id, home.sender);
+            home.pool.checkin(home.port, &home.lease_id, home.sender);
         }
     }
 }

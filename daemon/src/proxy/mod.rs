@@ -8,17 +8,23 @@
 //! - `server`: the accept loops and hyper connections;
 //! - `host`: what a `Host` header asks for;
 //! - `forward`: the request to the lease's server and its answer back
-//!   (pooled connections, forwarding headers, upgrades);
+//!   (forwarding headers, hyper's client for bodies and upgrades);
+//! - `wire`: a request without a body spoken directly on a kept
+//!   connection, with `chunked` for the bodies it reads;
+//! - `pool`: the connections kept per port and lease;
 //! - `pages`: the 404, 502 and index pages, in HTML or JSON.
 //!
 //! Every request is routed on the lease table as it is at that moment
 //! (`Leases::site`): a lease that ended is never served from a cache.
 
+mod chunked;
 pub(crate) mod forward;
 mod host;
 mod listen;
 mod pages;
+mod pool;
 mod server;
+mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,7 +34,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response};
 
-use self::forward::{Failed, Origin, PooledBody, Upstream};
+use self::forward::{Failed, Forwarded, Origin, Upstream};
 use self::host::Wanted;
 pub use self::listen::{ProxySockets, open};
 use self::pages::{Page, wants_json};
@@ -37,7 +43,7 @@ use crate::leases::{Leases, Site};
 use crate::time::rfc3339;
 
 /// A response's body: the server's, streamed, or a page of ours.
-pub type Body = Either<PooledBody, Full<Bytes>>;
+pub type Body = Either<Forwarded, Full<Bytes>>;
 
 /// What every request is routed with.
 pub struct Proxy {
@@ -115,7 +121,7 @@ impl Proxy {
         request: Request<Incoming>,
         client: SocketAddr,
         upstream: &Upstream,
-    ) -> Result<Response<PooledBody>, Page> {
+    ) -> Result<Response<Forwarded>, Page> {
         if request.method() == Method::CONNECT {
             return Err(Page::NotAProxy {
                 why: "CONNECT is refused",

@@ -29,7 +29,8 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::Proxy;
-use super::forward::{POOL_IDLE, Upstream};
+use super::forward::Upstream;
+use super::pool::IDLE_FOR;
 use crate::socket::accept_failed;
 
 /// Fewest and most client connections served at once; between the two, an
@@ -101,7 +102,7 @@ pub fn spawn(
         let (open, shutdown) = (Arc::clone(&worker.open), shutdown.clone());
         let upstream = worker.upstream.clone();
         runtime.spawn(async move {
-            let mut every = tokio::time::interval(POOL_IDLE);
+            let mut every = tokio::time::interval(IDLE_FOR);
             loop {
                 every.tick().await;
                 upstream.sweep();

@@ -1,0 +1,565 @@
+//! A request without a body, which is most of what a browser sends a dev
+//! server, written to the server's connection and its answer read back in
+//! the client connection's own task: the request head in one write, the
+//! response head parsed where it lands, the body handed on as it is read.
+//! No task, channel or header map per request stands between the two
+//! connections, as with a general HTTP client; it takes a tenth of the
+//! proxy's CPU per request (docs/DECISIONS.md, "Proxy").
+//!
+//! Requests with a body and upgrades go through hyper's client instead
+//! (`forward`). A response's body ends by its length, its chunked coding,
+//! or the server closing (RFC 9112 6.3); a connection is kept only after a
+//! body that ended by its framing, with nothing after it, from a server
+//! that did not say it closes.
+
+use std::future::poll_fn;
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker, ready};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use hyper::body::{Body, Frame, SizeHint};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Response, StatusCode, Uri, Version};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use super::chunked::{Chunked, Decoded};
+use super::pool::{Kept, Pool};
+
+/// The least free room a read is given.
+const READ_ROOM: usize = 4096;
+/// The most bytes a response head may take, and the most fields.
+const MAX_HEAD: usize = 64 * 1024;
+const MAX_FIELDS: usize = 128;
+
+/// A connection to a leased server, with what was read and not yet used.
+pub struct Wire {
+    stream: TcpStream,
+    read: BytesMut,
+}
+
+/// Why an exchange failed, and whether sending again is safe.
+#[derive(Debug)]
+pub struct Broken {
+    pub error: io::Error,
+    /// Nothing of a response came back: a kept connection the server had
+    /// closed meanwhile looks like this.
+    pub unanswered: bool,
+    /// The request could not be written at all.
+    pub unsent: bool,
+}
+
+impl std::fmt::Display for Broken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for Broken {}
+
+impl Kept for Wire {
+    /// Whether the server closed the connection (or sent bytes nobody
+    /// asked for) while it was idle, as the runtime last heard: no read.
+    fn is_closed(&self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        self.stream.poll_read_ready(&mut cx).is_ready()
+    }
+}
+
+impl Wire {
+    /// A new connection to a leased port on loopback: 127.0.0.1 first,
+    /// then ::1 (a dev server that listens on `localhost` may have bound
+    /// only ::1).
+    pub async fn connect(port: u16) -> io::Result<Wire> {
+        let stream = match TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await {
+            Ok(stream) => stream,
+            Err(v4) => TcpStream::connect((Ipv6Addr::LOCALHOST, port))
+                .await
+                .map_err(|_| v4)?,
+        };
+        let _ = stream.set_nodelay(true);
+        Ok(Wire {
+            stream,
+            read: BytesMut::with_capacity(2 * READ_ROOM),
+        })
+    }
+
+    /// The connection, for another client to speak on.
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
+    }
+
+    /// Writes `head` (a request without a body) and reads the response's
+    /// head; interim (1xx) responses are passed over.
+    pub async fn exchange(&mut self, head: &[u8]) -> Result<Head, Broken> {
+        if let Err(error) = self.stream.write_all(head).await {
+            return Err(Broken {
+                error,
+                unanswered: true,
+                unsent: true,
+            });
+        }
+        let mut answered = false;
+        loop {
+            match parse_head(&mut self.read) {
+                Ok(Some(head)) if head.status.is_informational() => {
+                    if head.status == StatusCode::SWITCHING_PROTOCOLS {
+                        return Err(broken(invalid("101 to a request that asked for none")));
+                    }
+                    continue;
+                }
+                Ok(Some(head)) => return Ok(head),
+                Ok(None) => {}
+                Err(error) => return Err(broken(error)),
+            }
+            let error = match poll_fn(|cx| self.poll_fill(cx)).await {
+                Ok(0) => io::ErrorKind::UnexpectedEof.into(),
+                Ok(_) => {
+                    answered = true;
+                    continue;
+                }
+                Err(error) => error,
+            };
+            return Err(Broken {
+                error,
+                unanswered: !answered,
+                unsent: false,
+            });
+        }
+    }
+
+    /// Reads what the server has sent into `read`; 0 when it closed.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.read.capacity() - self.read.len() < READ_ROOM {
+            self.read.reserve(READ_ROOM);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.read)
+    }
+}
+
+/// A failure after the request was written, once part of a response came.
+fn broken(error: io::Error) -> Broken {
+    Broken {
+        error,
+        unanswered: false,
+        unsent: false,
+    }
+}
+
+/// The request head for `method` `uri` with `headers`, HTTP/1.1.
+pub fn request_head(method: &Method, uri: &Uri, headers: &HeaderMap) -> Vec<u8> {
+    let target = uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut head = Vec::with_capacity(256 + headers.len() * 32);
+    head.put_slice(method.as_str().as_bytes());
+    head.put_u8(b' ');
+    head.put_slice(target.as_bytes());
+    head.put_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        head.put_slice(name.as_str().as_bytes());
+        head.put_slice(b": ");
+        head.put_slice(value.as_bytes());
+        head.put_slice(b"\r\n");
+    }
+    head.put_slice(b"\r\n");
+    head
+}
+
+/// A response head, parsed.
+#[derive(Debug)]
+pub struct Head {
+    pub status: StatusCode,
+    pub version: Version,
+    pub headers: HeaderMap,
+}
+
+/// The response head at the front of `read`, taken off it once whole.
+fn parse_head(read: &mut BytesMut) -> io::Result<Option<Head>> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+    let mut response = httparse::Response::new(&mut fields);
+    let used = match response.parse(read) {
+        Ok(httparse::Status::Complete(used)) => used,
+        Ok(httparse::Status::Partial) if read.len() > MAX_HEAD => {
+            return Err(invalid("the response head is too long"));
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(invalid(&format!("the response head: {e}"))),
+    };
+    let status = response
+        .code
+        .and_then(|code| StatusCode::from_u16(code).ok())
+        .ok_or_else(|| invalid("the response's status"))?;
+    let version = match response.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    let mut headers = HeaderMap::with_capacity(response.headers.len());
+    for field in response.headers.iter() {
+        let name = HeaderName::from_bytes(field.name.as_bytes())
+            .map_err(|_| invalid("a response field's name"))?;
+        let value = HeaderValue::from_bytes(field.value)
+            .map_err(|_| invalid("a response field's value"))?;
+        headers.append(name, value);
+    }
+    let _ = read.split_to(used);
+    Ok(Some(Head {
+        status,
+        version,
+        headers,
+    }))
+}
+
+/// How a response's body ends.
+#[derive(Debug)]
+enum Framing {
+    /// It has none (or none is left).
+    Empty,
+    /// After this many more bytes.
+    Length(u64),
+    /// At the last chunk and trailers.
+    Chunked(Chunked),
+    /// When the server closes the connection.
+    Close,
+}
+
+/// How the body of the response with `head` to a `method` request ends
+/// (RFC 9112 6.3). A `Content-Length` that a transfer coding overrides is
+/// dropped from `head`, so that the client is not told it.
+fn framing(method: &Method, head: &mut Head) -> io::Result<Framing> {
+    let status = head.status;
+    if *method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Ok(Framing::Empty);
+    }
+    let headers = &mut head.headers;
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        let chunked = headers
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .rfind(|coding| !coding.is_empty())
+            .is_some_and(|coding| coding.eq_ignore_ascii_case("chunked"));
+        headers.remove(header::CONTENT_LENGTH);
+        return Ok(if chunked {
+            Framing::Chunked(Chunked::new())
+        } else {
+            Framing::Close
+        });
+    }
+    let mut length = None;
+    for value in headers.get_all(header::CONTENT_LENGTH) {
+        for part in value.to_str().unwrap_or("x").split(',') {
+            let part = part.trim();
+            let n = (!part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| part.parse::<u64>().ok())
+                .flatten()
+                .ok_or_else(|| invalid("the response's Content-Length"))?;
+            if length.is_some_and(|earlier| earlier != n) {
+                return Err(invalid("the response has two Content-Lengths"));
+            }
+            length = Some(n);
+        }
+    }
+    Ok(match length {
+        Some(0) => Framing::Empty,
+        Some(n) => Framing::Length(n),
+        None => Framing::Close,
+    })
+}
+
+/// Whether the server keeps the connection after this response.
+fn keeps_alive(head: &Head) -> bool {
+    head.version == Version::HTTP_11
+        && !head
+            .headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case("close"))
+}
+
+/// Where a connection goes once its response's body has ended.
+pub struct Home {
+    pub pool: Pool<Wire>,
+    pub port: u16,
+    pub lease_id: String,
+}
+
+/// A response's body, read from its connection as the client's connection
+/// asks for it. The connection goes back to the pool at the body's end.
+pub struct WireBody {
+    wire: Option<Wire>,
+    framing: Framing,
+    /// Where the connection goes at the end; `None` when it is not kept.
+    home: Option<Home>,
+}
+
+impl WireBody {
+    /// The response to a `method` request over `wire`, whose head is
+    /// `head`; the body follows from `wire`.
+    pub fn response(
+        method: &Method,
+        mut head: Head,
+        wire: Wire,
+        home: Home,
+    ) -> io::Result<Response<WireBody>> {
+        let framing = framing(method, &mut head)?;
+        let keep = keeps_alive(&head) && !matches!(framing, Framing::Close);
+        let mut body = WireBody {
+            wire: Some(wire),
+            framing,
+            home: keep.then_some(home),
+        };
+        if matches!(body.framing, Framing::Empty) {
+            body.end();
+        }
+        let mut response = Response::new(body);
+        *response.status_mut() = head.status;
+        *response.headers_mut() = head.headers;
+        Ok(response)
+    }
+
+    /// The body has ended: its connection goes home if it is kept and
+    /// nothing came after the body.
+    fn end(&mut self) {
+        self.framing = Framing::Empty;
+        if let (Some(wire), Some(home)) = (self.wire.take(), self.home.take())
+            && wire.read.is_empty()
+        {
+            home.pool.checkin(home.port, &home.lease_id, wire);
+        }
+    }
+
+    /// The next frame from what was read, if there is one yet.
+    fn next_frame(&mut self) -> io::Result<Option<Frame<Bytes>>> {
+        let Some(wire) = self.wire.as_mut() else {
+            return Ok(None);
+        };
+        let read = &mut wire.read;
+        let (frame, ended) = match &mut self.framing {
+            Framing::Empty => (None, false),
+            Framing::Length(left) if !read.is_empty() => {
+                let n = usize::try_from(*left).map_or(read.len(), |left| left.min(read.len()));
+                let data = read.split_to(n).freeze();
+                *left -= n as u64;
+                (Some(Frame::data(data)), *left == 0)
+            }
+            Framing::Chunked(chunked) => match chunked.decode(read)? {
+                Decoded::Data(data) => (Some(Frame::data(data)), false),
+                Decoded::Trailers(trailers) => (Some(Frame::trailers(trailers)), false),
+                Decoded::End => (None, true),
+                Decoded::More => (None, false),
+            },
+            Framing::Close if !read.is_empty() => (Some(Frame::data(read.split().freeze())), false),
+            Framing::Length(_) | Framing::Close => (None, false),
+        };
+        if ended {
+            self.end();
+        }
+        Ok(frame)
+    }
+}
+
+impl Body for WireBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let this = &mut *self;
+        loop {
+            if let Some(frame) = this.next_frame()? {
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            let ended = this.is_end_stream();
+            let Some(wire) = this.wire.as_mut().filter(|_| !ended) else {
+                return Poll::Ready(None);
+            };
+            if ready!(wire.poll_fill(cx))? == 0 {
+                // Closed: the end of a body framed so, else a body cut off.
+                this.wire = None;
+                let framing = std::mem::replace(&mut this.framing, Framing::Empty);
+                return Poll::Ready(match framing {
+                    Framing::Close => None,
+                    _ => Some(Err(io::ErrorKind::UnexpectedEof.into())),
+                });
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.framing, Framing::Empty)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.framing {
+            Framing::Empty => SizeHint::with_exact(0),
+            Framing::Length(left) => SizeHint::with_exact(left),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+fn invalid(why: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, why.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn whole(raw: &str) -> Head {
+        let mut read = BytesMut::from(raw.as_bytes());
+        let head = parse_head(&mut read).unwrap().expect("a whole head");
+        assert!(read.is_empty(), "the head is taken off what was read");
+        head
+    }
+
+    fn framed(method: Method, raw: &str) -> (io::Result<Framing>, Head) {
+        let mut head = whole(raw);
+        (framing(&method, &mut head), head)
+    }
+
+    #[test]
+    fn a_request_head_is_the_method_target_and_every_field_in_order() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("web.app.localhost"));
+        headers.append("x-a", HeaderValue::from_static("1"));
+        headers.append("x-a", HeaderValue::from_static("2"));
+        let uri: Uri = "/p/q?x=1%20y".parse().unwrap();
+        let bytes = request_head(&Method::DELETE, &uri, &headers);
+        assert_eq!(
+            String::from_utf8(bytes).unwrap(),
+            "DELETE /p/q?x=1%20y HTTP/1.1\r\nhost: web.app.localhost\r\nx-a: 1\r\nx-a: 2\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn a_response_head_is_taken_once_whole_and_what_follows_stays() {
+        let mut read = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Le"[..]);
+        assert!(parse_head(&mut read).unwrap().is_none());
+        read.extend_from_slice(b"ngth: 2\r\nX-A: 1\r\nX-A: 2\r\n\r\nok");
+        let head = parse_head(&mut read).unwrap().unwrap();
+        assert_eq!(head.status, StatusCode::OK);
+        assert_eq!(head.version, Version::HTTP_11);
+        let xa: Vec<_> = head.headers.get_all("x-a").iter().collect();
+        assert_eq!(xa, ["1", "2"]);
+        assert_eq!(&read[..], b"ok");
+
+        assert_eq!(
+            whole("HTTP/1.0 404 Not Found\r\n\r\n").version,
+            Version::HTTP_10
+        );
+        for bad in [
+            "NOT HTTP\r\n\r\n",
+            "HTTP/1.1 2000 OK\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nbad header\r\n\r\n",
+        ] {
+            let mut read = BytesMut::from(bad.as_bytes());
+            assert!(parse_head(&mut read).is_err(), "{bad:?}");
+        }
+        let mut endless = BytesMut::from(&b"HTTP/1.1 200 OK\r\n"[..]);
+        endless.extend_from_slice("x-long: y\r\n".repeat(MAX_HEAD / 10).as_bytes());
+        assert!(
+            parse_head(&mut endless).is_err(),
+            "a head without end is refused"
+        );
+    }
+
+    #[test]
+    fn a_body_ends_as_rfc_9112_says() {
+        let ok = "HTTP/1.1 200 OK\r\n";
+        let cases = [
+            (
+                Method::HEAD,
+                format!("{ok}Content-Length: 9\r\n\r\n"),
+                "empty",
+            ),
+            (
+                Method::GET,
+                "HTTP/1.1 204 No Content\r\n\r\n".into(),
+                "empty",
+            ),
+            (
+                Method::GET,
+                "HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n".into(),
+                "empty",
+            ),
+            (
+                Method::GET,
+                format!("{ok}Content-Length: 0\r\n\r\n"),
+                "empty",
+            ),
+            (
+                Method::GET,
+                format!("{ok}Content-Length: 9\r\n\r\n"),
+                "length 9",
+            ),
+            (
+                Method::GET,
+                format!("{ok}Content-Length: 9, 9\r\nContent-Length: 9\r\n\r\n"),
+                "length 9",
+            ),
+            (
+                Method::GET,
+                format!("{ok}Transfer-Encoding: gzip, Chunked\r\n\r\n"),
+                "chunked",
+            ),
+            (
+                Method::GET,
+                format!("{ok}Transfer-Encoding: chunked, gzip\r\n\r\n"),
+                "close",
+            ),
+            (
+                Method::GET,
+                format!("{ok}Content-Length: 9\r\nTransfer-Encoding: chunked\r\n\r\n"),
+                "chunked",
+            ),
+            (Method::GET, format!("{ok}\r\n"), "close"),
+        ];
+        for (method, raw, want) in cases {
+            let (framing, head) = framed(method, &raw);
+            let got = match framing.unwrap() {
+                Framing::Empty => "empty".to_string(),
+                Framing::Length(n) => format!("length {n}"),
+                Framing::Chunked(_) => "chunked".to_string(),
+                Framing::Close => "close".to_string(),
+            };
+            assert_eq!(got, want, "{raw:?}");
+            if raw.contains("Transfer-Encoding") {
+                assert!(
+                    !head.headers.contains_key(header::CONTENT_LENGTH),
+                    "{raw:?}"
+                );
+            }
+        }
+        for raw in [
+            format!("{ok}Content-Length: 9\r\nContent-Length: 8\r\n\r\n"),
+            format!("{ok}Content-Length: +9\r\n\r\n"),
+            format!("{ok}Content-Length: nine\r\n\r\n"),
+        ] {
+            assert!(framed(Method::GET, &raw).0.is_err(), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn a_connection_is_kept_after_http_1_1_unless_the_server_says_close() {
+        assert!(keeps_alive(&whole("HTTP/1.1 200 OK\r\n\r\n")));
+        assert!(keeps_alive(&whole(
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\n\r\n"
+        )));
+        assert!(!keeps_alive(&whole(
+            "HTTP/1.1 200 OK\r\nConnection: x, Close\r\n\r\n"
+        )));
+        assert!(!keeps_alive(&whole("HTTP/1.0 200 OK\r\n\r\n")));
+    }
+}
