@@ -200,7 +200,7 @@ const UPGRADE_PY: &str = r#"
 import os, socket, sys, threading
 port, ready = int(sys.argv[1]), sys.argv[2]
 
-def serve(conn):
+def serve(conn, peer):
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = conn.recv(4096)
@@ -220,7 +220,62 @@ def serve(conn):
             break
         conn.sendall(chunk.upper())
     conn.close()
+"#;
 
+/// The framing server: answers each request on a kept connection with
+/// bytes written out by hand, by path, to try every way a response's body
+/// may end (RFC 9112 6.3). `HEAD` gets a head with `Content-Length: 1000`
+/// and no body; any other path gets its connection's client port as the
+/// body. `/then-drop` is answered, and the request after it on the same
+/// connection is read and left unanswered: the connection closes, as a
+/// server's idle timeout closes one.
+const FRAMING_PY: &str = r#"
+import os, socket, sys, threading
+port, ready = int(sys.argv[1]), sys.argv[2]
+ANSWERS = {
+    "/chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\n",
+    "/both": b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\n\r\n"
+             b"3\r\nabc\r\n0\r\n\r\n",
+    "/interim": b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    "/nocontent": b"HTTP/1.1 204 No Content\r\nX-Kind: none\r\n\r\n",
+    "/notmodified": b"HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\n\r\n",
+    "/garbage": b"NOT HTTP AT ALL\r\n\r\n",
+}
+
+def serve(conn, peer):
+    reader = conn.makefile("rb")
+    drop_next = False
+    while True:
+        line = reader.readline()
+        if not line:
+            break
+        method, path = line.decode().split(" ")[:2]
+        while reader.readline() not in (b"\r\n", b""):
+            pass
+        if drop_next:
+            break
+        if path == "/close":
+            conn.sendall(b"HTTP/1.0 200 OK\r\n\r\n" + b"until the end " * 1000)
+            break
+        if path == "/cut":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+            break
+        if method == "HEAD":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+            continue
+        drop_next = path == "/then-drop"
+        body = str(peer[1]).encode()
+        default = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        conn.sendall(ANSWERS.get(path, default))
+    conn.close()
+"#;
+
+/// The end of a raw-socket server script: listens on `port`, says so in
+/// the ready file, and serves each connection with the script's
+/// `serve(conn, peer)` on a thread of its own.
+const LISTEN_PY: &str = r#"
 sock = socket.socket()
 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 sock.bind(("127.0.0.1", port))
@@ -229,8 +284,8 @@ with open(ready + ".tmp", "w") as f:
     f.write(str(os.getpid()))
 os.rename(ready + ".tmp", ready)
 while True:
-    conn, _ = sock.accept()
-    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+    conn, peer = sock.accept()
+    threading.Thread(target=serve, args=(conn, peer), daemon=True).start()
 "#;
 
 /// A Python server from `script` on `127.0.0.1:port`, in `dir`; returns
@@ -266,7 +321,12 @@ pub fn echo_server(dir: &Path, port: u16, who: &str) -> ChildGuard {
 
 /// The upgrade server on `port`.
 pub fn upgrade_server(dir: &Path, port: u16) -> ChildGuard {
-    python_server(dir, UPGRADE_PY, "upgrade", port, &[])
+    python_server(dir, &[UPGRADE_PY, LISTEN_PY].concat(), "upgrade", port, &[])
+}
+
+/// The framing server on `port`.
+pub fn framing_server(dir: &Path, port: u16) -> ChildGuard {
+    python_server(dir, &[FRAMING_PY, LISTEN_PY].concat(), "framing", port, &[])
 }
 
 /// True once something accepts connections on `127.0.0.1:port`.

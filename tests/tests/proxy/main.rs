@@ -1,12 +1,15 @@
 //! The `.localhost` proxy end to end: the real `portd` with its proxy on a
 //! port of the test's own block, real servers behind it (a Python echo
-//! server, a server that switches protocols, uvicorn, Vite) on the block's
+//! server, a server that switches protocols, one that writes its answers
+//! by hand, uvicorn, Vite) on the block's
 //! other ports, real clients in front (raw HTTP/1.1 over TCP, `portctl`,
 //! headless Chromium).
 //!
 //! - `routing`: Host to lease, everything passed through with the
 //!   forwarding headers, keep-alive and the pool, upgrades both ways, two
 //!   worktrees with two labels, an ended lease's 404 at once;
+//! - `framing`: every way a server's response may end, a body cut short,
+//!   a kept connection the server closed, an answer that is not HTTP;
 //! - `pages`: the 404, 502 and index pages, JSON when asked, and what is
 //!   refused;
 //! - `streams`: a uvicorn app's streamed bodies, upload and server-sent
@@ -20,6 +23,7 @@
 mod activation;
 mod browser;
 mod cli;
+mod framing;
 mod pages;
 mod routing;
 mod streams;
