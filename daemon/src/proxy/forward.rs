@@ -63,10 +63,29 @@ impl Kept for SendRequest<Incoming> {
     }
 }
 
-/// What the request came from, for the forwarding headers.
-#[derive(Debug, Clone, Copy)]
+/// What a client connection's requests came from, for the forwarding
+/// headers: made once per connection.
+#[derive(Debug, Clone)]
 pub struct Origin {
-    pub client: SocketAddr,
+    /// The client's address, as `X-Forwarded-For` gives it.
+    ip: HeaderValue,
+    /// The client's address as a `Forwarded` node (RFC 7239 6): an IPv6
+    /// address in brackets and quotes.
+    node: String,
+}
+
+impl Origin {
+    pub fn new(client: SocketAddr) -> Origin {
+        let ip = client.ip();
+        let node = match ip {
+            std::net::IpAddr::V4(ip) => ip.to_string(),
+            std::net::IpAddr::V6(ip) => format!("\"[{ip}]\""),
+        };
+        Origin {
+            ip: HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("")),
+            node,
+        }
+    }
 }
 
 /// A server's response body, streamed.
@@ -98,7 +117,7 @@ impl Upstream {
         mut request: Request<Incoming>,
         port: u16,
         lease_id: &str,
-        from: Origin,
+        from: &Origin,
     ) -> Result<Response<Forwarded>, Failed> {
         let upgrade = wants_upgrade(request.headers());
         let version = request.version();
@@ -312,6 +331,13 @@ fn wants_upgrade(headers: &HeaderMap) -> bool {
 /// Drops the hop-by-hop headers and those `Connection` names; an upgrade
 /// keeps `Connection: upgrade` and `Upgrade`, which the server must see.
 fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // Most messages have none but `Connection`: one pass finds them.
+    let found = headers
+        .keys()
+        .any(|name| HOP_BY_HOP.contains(name) || (!upgrade && name == header::UPGRADE));
+    if !found {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -336,45 +362,40 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
 /// Adds the client's address and the Host it asked for: `X-Forwarded-For`
 /// (appended to what a proxy before us wrote), `X-Forwarded-Host`,
 /// `X-Forwarded-Proto`, and the standard `Forwarded` (RFC 7239).
-fn add_forwarded(headers: &mut HeaderMap, from: Origin) {
-    let ip = from.client.ip();
-    let host = headers
-        .get(header::HOST)
+fn add_forwarded(headers: &mut HeaderMap, from: &Origin) {
+    let host = headers.get(header::HOST).cloned();
+    let host_text = host
+        .as_ref()
         .and_then(|h| h.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    append(
-        headers,
-        HeaderName::from_static("x-forwarded-for"),
-        &ip.to_string(),
+        .unwrap_or_default();
+    let forwarded = ["for=", &from.node, ";host=\"", host_text, "\";proto=http"].concat();
+    append(headers, X_FORWARDED_FOR, from.ip.clone());
+    headers.insert(
+        X_FORWARDED_HOST,
+        host.unwrap_or(HeaderValue::from_static("")),
     );
-    set(headers, HeaderName::from_static("x-forwarded-host"), &host);
-    set(
-        headers,
-        HeaderName::from_static("x-forwarded-proto"),
-        "http",
-    );
-    let node = match ip {
-        std::net::IpAddr::V4(ip) => ip.to_string(),
-        std::net::IpAddr::V6(ip) => format!("\"[{ip}]\""),
-    };
-    let forwarded = format!("for={node};host=\"{host}\";proto=http");
-    append(headers, header::FORWARDED, &forwarded);
-}
-
-fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
-    if let Ok(value) = HeaderValue::from_str(value) {
-        headers.insert(name, value);
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    if let Ok(forwarded) = HeaderValue::try_from(forwarded) {
+        append(headers, header::FORWARDED, forwarded);
     }
 }
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
 /// `name: earlier, value`, or `name: value` when it is new.
-fn append(headers: &mut HeaderMap, name: HeaderName, value: &str) {
-    let joined = match headers.get(&name).and_then(|v| v.to_str().ok()) {
-        Some(earlier) => format!("{earlier}, {value}"),
-        None => value.to_string(),
+fn append(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue) {
+    let joined = match headers.get(&name) {
+        None => Some(value),
+        Some(earlier) => {
+            let joined = [earlier.as_bytes(), b", ", value.as_bytes()].concat();
+            HeaderValue::from_bytes(&joined).ok()
+        }
     };
-    set(headers, name, &joined);
+    if let Some(joined) = joined {
+        headers.insert(name, joined);
+    }
 }
 
 #[cfg(test)]
@@ -425,12 +446,7 @@ mod tests {
             ("host", "web.shop.localhost:7355"),
             ("x-forwarded-for", "10.0.0.1"),
         ]);
-        add_forwarded(
-            &mut map,
-            Origin {
-                client: "[::1]:40000".parse().unwrap(),
-            },
-        );
+        add_forwarded(&mut map, &Origin::new("[::1]:40000".parse().unwrap()));
         assert_eq!(map["x-forwarded-for"], "10.0.0.1, ::1");
         assert_eq!(map["x-forwarded-host"], "web.shop.localhost:7355");
         assert_eq!(map["x-forwarded-proto"], "http");

@@ -26,7 +26,6 @@ mod pool;
 mod server;
 mod wire;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http_body_util::{Either, Full};
@@ -81,11 +80,12 @@ impl Proxy {
         }
     }
 
-    /// Answers `request`, which `client` sent to the proxy's `port`.
+    /// Answers `request`, which the client at `from` sent to the proxy's
+    /// `port`.
     pub async fn handle(
         &self,
         request: Request<Incoming>,
-        client: SocketAddr,
+        from: &Origin,
         port: u16,
         upstream: &Upstream,
     ) -> Response<Body> {
@@ -95,7 +95,7 @@ impl Proxy {
                 .get(header::ACCEPT)
                 .and_then(|v| v.to_str().ok()),
         );
-        let page = match self.route(request, client, upstream).await {
+        let page = match self.route(request, from, upstream).await {
             Ok(response) => return response.map(Either::Left),
             Err(page) => page,
         };
@@ -119,7 +119,7 @@ impl Proxy {
     async fn route(
         &self,
         request: Request<Incoming>,
-        client: SocketAddr,
+        from: &Origin,
         upstream: &Upstream,
     ) -> Result<Response<Forwarded>, Page> {
         if request.method() == Method::CONNECT {
@@ -159,7 +159,7 @@ impl Proxy {
         };
         match self.leases.site(&name, label.as_deref()) {
             Site::Active { port, lease_id } => upstream
-                .forward(request, port, &lease_id, Origin { client })
+                .forward(request, port, &lease_id, from)
                 .await
                 .map_err(|failed| match failed {
                     Failed::Connect(_) => Page::Starting { name, port },

@@ -29,7 +29,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::Proxy;
-use super::forward::Upstream;
+use super::forward::{Origin, Upstream};
 use super::pool::IDLE_FOR;
 use crate::socket::accept_failed;
 
@@ -247,10 +247,12 @@ impl Connection {
             shutdown,
             _slot,
         } = self;
+        let origin = Arc::new(Origin::new(client));
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let (proxy, upstream) = (Arc::clone(&proxy), upstream.clone());
+            let origin = Arc::clone(&origin);
             async move {
-                let response = proxy.handle(request, client, port, &upstream).await;
+                let response = proxy.handle(request, &origin, port, &upstream).await;
                 Ok::<_, Infallible>(response)
             }
         });
