@@ -122,23 +122,30 @@ fn take_line(read: &mut BytesMut, max: usize) -> io::Result<Option<BytesMut>> {
     }
 }
 
-/// A chunk-size line's size: hex digits, then optional whitespace and
-/// extensions after `;`, which are ignored.
+/// A chunk-size line's size: hex digits (leading zeros aside, at most 15),
+/// then optional whitespace and extensions after `;`, which are ignored but
+/// may hold no control character.
 fn chunk_size(line: &[u8]) -> io::Result<u64> {
     let digits = line
         .iter()
         .position(|b| !b.is_ascii_hexdigit())
         .unwrap_or(line.len());
-    let rest = &line[digits..];
+    let (hex, rest) = line.split_at(digits);
     let rest_ok = rest
         .iter()
         .position(|b| !matches!(b, b' ' | b'\t'))
-        .is_none_or(|i| rest[i] == b';');
-    if digits == 0 || digits > 15 || !rest_ok {
+        .is_none_or(|i| rest[i] == b';')
+        && !rest.iter().any(|&b| b.is_ascii_control() && b != b'\t');
+    let significant = hex.iter().skip_while(|&&b| b == b'0').count();
+    if digits == 0 || significant > 15 || !rest_ok {
         return Err(invalid("a chunk-size line is not a hex size"));
     }
-    let hex = std::str::from_utf8(&line[..digits]).map_err(|_| invalid("not ASCII"))?;
-    u64::from_str_radix(hex, 16).map_err(|_| invalid("a chunk-size line is not a hex size"))
+    hex.iter().try_fold(0u64, |size, &b| {
+        let digit = char::from(b)
+            .to_digit(16)
+            .ok_or_else(|| invalid("not hex"))?;
+        Ok(size << 4 | u64::from(digit))
+    })
 }
 
 /// The trailer section at the front of `read`, once it is whole.
@@ -201,7 +208,7 @@ mod tests {
 
     #[test]
     fn chunks_decode_the_same_however_the_bytes_arrive() {
-        let wire = b"5\r\nhello\r\n1;name=value\r\n \r\n10 \r\n0123456789abcdef\r\n0\r\n\r\nNEXT";
+        let wire = b"5\r\nhello\r\n1;name=value\r\n \r\n0000000000000010 \r\n0123456789abcdef\r\n0\r\n\r\nNEXT";
         for step in 1..=wire.len() {
             let (data, trailers, left) = decode_in_steps(wire, step).unwrap();
             assert_eq!(data, b"hello 0123456789abcdef", "step {step}");
@@ -230,6 +237,7 @@ mod tests {
             b"3 x\r\nabc\r\n0\r\n\r\n",
             b"-3\r\nabc\r\n0\r\n\r\n",
             b"1000000000000000\r\n",
+            b"3;a\nb\r\nabc\r\n0\r\n\r\n",
             b"3\r\nabc\r\n0\r\nbad trailer\r\n\r\n",
         ] {
             let decoded = decode_in_steps(wire, wire.len());

@@ -22,6 +22,7 @@ use std::task::{Context, Poll, Waker, ready};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use hyper::body::{Body, Frame, SizeHint};
+use hyper::ext::ReasonPhrase;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Response, StatusCode, Uri, Version};
 use tokio::io::AsyncWriteExt;
@@ -32,8 +33,9 @@ use super::pool::{Kept, Pool};
 
 /// The least free room a read is given.
 const READ_ROOM: usize = 4096;
-/// The most bytes a response head may take, and the most fields.
-const MAX_HEAD: usize = 64 * 1024;
+/// The most bytes a response head may take (hyper's client took about
+/// as much), and the most fields.
+const MAX_HEAD: usize = 400 * 1024;
 const MAX_FIELDS: usize = 128;
 
 /// A connection to a leased server, with what was read and not yet used.
@@ -174,6 +176,9 @@ pub struct Head {
     pub status: StatusCode,
     pub version: Version,
     pub headers: HeaderMap,
+    /// The reason phrase, when it is not the status code's own: passed on
+    /// as the server wrote it.
+    pub reason: Option<ReasonPhrase>,
 }
 
 /// The response head at the front of `read`, taken off it once whole.
@@ -197,6 +202,10 @@ fn parse_head(read: &mut BytesMut) -> io::Result<Option<Head>> {
         .code
         .and_then(|code| StatusCode::from_u16(code).ok())
         .ok_or_else(|| invalid("the response's status"))?;
+    let reason = response
+        .reason
+        .filter(|reason| Some(*reason) != status.canonical_reason())
+        .and_then(|reason| ReasonPhrase::try_from(reason.as_bytes()).ok());
     let version = match response.version {
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
@@ -214,6 +223,7 @@ fn parse_head(read: &mut BytesMut) -> io::Result<Option<Head>> {
         status,
         version,
         headers,
+        reason,
     }))
 }
 
@@ -330,6 +340,9 @@ impl WireBody {
         let mut response = Response::new(body);
         *response.status_mut() = head.status;
         *response.headers_mut() = head.headers;
+        if let Some(reason) = head.reason {
+            response.extensions_mut().insert(reason);
+        }
         Ok(response)
     }
 
@@ -360,7 +373,9 @@ impl WireBody {
             }
             Framing::Chunked(chunked) => match chunked.decode(read)? {
                 Decoded::Data(data) => (Some(Frame::data(data)), false),
-                Decoded::Trailers(trailers) => (Some(Frame::trailers(trailers)), false),
+                // Trailers come last; a server connection does not poll
+                // the body again after them.
+                Decoded::Trailers(trailers) => (Some(Frame::trailers(trailers)), true),
                 Decoded::End => (None, true),
                 Decoded::More => (None, false),
             },
@@ -461,6 +476,12 @@ mod tests {
         let xa: Vec<_> = head.headers.get_all("x-a").iter().collect();
         assert_eq!(xa, ["1", "2"]);
         assert_eq!(&read[..], b"ok");
+        assert!(head.reason.is_none(), "the status code's own phrase");
+        let fine = whole("HTTP/1.1 200 Fine Thanks\r\n\r\n").reason;
+        assert_eq!(
+            fine.as_ref().map(|r| r.as_bytes()),
+            Some(&b"Fine Thanks"[..])
+        );
 
         assert_eq!(
             whole("HTTP/1.0 404 Not Found\r\n\r\n").version,
