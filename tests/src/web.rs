@@ -225,8 +225,8 @@ def serve(conn, peer):
 /// The framing server: answers each request on a kept connection with
 /// bytes written out by hand, by path, to try every way a response's body
 /// may end (RFC 9112 6.3). `HEAD` gets a head with `Content-Length: 1000`
-/// and no body; any other path gets its connection's client port as the
-/// body. `/then-drop` is answered, and the request after it on the same
+/// and no body; `/extra` gets bytes after its body; any other path not
+/// listed gets its connection's client port as the body. `/then-drop` is answered, and the request after it on the same
 /// connection is read and left unanswered: the connection closes, as a
 /// server's idle timeout closes one.
 const FRAMING_PY: &str = r#"
@@ -242,6 +242,8 @@ ANSWERS = {
     "/nocontent": b"HTTP/1.1 204 No Content\r\nX-Kind: none\r\n\r\n",
     "/notmodified": b"HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\n\r\n",
     "/garbage": b"NOT HTTP AT ALL\r\n\r\n",
+    "/reason": b"HTTP/1.1 200 Fine Thanks\r\nContent-Length: 0\r\n\r\n",
+    "/extra": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokSTRAY BYTES",
 }
 
 def serve(conn, peer):

@@ -23,7 +23,10 @@ fn framed() -> (Proxied, ChildGuard, String) {
 fn bodies_framed_by_chunks_by_closing_or_by_nothing_reach_the_client_whole_on_one_connection() {
     let (p, _server, host) = framed();
     let mut conn = Conn::open(p.proxy_port());
+    // The server's side of the proxy's connection to it.
+    let kept = conn.get(&host, "/port").body;
 
+    // Chunks with an extension and a trailer field.
     let chunked = conn.get(&host, "/chunked");
     assert_eq!(
         (chunked.status, chunked.body.as_str()),
@@ -35,12 +38,6 @@ fn bodies_framed_by_chunks_by_closing_or_by_nothing_reach_the_client_whole_on_on
     let both = conn.get(&host, "/both");
     assert_eq!((both.status, both.body.as_str()), (200, "abc"));
     assert_eq!(both.header("content-length"), None, "{both:?}");
-
-    // An HTTP/1.0 server that ends the body by closing: the client gets it
-    // whole and keeps its connection.
-    let closed = conn.get(&host, "/close");
-    assert_eq!(closed.status, 200);
-    assert_eq!(closed.body, "until the end ".repeat(1000));
 
     let interim = conn.get(&host, "/interim");
     assert_eq!((interim.status, interim.body.as_str()), (200, "ok"));
@@ -61,11 +58,38 @@ fn bodies_framed_by_chunks_by_closing_or_by_nothing_reach_the_client_whole_on_on
         "{head}"
     );
 
-    // No body bytes of the HEAD or the 304 were left on the connection:
-    // the next answer is read cleanly.
+    // The server's own reason phrase is passed on.
+    conn.send(format!("GET /reason HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes());
+    let head = conn.head();
+    assert!(head.starts_with("HTTP/1.1 200 Fine Thanks\r\n"), "{head}");
+
+    // Every answer so far ended where its framing said, on the one server
+    // connection, which is still kept: the next answer comes on it.
     let port = conn.get(&host, "/port");
-    assert_eq!(port.status, 200, "{port:?}");
-    assert!(port.body.parse::<u16>().is_ok(), "{port:?}");
+    assert_eq!(port.body, kept, "the server connection was kept throughout");
+
+    // Bytes after a body: the answer is whole, the connection not kept.
+    let extra = conn.get(&host, "/extra");
+    assert_eq!((extra.status, extra.body.as_str()), (200, "ok"));
+    let after_extra = conn.get(&host, "/port");
+    assert_eq!(after_extra.status, 200, "{after_extra:?}");
+    let after_extra = after_extra.body;
+    assert_ne!(
+        after_extra, kept,
+        "a connection with stray bytes is not kept"
+    );
+
+    // An HTTP/1.0 server that ends the body by closing: the client gets it
+    // whole and keeps its connection; the server's is not kept.
+    let closed = conn.get(&host, "/close");
+    assert_eq!(closed.status, 200);
+    assert_eq!(closed.body, "until the end ".repeat(1000));
+    let after_close = conn.get(&host, "/port");
+    assert_eq!(after_close.status, 200, "{after_close:?}");
+    assert_ne!(
+        after_close.body, after_extra,
+        "a closed connection is not kept"
+    );
 }
 
 #[test]
