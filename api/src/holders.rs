@@ -1,10 +1,8 @@
 //! What holds a port: the listening processes `who`, a refused lease and
-//! `GET /v1/ports/{port}` report, and the container a port forwarder
-//! belongs to.
+//! `GET /v1/ports/{port}` report (`PortReport`, with the lease, is in
+//! `types`), and the container a port forwarder belongs to.
 
 use serde::{Deserialize, Serialize};
-
-use crate::types::Lease;
 
 /// A process listening on a port.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -104,15 +102,4 @@ pub enum HolderKind {
     /// rootless Docker `rootlesskit` (or `slirp4netns`). Never signalled.
     DockerProxy,
     Systemd,
-}
-
-/// `GET /v1/ports/{port}`.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct PortReport {
-    pub port: u16,
-    pub lease: Option<Lease>,
-    pub holders: Vec<Holder>,
-    /// True when no live lease holds the port and a probe bind succeeds.
-    pub free: bool,
 }

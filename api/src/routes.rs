@@ -11,11 +11,10 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::holders::PortReport;
 use crate::query::{EventsQuery, ForgetQuery, LeasesQuery, NamesQuery, ReleaseQuery, UrlQuery};
 use crate::types::{
     CleanupReport, CommandRequest, EventList, Health, KillReport, KillRequest, Lease, LeaseList,
-    LeaseProcesses, LeaseRequest, NameList, NameUrl, ReapReport, ReapRequest, Status,
+    LeaseProcesses, LeaseRequest, NameList, NameUrl, PortReport, ReapReport, ReapRequest, Status,
 };
 
 /// The HTTP methods the API uses.

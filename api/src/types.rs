@@ -438,6 +438,17 @@ pub struct StartupCleanup {
     pub forgotten: Vec<NameEntry>,
 }
 
+/// `GET /v1/ports/{port}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PortReport {
+    pub port: u16,
+    pub lease: Option<Lease>,
+    pub holders: Vec<Holder>,
+    /// True when no live lease holds the port and a probe bind succeeds.
+    pub free: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
