@@ -28,9 +28,9 @@ use tokio::runtime::Handle;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::Proxy;
 use super::forward::{Origin, Upstream};
 use super::pool::IDLE_FOR;
+use super::route::Proxy;
 use crate::socket::accept_failed;
 
 /// Fewest and most client connections served at once; between the two, an
