@@ -50,7 +50,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::Config;
 pub use proxy::ProxySockets;
 
-use crate::http::{AppState, Daemon};
+use crate::http::{AppParts, AppState, Daemon};
 use crate::leases::{Leases, Startup};
 use crate::maintain::Chores;
 use crate::proxy::Proxy;
@@ -161,7 +161,7 @@ pub async fn serve_with(
         shutdown.clone(),
     )
     .map_err(ServeError::Listen)?;
-    let state = AppState {
+    let state = AppState::new(AppParts {
         leases,
         reaper,
         store: store.clone(),
@@ -170,7 +170,7 @@ pub async fn serve_with(
         units: units.clone(),
         daemon,
         shutdown: shutdown.clone(),
-    };
+    });
     http::server::serve_connections(listener, http::router(state), shutdown).await;
 
     proxy_stopped.wait().await;

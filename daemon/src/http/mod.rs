@@ -52,9 +52,20 @@ use crate::watch::Watcher;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Everything the handlers draw on; each takes only its parts (axum's
-/// `FromRef` substates).
+/// `FromRef` substates). axum clones the state for every request, so it is
+/// one `Arc`: a clone of the parts themselves took a lock (the shutdown
+/// token's) and an allocation (the store's path) per request.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl AppState {
+    pub fn new(parts: AppParts) -> AppState {
+        AppState(Arc::new(parts))
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct AppParts {
     pub leases: Arc<Leases>,
     /// Kills and reaps on request.
     pub reaper: Arc<Reaper>,
@@ -85,7 +96,7 @@ macro_rules! substate {
     ($($field:ident: $part:ty),* $(,)?) => {$(
         impl FromRef<AppState> for $part {
             fn from_ref(state: &AppState) -> $part {
-                state.$field.clone()
+                state.0.$field.clone()
             }
         }
     )*};
@@ -135,7 +146,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
-            state.shutdown.clone(),
+            Arc::new(state.0.shutdown.clone()),
             guard,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -156,7 +167,7 @@ async fn method_not_allowed() -> AppError {
 /// Answers 503 while shutting down, bounds each request in time, and stamps
 /// every answer with the daemon's version.
 async fn guard(
-    State(shutdown): State<CancellationToken>,
+    State(shutdown): State<Arc<CancellationToken>>,
     request: axum::extract::Request,
     next: Next,
 ) -> Response {
