@@ -181,8 +181,16 @@ mod tests {
         }
     }
 
+    /// Held by the tests whose tasks panic. Both reach the one `error!` of
+    /// [`panicked`], and tracing caches per call site whether any
+    /// subscriber wants its events: a thread that registers the call site
+    /// while another installs its scoped subscriber can cache "none" and
+    /// lose the other test's event.
+    static PANICS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
     #[tokio::test]
     async fn a_panic_in_a_blocking_task_is_an_error_with_its_message() {
+        let _serial = PANICS.lock().await;
         let (log, _guard) = capture_log();
         let found: Result<Vec<u32>, Panicked> =
             blocking("holder lookup", || panic!("no /proc here")).await;
@@ -208,6 +216,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_panic_in_a_unit_is_an_error_and_the_unit_is_no_longer_counted() {
+        let _serial = PANICS.lock().await;
         let units = Units::default();
         let failed: Result<(), Panicked> = units
             .run("signal", async { panic!("pidfd went away") })
