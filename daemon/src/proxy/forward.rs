@@ -24,8 +24,8 @@ use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
-use super::pool::{Kept, Pool};
-use super::wire::{self, Broken, Home as WireHome, Wire, WireBody};
+use super::pool::{Home, Kept, Pool};
+use super::wire::{self, Broken, Wire, WireBody};
 
 /// Headers that describe one connection, not the message (RFC 9110 7.6.1);
 /// a proxy never passes them on. `Connection` may name more.
@@ -95,17 +95,10 @@ pub type Forwarded = Either<PooledBody, WireBody>;
 /// to the pool once read to the end.
 pub struct PooledBody {
     inner: Incoming,
-    /// Where the connection goes back to: the pool, its port and lease.
-    home: Option<Home>,
+    /// The connection, and where it goes back to.
+    home: Option<(SendRequest<Incoming>, Home<SendRequest<Incoming>>)>,
     /// The body has ended (`is_end_stream` never says so of a chunked one).
     ended: bool,
-}
-
-struct Home {
-    sender: SendRequest<Incoming>,
-    pool: Pool<SendRequest<Incoming>>,
-    port: u16,
-    lease_id: String,
 }
 
 impl Upstream {
@@ -116,7 +109,7 @@ impl Upstream {
         &self,
         mut request: Request<Incoming>,
         port: u16,
-        lease_id: &str,
+        lease_id: String,
         from: &Origin,
     ) -> Result<Response<Forwarded>, Failed> {
         let upgrade = wants_upgrade(request.headers());
@@ -149,29 +142,24 @@ impl Upstream {
         &self,
         request: &Request<Incoming>,
         port: u16,
-        lease_id: &str,
+        lease_id: String,
     ) -> Result<Response<WireBody>, Failed> {
         let method = request.method();
         let head = wire::request_head(method, request.uri(), request.headers());
         let again =
             |broken: &Broken| broken.unsent || (broken.unanswered && method.is_idempotent());
         let (wire, answer) = loop {
-            let Some(mut wire) = self.wires.checkout(port, lease_id) else {
-                let mut wire = Wire::connect(port).await.map_err(Failed::Connect)?;
-                let answer = wire.exchange(&head).await;
-                break (wire, answer);
+            let (mut wire, kept) = match self.wires.checkout(port, &lease_id) {
+                Some(wire) => (wire, true),
+                None => (Wire::connect(port).await.map_err(Failed::Connect)?, false),
             };
             match wire.exchange(&head).await {
-                Err(broken) if again(&broken) => continue,
+                Err(broken) if kept && again(&broken) => continue,
                 answer => break (wire, answer),
             }
         };
         let head = answer.map_err(|broken| Failed::Exchange(broken.into()))?;
-        let home = WireHome {
-            pool: self.wires.clone(),
-            port,
-            lease_id: lease_id.to_string(),
-        };
+        let home = self.wires.home(port, lease_id);
         WireBody::response(method, head, wire, home).map_err(|e| Failed::Exchange(e.into()))
     }
 
@@ -182,11 +170,11 @@ impl Upstream {
         mut request: Request<Incoming>,
         upgrade: bool,
         port: u16,
-        lease_id: &str,
+        lease_id: String,
     ) -> Result<Response<PooledBody>, Failed> {
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
         *request.version_mut() = hyper::Version::HTTP_11;
-        let (sender, mut response) = self.exchange(request, port, lease_id).await?;
+        let (sender, mut response) = self.exchange(request, port, &lease_id).await?;
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(client_upgrade) = client_upgrade {
                 let server_upgrade = hyper::upgrade::on(&mut response);
@@ -199,12 +187,7 @@ impl Upstream {
                 ended: false,
             }));
         }
-        let home = (!sender.is_closed()).then(|| Home {
-            sender,
-            pool: self.hyper.clone(),
-            port,
-            lease_id: lease_id.to_string(),
-        });
+        let home = (!sender.is_closed()).then(|| (sender, self.hyper.home(port, lease_id)));
         Ok(response.map(|inner| PooledBody {
             inner,
             home,
@@ -295,10 +278,10 @@ impl Drop for PooledBody {
     /// Read to the end: the connection may carry the next request. Dropped
     /// half way (the client went away): hyper closes it.
     fn drop(&mut self) {
-        if let Some(home) = self.home.take()
+        if let Some((sender, home)) = self.home.take()
             && (self.ended || self.inner.is_end_stream())
         {
-            home.pool.checkin(home.port, &home.lease_id, home.sender);
+            home.keep(sender);
         }
     }
 }

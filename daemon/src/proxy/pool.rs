@@ -47,7 +47,31 @@ impl<C> Default for Pool<C> {
     }
 }
 
+/// Where a connection lent for one request goes back to once its response
+/// has been read to the end: its pool, port and lease.
+pub struct Home<C> {
+    pool: Pool<C>,
+    port: u16,
+    lease_id: String,
+}
+
+impl<C: Kept> Home<C> {
+    /// Keeps `conn` for the next request to the same lease.
+    pub fn keep(self, conn: C) {
+        self.pool.checkin(self.port, &self.lease_id, conn);
+    }
+}
+
 impl<C: Kept> Pool<C> {
+    /// Where a connection to `port` for `lease_id` goes back to.
+    pub fn home(&self, port: u16, lease_id: String) -> Home<C> {
+        Home {
+            pool: self.clone(),
+            port,
+            lease_id,
+        }
+    }
+
     /// An idle connection to `port` made for `lease_id`, newest first;
     /// connections made for an earlier lease on the port are dropped.
     pub fn checkout(&self, port: u16, lease_id: &str) -> Option<C> {

@@ -133,7 +133,7 @@ impl Proxy {
         };
         match self.leases.site(&name, label.as_deref()) {
             Site::Active { port, lease_id } => upstream
-                .forward(request, port, &lease_id, from)
+                .forward(request, port, lease_id, from)
                 .await
                 .map_err(|failed| match failed {
                     Failed::Connect(_) => Page::Starting { name, port },

@@ -29,7 +29,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::chunked::{Chunked, Decoded};
-use super::pool::{Kept, Pool};
+use super::pool::{Home, Kept};
 
 /// The least free room a read is given.
 const READ_ROOM: usize = 4096;
@@ -302,20 +302,13 @@ fn keeps_alive(head: &Head) -> bool {
             .any(|token| token.trim().eq_ignore_ascii_case("close"))
 }
 
-/// Where a connection goes once its response's body has ended.
-pub struct Home {
-    pub pool: Pool<Wire>,
-    pub port: u16,
-    pub lease_id: String,
-}
-
 /// A response's body, read from its connection as the client's connection
 /// asks for it. The connection goes back to the pool at the body's end.
 pub struct WireBody {
     wire: Option<Wire>,
     framing: Framing,
     /// Where the connection goes at the end; `None` when it is not kept.
-    home: Option<Home>,
+    home: Option<Home<Wire>>,
 }
 
 impl WireBody {
@@ -325,7 +318,7 @@ impl WireBody {
         method: &Method,
         mut head: Head,
         wire: Wire,
-        home: Home,
+        home: Home<Wire>,
     ) -> io::Result<Response<WireBody>> {
         let framing = framing(method, &mut head)?;
         let keep = keeps_alive(&head) && !matches!(framing, Framing::Close);
@@ -353,7 +346,7 @@ impl WireBody {
         if let (Some(wire), Some(home)) = (self.wire.take(), self.home.take())
             && wire.read.is_empty()
         {
-            home.pool.checkin(home.port, &home.lease_id, wire);
+            home.keep(wire);
         }
     }
 
