@@ -171,7 +171,8 @@ fn trailers(read: &mut BytesMut) -> io::Result<Option<HeaderMap>> {
     Ok(Some(map))
 }
 
-fn invalid(why: &str) -> io::Error {
+/// A server's bytes that are not what HTTP allows there.
+pub fn invalid(why: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, why.to_string())
 }
 

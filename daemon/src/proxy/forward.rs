@@ -25,7 +25,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
 use super::pool::{Home, Kept, Pool};
-use super::wire::{self, Broken, Wire, WireBody};
+use super::wire::{self, Broken, Wire, WireBody, tokens};
 
 /// Headers that describe one connection, not the message (RFC 9110 7.6.1);
 /// a proxy never passes them on. `Connection` may name more.
@@ -303,12 +303,7 @@ async fn join(client: hyper::upgrade::OnUpgrade, server: hyper::upgrade::OnUpgra
 /// A request to switch protocols: `Connection: upgrade` and `Upgrade`.
 fn wants_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)
-        && headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+        && tokens(headers, header::CONNECTION).any(|token| token.eq_ignore_ascii_case("upgrade"))
 }
 
 /// Drops the hop-by-hop headers and those `Connection` names; an upgrade
@@ -321,12 +316,8 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     if !found {
         return;
     }
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+    let named: Vec<HeaderName> = tokens(headers, header::CONNECTION)
+        .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
         .filter(|name| name != header::UPGRADE)
         .collect();
     for name in named {

@@ -28,7 +28,7 @@ use hyper::{Method, Response, StatusCode, Uri, Version};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::chunked::{Chunked, Decoded};
+use super::chunked::{Chunked, Decoded, invalid};
 use super::pool::{Home, Kept};
 
 /// The least free room a read is given.
@@ -254,13 +254,8 @@ fn framing(method: &Method, head: &mut Head) -> io::Result<Framing> {
     }
     let headers = &mut head.headers;
     if headers.contains_key(header::TRANSFER_ENCODING) {
-        let chunked = headers
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .rfind(|coding| !coding.is_empty())
+        let chunked = tokens(headers, header::TRANSFER_ENCODING)
+            .last()
             .is_some_and(|coding| coding.eq_ignore_ascii_case("chunked"));
         headers.remove(header::CONTENT_LENGTH);
         return Ok(if chunked {
@@ -293,13 +288,20 @@ fn framing(method: &Method, head: &mut Head) -> io::Result<Framing> {
 /// Whether the server keeps the connection after this response.
 fn keeps_alive(head: &Head) -> bool {
     head.version == Version::HTTP_11
-        && !head
-            .headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|token| token.trim().eq_ignore_ascii_case("close"))
+        && !tokens(&head.headers, header::CONNECTION)
+            .any(|token| token.eq_ignore_ascii_case("close"))
+}
+
+/// The comma-separated elements of every `name` field, trimmed, the empty
+/// ones left out (RFC 9110 5.6.1).
+pub fn tokens(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
 }
 
 /// A response's body, read from its connection as the client's connection
@@ -422,10 +424,6 @@ impl Body for WireBody {
             _ => SizeHint::default(),
         }
     }
-}
-
-fn invalid(why: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, why.to_string())
 }
 
 #[cfg(test)]
