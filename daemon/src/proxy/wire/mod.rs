@@ -397,8 +397,8 @@ impl Body for WireBody {
             if let Some(frame) = this.next_frame()? {
                 return Poll::Ready(Some(Ok(frame)));
             }
-            let ended = this.is_end_stream();
-            let Some(wire) = this.wire.as_mut().filter(|_| !ended) else {
+            // The connection is gone once the body has ended.
+            let Some(wire) = this.wire.as_mut() else {
                 return Poll::Ready(None);
             };
             if ready!(wire.poll_fill(cx))? == 0 {
